@@ -1,0 +1,60 @@
+"""The ``hyperscene`` command: one entry point, a subcommand per job.
+
+Subcommand modules are imported only when chosen, so ``hyperscene --help`` loads no Beam, torch,
+spaCy or FAISS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from hyperscene.pipelines import __version__
+
+COMMANDS = {
+    "compress": ("hyperscene.pipelines.compress", "compress a corpus into a Parquet store"),
+    "decompress": ("hyperscene.pipelines.decompress", "rebuild documents from a store, byte for byte"),
+    "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
+}
+
+USAGE = "usage: hyperscene [--version] COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
+    f"  {name:<12}{about}" for name, (_, about) in COMMANDS.items()
+) + "\n\n'hyperscene COMMAND --help' describes a command's options."
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"hyperscene {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"hyperscene: error: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+
+    from hyperscene.pipelines.cliutil import setup_logging
+    from hyperscene.transforms.errors import HypersceneError, VerificationFailed
+
+    setup_logging(verbose="-v" in argv or "--verbose" in argv)
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    try:
+        result = module.run(argv[1:])
+    except HypersceneError as e:
+        print(f"hyperscene {argv[0]}: error: {e}", file=sys.stderr)
+        return 1 if isinstance(e, VerificationFailed) else 2
+    except KeyboardInterrupt:
+        print(f"hyperscene {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+    if argv[0] == "compress":
+        from hyperscene.pipelines.inspect_store import render, summarise
+        from hyperscene.transforms.store import StoreVersion
+
+        print(render(summarise(StoreVersion(result["config"]["out"], result["version"]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""``hyperscene compress``: read a corpus, and write a store version that decompresses byte for byte.
+
+read -> segment -> exact dedup -> count tokens -> embed (RunInference) -> train codebook (one
+worker, side input) -> assign hyperwords -> near-duplicates per cluster -> write tables -> publish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from hyperscene.pipelines import cliutil
+from hyperscene.pipelines.config import (
+    DEFAULT_CODEBOOK_SAMPLE,
+    DEFAULT_MAX_UNIT_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_NEAR_DUP_THRESHOLD,
+    INPUT_FORMATS,
+    CompressConfig,
+)
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
+from hyperscene.transforms.dedup import ExactDedup
+from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_sentence_transformer, resolve_model
+from hyperscene.transforms.errors import StoreError
+from hyperscene.transforms.near_dup import NearDuplicates
+from hyperscene.transforms.read import InputFile, ReadDocuments, discover
+from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreVersion, WriteTable, published_versions, version_dir
+from hyperscene.transforms.tokens import CountTokens
+
+logger = logging.getLogger("hyperscene")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperscene compress",
+        description="Compress a corpus into a Parquet store. Unrecognised --flags go to Apache Beam "
+        "(--runner, --direct_num_workers, --setup_file, ...).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories (recursive) or quoted glob patterns")
+    p.add_argument("--out", required=True, help="store directory to create (local, gs://, s3://)")
+    g = p.add_argument_group("input")
+    g.add_argument("--input-format", default="auto", choices=INPUT_FORMATS, help="default: by file extension")
+    g.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
+    g.add_argument("--id-field", help="JSONL/Parquet field holding the document id (default: SOURCE:RECORD)")
+    g = p.add_argument_group("segmentation")
+    g.add_argument("--lang", default="en", help="spaCy language code of the blank pipeline (default: en)")
+    g.add_argument("--spacy-model", help="an installed spaCy pipeline to use instead, e.g. en_core_web_sm")
+    g.add_argument("--max-unit-tokens", type=int, default=DEFAULT_MAX_UNIT_TOKENS,
+                   help=f"cut longer sentences into clauses (default: {DEFAULT_MAX_UNIT_TOKENS})")
+    g = p.add_argument_group("embedding")
+    g.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers name or local folder (default: the bundled all-MiniLM-L6-v2)")
+    g.add_argument("--allow-download", action="store_true", help="let a model name not in the local cache be downloaded")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
+    g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    g = p.add_argument_group("codebook and near-duplicates")
+    g.add_argument("--codebook-size", type=int, help="hyperwords (default: about 2*sqrt(distinct units))")
+    g.add_argument("--codebook-sample", type=int, default=DEFAULT_CODEBOOK_SAMPLE,
+                   help=f"units the k-means is trained on (default: {DEFAULT_CODEBOOK_SAMPLE:,})")
+    g.add_argument("--seed", type=int, default=0, help="k-means seed (default: 0)")
+    g.add_argument("--near-dup-threshold", type=float, default=DEFAULT_NEAR_DUP_THRESHOLD,
+                   help=f"cosine at or above which units merge (default: {DEFAULT_NEAR_DUP_THRESHOLD})")
+    g = p.add_argument_group("output")
+    g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
+    return p
+
+
+def parse(argv: list[str]) -> CompressConfig:
+    args, beam_args = build_parser().parse_known_args(argv)
+    cliutil.check_beam_args(beam_args)
+    return CompressConfig(
+        inputs=tuple(args.inputs),
+        out=args.out,
+        input_format=args.input_format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        lang=args.lang,
+        spacy_model=args.spacy_model,
+        max_unit_tokens=args.max_unit_tokens,
+        model=args.model,
+        allow_download=args.allow_download,
+        device=args.device,
+        batch_size=args.batch_size,
+        codebook_size=args.codebook_size,
+        codebook_sample=args.codebook_sample,
+        seed=args.seed,
+        near_dup_threshold=args.near_dup_threshold,
+        num_shards=args.num_shards,
+        beam_args=tuple(beam_args),
+    )
+
+
+def _pairs(name, value_fn=lambda _: 1):
+    return beam.Map(lambda x: (name, value_fn(x)))
+
+
+def _hyperword_rows(centroids, clusters):
+    """Every centroid becomes a row, with its cluster's statistics (an empty cluster has none)."""
+    stats = {c["hyperword"]: c for c in clusters}
+    for hw, centroid in enumerate(centroids):
+        row = stats.get(hw) or {"hyperword": hw, "unit_count": 0, "occurrence_count": 0}
+        yield {**row, "centroid": centroid.tolist()}
+
+
+def _with_hyperword(item):
+    _, group = item
+    (hyperword,) = group["hyperword"]
+    for occurrence in group["occurrences"]:
+        yield {**occurrence, "hyperword": hyperword}
+
+
+def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str, dimension: int, info: ManifestInfo, path: str):
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
+    segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
+    occurrences, distinct = segmented.occurrences | "ExactDedup" >> ExactDedup()
+    handler = SentenceTransformerModelHandler(model_folder, device=cfg.device, batch_size=cfg.batch_size)
+    embedded = distinct | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler)
+    centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
+    assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
+    near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold)
+    units = near.units
+
+    hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
+    occurrence_rows = (
+        {
+            "occurrences": occurrences | "OccByUnit" >> beam.Map(lambda o: (o["unit_id"], o)),
+            "hyperword": units | "HwByUnit" >> beam.Map(lambda u: (u["unit_id"], u["hyperword"])),
+        }
+        | "JoinHyperword" >> beam.CoGroupByKey()
+        | "AttachHyperword" >> beam.FlatMap(_with_hyperword)
+    )
+
+    tables = {
+        "documents": segmented.documents,
+        "units": units,
+        "occurrences": occurrence_rows,
+        "hyperwords": hyperwords,
+        "provenance": near.provenance,
+        "dead_letters": read["dead_letters"],
+    }
+    large = {"units", "occurrences"}
+    files_written = [
+        rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1)
+        for name, rows in tables.items()
+    ] | "AllFiles" >> beam.Flatten()
+
+    stats = [
+        segmented.documents | "NDocs" >> _pairs("documents"),
+        segmented.documents | "NBytes" >> _pairs("input_bytes", lambda d: d["bytes"]),
+        occurrence_rows | "NOcc" >> _pairs("units"),
+        units | "NDistinct" >> _pairs("distinct_units"),
+        units | "NTokens" >> _pairs("tokens", lambda u: u["occurrence_count"] * u["token_count"]),
+        units | "NWords" >> _pairs("words", lambda u: u["occurrence_count"] * u["word_count"]),
+        near.provenance | "NMerges" >> _pairs("near_duplicate_units"),
+        units
+        | "MergedOcc" >> beam.Filter(lambda u: u["canonical_unit_id"] != u["unit_id"])
+        | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda u: u["occurrence_count"]),
+        centroids | "NCodes" >> _pairs("codebook_size", len),
+        read["dead_letters"] | "NDead" >> _pairs("dead_letters"),
+    ] | "AllStats" >> beam.Flatten()
+    return (files_written, stats) | "Publish" >> PublishVersion(path, info)
+
+
+def prepare_version(out: str) -> tuple[int, str]:
+    """The version to write. Unpublished leftovers of a crashed run are cleared; a published store is kept."""
+    versions = published_versions(out)
+    if versions:
+        raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
+    path = version_dir(out, 1)
+    if FileSystems.exists(path):
+        logger.info("clearing unpublished files of an interrupted run in %s", path)
+        FileSystems.delete([path])
+    return 1, path
+
+
+def run(argv: list[str]) -> dict:
+    """Compress; returns the published manifest. Raises HypersceneError on bad input or options."""
+    started = time.time()
+    cfg = parse(argv)
+    files = discover(list(cfg.inputs), cfg.input_format)
+    load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
+    folder, source = resolve_model(cfg.model, cfg.allow_download)
+    model = load_sentence_transformer(folder, cfg.device)
+    identity = describe_model(cfg.model, folder, source, model)
+    del model
+    version, path = prepare_version(cfg.out)
+    logger.info("compressing %d input files into %s (model %s, %d dims)", len(files), path, cfg.model, identity.dimension)
+
+    info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
+    options = PipelineOptions(list(cfg.beam_args))
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, cfg, files, folder, identity.dimension, info, path)
+    return StoreVersion(cfg.out, version).manifest

@@ -1,0 +1,63 @@
+"""Validated configuration of the compress job. Validation never touches files, models or the network."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
+from hyperscene.transforms.embed import DEFAULT_MODEL
+from hyperscene.transforms.errors import InvalidOption
+from hyperscene.transforms.near_dup import DEFAULT_THRESHOLD as DEFAULT_NEAR_DUP_THRESHOLD
+from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
+from hyperscene.transforms.segment import DEFAULT_MAX_UNIT_TOKENS
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    inputs: tuple[str, ...]
+    out: str
+    input_format: str = "auto"
+    text_field: str = "text"
+    id_field: str | None = None
+    lang: str = "en"
+    spacy_model: str | None = None
+    max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS
+    model: str = DEFAULT_MODEL
+    allow_download: bool = False
+    device: str = "cpu"
+    batch_size: int = 64
+    codebook_size: int | None = None  # None: scales with the number of distinct units
+    codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
+    seed: int = 0
+    near_dup_threshold: float = DEFAULT_NEAR_DUP_THRESHOLD
+    num_shards: int = 1
+    beam_args: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise InvalidOption("give at least one input: a file, a directory or a glob pattern")
+        if not self.out:
+            raise InvalidOption("--out is required: the store directory to write")
+        if self.input_format not in INPUT_FORMATS:
+            raise InvalidOption(f"--input-format must be one of {', '.join(INPUT_FORMATS)}, not {self.input_format!r}")
+        if self.max_unit_tokens < 2:
+            raise InvalidOption(f"--max-unit-tokens must be at least 2, not {self.max_unit_tokens}")
+        if self.batch_size < 1:
+            raise InvalidOption(f"--batch-size must be positive, not {self.batch_size}")
+        if self.codebook_size is not None and self.codebook_size < 1:
+            raise InvalidOption(f"--codebook-size must be positive, not {self.codebook_size}")
+        if self.codebook_sample < 1:
+            raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
+        if self.num_shards < 1:
+            raise InvalidOption(f"--num-shards must be positive, not {self.num_shards}")
+        if not self.text_field:
+            raise InvalidOption("--text-field must not be empty")
+
+    def as_manifest(self) -> dict:
+        """Settings that shape the store, for the manifest (runner flags are not among them)."""
+        d = asdict(self)
+        d.pop("beam_args")
+        d["inputs"] = list(self.inputs)
+        return d

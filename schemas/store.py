@@ -1,0 +1,99 @@
+"""Parquet schemas of the store's tables.
+
+A store is a directory of versions; each version holds one folder per table with Parquet files of
+the schema below, and a ``manifest.json`` that is written last. Readers rely on these names and
+types, so a change here is a format change: bump ``FORMAT_VERSION`` and say so in the README.
+
+Reassembly rule (the byte-exact guarantee): a document's text is its ``prefix`` followed, for every
+occurrence in ``position`` order, by the unit's ``text`` and the occurrence's ``separator``.
+"""
+
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+
+DOCUMENTS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # input file, relative to its input root
+        pa.field("format", pa.string(), nullable=False),  # text | jsonl | parquet
+        pa.field("record", pa.int64()),  # line (jsonl) or row (parquet) within source; null for text
+        pa.field("bytes", pa.int64(), nullable=False),  # UTF-8 bytes of the original text
+        pa.field("sha256", pa.string(), nullable=False),  # of those bytes
+        pa.field("prefix", pa.string(), nullable=False),  # whitespace before the first unit
+        pa.field("unit_count", pa.int64(), nullable=False),
+    ]
+)
+
+UNITS = pa.schema(
+    [
+        pa.field("unit_id", pa.string(), nullable=False),  # content hash of text
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("occurrence_count", pa.int64(), nullable=False),
+        pa.field("token_count", pa.int64(), nullable=False),  # embedding model's tokenizer, no specials
+        pa.field("word_count", pa.int64(), nullable=False),  # whitespace-separated words
+        pa.field("hyperword", pa.int32(), nullable=False),
+        pa.field("hyperword_score", pa.float32(), nullable=False),  # cosine to the centroid
+        pa.field("canonical_unit_id", pa.string(), nullable=False),  # itself unless near-duplicate
+    ]
+)
+
+OCCURRENCES = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),  # 0-based, within the document
+        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("separator", pa.string(), nullable=False),  # whitespace after the unit, maybe ""
+        pa.field("hyperword", pa.int32(), nullable=False),
+    ]
+)
+
+HYPERWORDS = pa.schema(
+    [
+        pa.field("hyperword", pa.int32(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float32()), nullable=False),  # unit length
+        pa.field("unit_count", pa.int64(), nullable=False),  # distinct unit texts assigned
+        pa.field("occurrence_count", pa.int64(), nullable=False),
+        pa.field("representative_unit_id", pa.string()),  # null for an empty cluster
+        pa.field("representative_text", pa.string()),
+        pa.field("representative_score", pa.float32()),
+    ]
+)
+
+PROVENANCE = pa.schema(
+    [
+        pa.field("unit_id", pa.string(), nullable=False),  # the merged member
+        pa.field("canonical_unit_id", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("score", pa.float32(), nullable=False),
+        pa.field("hyperword", pa.int32(), nullable=False),
+    ]
+)
+
+DEAD_LETTERS = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("record", pa.int64()),  # line or row within source; null for a whole file
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("raw", pa.binary()),  # the bytes that were not stored anywhere else
+    ]
+)
+
+TABLES = {
+    "documents": DOCUMENTS,
+    "units": UNITS,
+    "occurrences": OCCURRENCES,
+    "hyperwords": HYPERWORDS,
+    "provenance": PROVENANCE,
+    "dead_letters": DEAD_LETTERS,
+}
+
+# Rows are written sorted by these columns so that the same input gives the same files anywhere.
+SORT_KEYS = {
+    "documents": ("doc_id",),
+    "units": ("unit_id",),
+    "occurrences": ("doc_id", "position"),
+    "hyperwords": ("hyperword",),
+    "provenance": ("unit_id",),
+    "dead_letters": ("source", "record", "reason"),
+}

