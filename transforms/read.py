@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import EmptyInput, InputNotFound, InvalidOption
+from hyperscene.transforms.errors import EmptyInput, InputNotFound
 from hyperscene.transforms.progress import Progress
 
 logger = logging.getLogger("hyperscene")
@@ -72,8 +73,6 @@ def discover(patterns: list[str], input_format: str = "auto") -> list[InputFile]
     In directories and globs, hidden files and files of unknown extension are skipped (and
     counted in the log); a file named explicitly is read even with an unknown extension, as text.
     """
-    if input_format not in FORMATS:
-        raise InvalidOption(f"--input-format must be one of {', '.join(FORMATS)}, not {input_format!r}")
     found: dict[str, InputFile] = {}
     skipped = 0
     for pattern in patterns:
@@ -83,6 +82,8 @@ def discover(patterns: list[str], input_format: str = "auto") -> list[InputFile]
             paths, explicit = _match(pattern), False
         else:
             root, paths, explicit = pattern, _match(pattern + "/**"), False
+            if not paths and os.path.isdir(pattern):
+                raise EmptyInput(f"directory {pattern!r} holds no files")
             if not paths:  # not a directory: a single file
                 root, paths, explicit = posixpath.dirname(pattern), _match(pattern), True
         if not paths:

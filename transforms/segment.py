@@ -29,9 +29,11 @@ PARAGRAPH_BREAK = re.compile(rf"{_BREAK}(?:{_INLINE_SPACE}*{_BREAK})+\s*")
 # spaCy refuses texts over nlp.max_length; chunks also bound memory on huge single-line documents.
 MAX_CHUNK_CHARS = 100_000
 
-# Sentences longer than this many spaCy tokens are cut into clauses; see the README for the measure.
-DEFAULT_MAX_UNIT_TOKENS = 24
+# Sentences longer than this many spaCy tokens are cut into clauses. 10 gives about 9 WordPiece
+# tokens per unit on English prose (measured by benchmarks/compress_slice.py), inside the 5-10 target.
+DEFAULT_MAX_UNIT_TOKENS = 10
 
+DASH_INFIXES = [r"-{2,}", "—", "–", "―"]
 CLAUSE_PUNCTUATION = frozenset({",", ";", ":", "—", "–", "--", "―", "…", "...", "(", ")"})
 
 # Words that open a clause, used when the pipeline has no part-of-speech tags (blank pipelines).
@@ -122,6 +124,9 @@ def load_spacy(lang: str, spacy_model: str | None = None) -> "Language":
                 f"spaCy has no usable blank pipeline for language {lang!r}: {e}"
             ) from None
         nlp.add_pipe("sentencizer")
+        # Dashes written without spaces ("fail,--and") are clause breaks; make them tokens.
+        infixes = list(nlp.Defaults.infixes or []) + DASH_INFIXES
+        nlp.tokenizer.infix_finditer = spacy.util.compile_infix_regex(infixes).finditer
     nlp.max_length = MAX_CHUNK_CHARS + 1
     return nlp
 

@@ -1,0 +1,60 @@
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+
+from hyperscene.transforms.embed import SentenceTransformerModelHandler, fingerprint, resolve_model
+from hyperscene.transforms.errors import ModelNotFound
+
+
+def test_resolve_bundled_aliases(model_folder):
+    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "bundled"):
+        assert resolve_model(name) == (model_folder, "bundled")
+
+
+def test_resolve_local_folder(model_folder):
+    assert resolve_model(model_folder) == (model_folder, "local")
+
+
+def test_unknown_model_fails_fast_without_a_network(tmp_path):
+    with pytest.raises(ModelNotFound, match="unknown model 'no-such/model-xyz'"):
+        resolve_model("no-such/model-xyz")
+    with pytest.raises(ModelNotFound, match="does not exist"):
+        resolve_model(str(tmp_path / "missing-model"))
+    with pytest.raises(ModelNotFound, match="holds no sentence-transformers model"):
+        resolve_model(str(tmp_path))
+
+
+def test_handler_embeds_with_the_real_bundled_model(model_folder):
+    handler = SentenceTransformerModelHandler(model_folder, batch_size=4)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 32, "max_batch_size": 32}
+    model = handler.load_model()
+    texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."]
+    results = handler.run_inference(texts, model)
+    vectors = np.stack([r.inference for r in results])
+    assert [r.example for r in results] == texts
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > 0.6 > sims[0, 2]
+
+
+def test_run_inference_in_a_pipeline(model_folder):
+    handler = SentenceTransformerModelHandler(model_folder, batch_size=2, group_factor=1)
+
+    def check(results):
+        assert sorted(r.example for r in results) == ["one", "three", "two"]
+        assert all(r.inference.shape == (384,) for r in results)
+
+    with TestPipeline() as p:
+        out = p | beam.Create(["one", "two", "three"]) | RunInference(handler)
+        assert_that(out, check)
+
+
+def test_fingerprint_depends_on_weights(model_folder, tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"a")
+    first = fingerprint(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"b")
+    assert fingerprint(str(tmp_path)) != first

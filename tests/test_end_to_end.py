@@ -1,0 +1,131 @@
+"""Compress real text, decompress it, and compare byte for byte; plus the CLI's error behaviour."""
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import RU_CORPUS, SAMPLE_CORPUS, files_under
+from hyperscene.pipelines import compress, decompress
+from hyperscene.pipelines.cli import main
+from hyperscene.schemas import TABLES
+from hyperscene.transforms.store import StoreVersion
+
+
+def test_sample_corpus_round_trips_byte_for_byte(sample_store, tmp_path):
+    out = tmp_path / "restored"
+    result = decompress.run([str(sample_store), "--out", str(out)])
+    restored = files_under(out)
+    original = files_under(SAMPLE_CORPUS)
+    for name in ("alice-in-wonderland.txt", "sign-of-the-four.md"):
+        assert restored[name] == original[name]
+    assert restored["origin-of-species.txt"] == gzip.decompress(original["origin-of-species.txt.gz"])
+    records = [json.loads(line) for line in original["great-expectations.jsonl"].decode().splitlines()]
+    assert [json.loads(line)["text"] for line in restored["great-expectations.jsonl"].decode().splitlines()] == [r["text"] for r in records]
+    assert result["documents"] == 3 + len(records)
+
+
+def test_russian_round_trip_is_byte_exact_and_deterministic(tmp_path):
+    stores = [tmp_path / "a", tmp_path / "b"]
+    for store in stores:
+        compress.run([str(RU_CORPUS), "--out", str(store), "--lang", "ru"])
+    decompress.run([str(stores[0]), "--out", str(tmp_path / "restored")])
+    assert files_under(tmp_path / "restored") == files_under(RU_CORPUS)
+    checksums = [{f["path"]: f["sha256"] for f in StoreVersion(str(s)).manifest["files"]} for s in stores]
+    assert checksums[0] == checksums[1]
+
+
+def test_store_tables_match_schemas_and_checksums(sample_store):
+    store = StoreVersion(str(sample_store))
+    for entry in store.manifest["files"]:
+        path = Path(store.path) / entry["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        meta = pq.ParquetFile(path)
+        assert meta.schema_arrow == TABLES[entry["table"]]
+        assert meta.metadata.num_rows == entry["rows"]
+        assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
+    counts = store.manifest["counts"]
+    assert counts["units"] == store.read("occurrences").num_rows
+    assert counts["distinct_units"] == store.read("units").num_rows
+    assert counts["codebook_size"] == store.read("hyperwords").num_rows
+    assert store.manifest["model"]["dimension"] == 384 and store.manifest["model"]["source"] == "bundled"
+
+
+def test_store_reads_with_pandas_and_duckdb(sample_store):
+    version = Path(StoreVersion(str(sample_store)).path)
+    units = pd.read_parquet(version / "units")
+    assert units["occurrence_count"].sum() > len(units)  # the licence boilerplate repeats
+    occurrences = f"'{version}/occurrences/*.parquet'"
+    hyperwords = f"'{version}/hyperwords/*.parquet'"
+    rows = duckdb.sql(f"select count(*), count(distinct h.hyperword) from {occurrences} o join {hyperwords} h using (hyperword)").fetchall()[0]
+    assert rows[0] == len(pd.read_parquet(version / "occurrences")) and rows[1] > 1
+
+
+def test_every_unit_has_a_hyperword_and_merges_are_above_threshold(sample_store):
+    store = StoreVersion(str(sample_store))
+    units = store.read("units").to_pandas()
+    k = store.manifest["counts"]["codebook_size"]
+    assert units["hyperword"].between(0, k - 1).all()
+    provenance = store.read("provenance").to_pandas()
+    assert (provenance["score"] >= store.manifest["config"]["near_dup_threshold"] - 1e-6).all()
+    merged = units[units["canonical_unit_id"] != units["unit_id"]]
+    assert set(merged["unit_id"]) == set(provenance["unit_id"])
+
+
+def test_inspect_and_single_document(sample_store, capsys):
+    assert main(["inspect", str(sample_store)]) == 0
+    text = capsys.readouterr().out
+    for label in ("documents", "tokens", "distinct units", "near-dup merges", "tokens/hyperword", "codebook size", "store bytes"):
+        assert label in text
+    assert main(["inspect", str(sample_store), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert 5 <= summary["tokens_per_hyperword"] <= 12
+    assert main(["decompress", str(sample_store), "--doc", "sign-of-the-four.md"]) == 0
+    assert capsys.readouterr().out == (SAMPLE_CORPUS / "sign-of-the-four.md").read_bytes().decode("utf-8")
+
+
+def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sample_store, damaged)
+    units_file = next((damaged / "v000001" / "units").glob("*.parquet"))
+    table = pq.read_table(units_file)
+    texts = table["text"].to_pylist()
+    i = next(i for i, t in enumerate(texts) if t.startswith("Alice"))
+    texts[i] = texts[i].replace("Alice", "Alicia", 1)
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), units_file)
+    assert main(["decompress", str(damaged), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "did not match their stored sha256" in err and "alice-in-wonderland.txt" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compress", "{tmp}/missing", "--out", "{tmp}/s"], "no input matches"),
+        (["compress", "{tmp}/empty", "--out", "{tmp}/s"], "holds no files"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--model", "no-such/model-xyz"], "unknown model"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--lang", "zz"], "no usable blank pipeline"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--codebok-size", "3"], "unknown option --codebok_size"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--near-dup-threshold", "1.5"], "--near-dup-threshold"),
+        (["decompress", "{tmp}/nothing"], "no published store version"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path, ru=RU_CORPUS) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("hyperscene "), err
+
+
+def test_compress_refuses_to_overwrite_a_published_store(sample_store, capsys):
+    assert main(["compress", str(SAMPLE_CORPUS), "--out", str(sample_store)]) == 2
+    assert "already holds a published store" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+import gzip
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from hyperscene.transforms.errors import EmptyInput, InputNotFound
+from hyperscene.transforms.read import InputFile, ReadDocuments, discover, read_jsonl, read_text_file
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_bytes(b"\xef\xbb\xbfHello.\r\n")
+    (tmp_path / "sub" / "b.md").write_text("B", encoding="utf-8")
+    (tmp_path / "sub" / "c.txt.gz").write_bytes(gzip.compress(b"gzipped"))
+    (tmp_path / "sub" / "d.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(b"zstd"))
+    (tmp_path / "notes.tsv").write_text("skipped", encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("skipped", encoding="utf-8")
+    return tmp_path
+
+
+def test_discover_directory_recursively(corpus):
+    files = discover([str(corpus)])
+    assert [f.source for f in files] == ["a.txt", "sub/b.md", "sub/c.txt.gz", "sub/d.txt.zst"]
+    assert {f.format for f in files} == {"text"}
+
+
+def test_discover_glob_and_explicit_file(corpus):
+    assert [f.source for f in discover([str(corpus / "sub" / "*.md")])] == ["b.md"]
+    assert [f.source for f in discover([str(corpus / "notes.tsv")])] == ["notes.tsv"]
+
+
+def test_discover_errors(tmp_path):
+    with pytest.raises(InputNotFound, match="no input matches"):
+        discover([str(tmp_path / "missing")])
+    (tmp_path / "only.bin").write_bytes(b"x")
+    with pytest.raises(EmptyInput, match="no readable input files"):
+        discover([str(tmp_path)])
+
+
+def test_text_file_keeps_bom_and_rejects_invalid_utf8():
+    f = InputFile("x", "x.txt", "text")
+    [(tag, doc)] = read_text_file(f, b"\xef\xbb\xbfHi")
+    assert tag == "documents" and doc["text"] == "\ufeffHi" and doc["bytes"] == 5
+    [(tag, dead)] = read_text_file(f, b"ok \xff bad")
+    assert tag == "dead_letters" and dead["reason"] == "invalid UTF-8 at byte 3" and dead["raw"] == b"ok \xff bad"
+
+
+def test_jsonl_records_and_dead_letters():
+    f = InputFile("x", "r.jsonl", "jsonl")
+    raw = b'{"text": "one", "id": 7}\n\n{"body": "no text"}\n{"text": null}\nnot json\n{"text": "two"}\r\n'
+    out = list(read_jsonl(f, raw, "text", "id"))
+    assert [(t, r.get("doc_id"), r.get("record")) for t, r in out] == [
+        ("documents", "7", 1),
+        ("dead_letters", None, 3),
+        ("dead_letters", None, 4),
+        ("dead_letters", None, 5),
+        ("documents", "r.jsonl:6", 6),
+    ]
+    assert out[3][1]["raw"] == b"not json"
+
+
+def test_read_documents_pipeline(tmp_path):
+    (tmp_path / "a.txt").write_text("Alpha.", encoding="utf-8")
+    (tmp_path / "bad.txt").write_bytes(b"\xff")
+    (tmp_path / "r.jsonl").write_text(json.dumps({"text": "Beta.", "id": "a.txt"}) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": ["Gamma.", None], "id": ["g", "h"]}), tmp_path / "t.parquet")
+    files = discover([str(tmp_path)])
+    with TestPipeline() as p:
+        out = p | ReadDocuments(files, "text", "id")
+        assert_that(out["documents"] | beam.Map(lambda d: (d["doc_id"], d["text"], d["format"])),
+                    equal_to([("a.txt", "Alpha.", "text"), ("g", "Gamma.", "parquet")]), label="docs")
+        assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0])),
+                    equal_to([("bad.txt", "invalid UTF-8 at byte 0"), ("r.jsonl", "duplicate document id 'a.txt'"),
+                              ("t.parquet", "'text' is null, not text")]), label="dead")

@@ -1,0 +1,96 @@
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from hyperscene.transforms.segment import PARAGRAPH_BREAK, Segmenter, chunk_offsets, split_at
+
+
+@pytest.fixture(scope="module")
+def en():
+    return Segmenter("en", max_unit_tokens=10)
+
+
+@pytest.fixture(scope="module")
+def ru():
+    return Segmenter("ru", max_unit_tokens=10)
+
+
+def test_split_at_moves_edge_whitespace_into_separators():
+    seg = split_at("  One two.  Three.\n", [11])
+    assert seg.prefix == "  "
+    assert seg.units == ["One two.", "Three."]
+    assert seg.separators == ["  ", "\n"]
+
+
+def test_split_at_whitespace_only_and_empty():
+    assert split_at(" \r\n\t", [2]).units == []
+    assert split_at(" \r\n\t", [2]).prefix == " \r\n\t"
+    assert split_at("", []).text() == ""
+
+
+def test_sentences_and_paragraphs(en):
+    text = "CHAPTER I\r\n\r\nAlice was tired. She sat down!\r\nThe end"
+    seg = en.segment(text)
+    assert seg.units == ["CHAPTER I", "Alice was tired.", "She sat down!", "The end"]
+    assert seg.separators == ["\r\n\r\n", " ", "\r\n", ""]
+    assert seg.text() == text
+
+
+def test_long_sentence_is_cut_into_clauses(en):
+    text = ("The kettle would glow like a fiery furnace,--the irons would scorch, the linens would dry "
+            "in the wind, and spirits would fail before the evening came upon the weary house.")
+    seg = en.segment(text)
+    assert len(seg.units) >= 3
+    assert seg.units[0] == "The kettle would glow like a fiery furnace,--"
+    assert seg.text() == text
+
+
+def test_russian_clauses(ru):
+    text = ("Говорили, что на набережной появилось новое лицо: дама с собачкой, и Дмитрий Дмитрич "
+            "Гуров, проживший в Ялте уже две недели и привыкший тут, тоже стал интересоваться новыми лицами.")
+    seg = ru.segment(text)
+    assert len(seg.units) > 2
+    assert seg.text() == text
+
+
+def test_text_without_any_cut_point_stays_bounded(en):
+    words = " ".join(f"w{i}" for i in range(100))
+    seg = en.segment(words)
+    assert max(len(u.split()) for u in seg.units) <= 10
+    assert seg.text() == words
+
+
+def test_paragraph_break_regex_accepts_every_line_ending():
+    for br in ("\n\n", "\r\n\r\n", "\r\r", "\u2029\u2029", "\n  \t\n", "\u2028\n"):
+        assert PARAGRAPH_BREAK.search(f"a{br}b"), repr(br)
+    assert not PARAGRAPH_BREAK.search("a\nb")
+
+
+def test_chunks_of_a_huge_line_are_bounded():
+    text = ("word " * 50_000) + "x" * 250_000
+    starts = chunk_offsets(text, max_chars=100_000)
+    ends = starts[1:] + [len(text)]
+    assert starts[0] == 0 and all(0 < b - a <= 100_000 for a, b in zip(starts, ends))
+
+
+LINE_ENDINGS = st.sampled_from(["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"])
+PIECES = st.one_of(
+    st.text(max_size=30),
+    LINE_ENDINGS,
+    st.sampled_from([". ", "! ", "? ", ", ", "; ", "--", " and ", "\t", "\u200b", "\u0301", "שלום", "👩‍👩‍👧", "\ufeff"]),
+    st.text(alphabet=st.characters(categories=["Zs", "Cc", "Mn", "So", "Lo"]), max_size=10),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, max_size=40).map("".join))
+def test_segmentation_reassembles_any_text(en, text):
+    seg = en.segment(text)
+    assert seg.text() == text
+    assert all(u and u == u.strip() for u in seg.units)
+    assert all(not s.strip() for s in [seg.prefix, *seg.separators])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=400))
+def test_russian_segmentation_reassembles_any_text(ru, text):
+    assert ru.segment(text).text() == text
