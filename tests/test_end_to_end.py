@@ -129,3 +129,25 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, args, message):
 def test_compress_refuses_to_overwrite_a_published_store(sample_store, capsys):
     assert main(["compress", str(SAMPLE_CORPUS), "--out", str(sample_store)]) == 2
     assert "already holds a published store" in capsys.readouterr().err
+
+
+def test_parquet_records_with_shards_round_trip(tmp_path):
+    import pyarrow as pa
+
+    texts = [p.read_bytes().decode("utf-8") for p in sorted(RU_CORPUS.glob("*.txt"))]
+    texts += ["", "  \r\n", "Ещё одна строка.\u2028Вторая строка."]
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"body": texts, "key": [f"doc-{i}" for i in range(len(texts))]}), tmp_path / "in" / "docs.parquet")
+    store = tmp_path / "store"
+    compress.run([str(tmp_path / "in"), "--out", str(store), "--lang", "ru", "--text-field", "body", "--id-field", "key", "--num-shards", "2"])
+    assert len(StoreVersion(str(store)).files("occurrences")) == 2
+    decompress.run([str(store), "--out", str(tmp_path / "out")])
+    lines = (tmp_path / "out" / "docs.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [{"key": f"doc-{i}", "body": t} for i, t in enumerate(texts)]
+
+
+def test_inspect_recounts_with_another_tokenizer(sample_store, model_folder):
+    from hyperscene.pipelines.inspect_store import summarise
+
+    store = StoreVersion(str(sample_store))
+    assert summarise(store, model_folder)["tokens"] == store.manifest["counts"]["tokens"]

@@ -62,7 +62,8 @@ def test_text_without_any_cut_point_stays_bounded(en):
 def test_paragraph_break_regex_accepts_every_line_ending():
     for br in ("\n\n", "\r\n\r\n", "\r\r", "\u2029\u2029", "\n  \t\n", "\u2028\n"):
         assert PARAGRAPH_BREAK.search(f"a{br}b"), repr(br)
-    assert not PARAGRAPH_BREAK.search("a\nb")
+    for single in ("\n", "\r\n", "\r", "\u2028", "\n \t"):
+        assert not PARAGRAPH_BREAK.search(f"a{single}b"), repr(single)
 
 
 def test_chunks_of_a_huge_line_are_bounded():

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # spaCy is heavy: imported where a pipeline is built
 
 # Characters str.splitlines() treats as line breaks; a run of whitespace holding two of them is a
 # paragraph break, which is always a unit boundary (headings and verse rarely end in punctuation).
-_BREAK = r"(?:\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])"
+# "\r" alone is a break only when no "\n" follows, so that "\r\n" can never count as two.
+_BREAK = r"(?:\r\n|\r(?!\n)|[\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029])"
 _INLINE_SPACE = r"[^\S\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
 PARAGRAPH_BREAK = re.compile(rf"{_BREAK}(?:{_INLINE_SPACE}*{_BREAK})+\s*")
 
