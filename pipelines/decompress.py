@@ -89,6 +89,17 @@ def _records_file(source: str) -> str:
     return posixpath.splitext(source)[0] + ".jsonl"
 
 
+# JSON leaves these unescaped, but str.splitlines() and many JSONL readers break lines at them.
+_LINE_BREAKS_JSON_KEEPS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _json_line(obj: dict) -> str:
+    line = json.dumps(obj, ensure_ascii=False)
+    for char, escaped in _LINE_BREAKS_JSON_KEEPS.items():
+        line = line.replace(char, escaped)
+    return line + "\n"
+
+
 def _check_out(out: str) -> None:
     try:
         existing = FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list
@@ -128,7 +139,7 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
         elif doc["format"] == "text" and _safe_relative(doc["doc_id"]):
             _write(FileSystems.join(out, doc["doc_id"]), data)
         else:
-            line = json.dumps({id_field: doc["doc_id"], text_field: text}, ensure_ascii=False) + "\n"
+            line = _json_line({id_field: doc["doc_id"], text_field: text})
             records.setdefault(_records_file(doc["source"]), []).append((doc["record"] or 0, line.encode("utf-8")))
     for name, lines in sorted(records.items()):
         _write(FileSystems.join(out, name), b"".join(line for _, line in sorted(lines, key=lambda r: r[0])))
