@@ -52,8 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         from hyperscene.pipelines.inspect_store import render, summarise
         from hyperscene.transforms.store import StoreVersion
 
-        print(render(summarise(StoreVersion(result["config"]["out"], result["version"]))))
+        store = StoreVersion(result["config"]["out"], result["version"])
+        print(render(summarise(store)))
+        _warn_dead_letters(store)
     return 0
+
+
+def _warn_dead_letters(store) -> None:
+    dead = store.manifest["counts"].get("dead_letters", 0)
+    if dead:
+        first = store.read("dead_letters", ["source", "record", "reason"]).slice(0, 1).to_pylist()[0]
+        where = first["source"] + (f":{first['record']}" if first["record"] is not None else "")
+        print(f"hyperscene compress: {dead} input record(s) were not stored as documents, e.g. {where}: "
+              f"{first['reason']}; see the dead_letters table", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from hyperscene.pipelines.config import (
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_sentence_transformer, resolve_model
-from hyperscene.transforms.errors import StoreError
+from hyperscene.transforms.errors import ModelNotFound, StoreError
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.segment import Segment, load_spacy
@@ -123,7 +123,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold)
-    units = near.units
+    units = assigned
 
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
     occurrence_rows = (
@@ -157,9 +157,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         units | "NTokens" >> _pairs("tokens", lambda u: u["occurrence_count"] * u["token_count"]),
         units | "NWords" >> _pairs("words", lambda u: u["occurrence_count"] * u["word_count"]),
         near.provenance | "NMerges" >> _pairs("near_duplicate_units"),
-        units
-        | "MergedOcc" >> beam.Filter(lambda u: u["canonical_unit_id"] != u["unit_id"])
-        | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda u: u["occurrence_count"]),
+        near.clusters | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda c: c["near_duplicate_occurrences"]),
         centroids | "NCodes" >> _pairs("codebook_size", len),
         read["dead_letters"] | "NDead" >> _pairs("dead_letters"),
     ] | "AllStats" >> beam.Flatten()
@@ -185,7 +183,10 @@ def run(argv: list[str]) -> dict:
     files = discover(list(cfg.inputs), cfg.input_format)
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
     folder, source = resolve_model(cfg.model, cfg.allow_download)
-    model = load_sentence_transformer(folder, cfg.device)
+    try:
+        model = load_sentence_transformer(folder, cfg.device)
+    except Exception as e:  # a broken model folder, or a device this machine lacks
+        raise ModelNotFound(f"model {cfg.model!r} could not be loaded on device {cfg.device!r}: {e}") from None
     identity = describe_model(cfg.model, folder, source, model)
     del model
     version, path = prepare_version(cfg.out)

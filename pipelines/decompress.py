@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import InvalidOption, StoreError, VerificationFailed
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import COMPRESSION_SUFFIXES
+from hyperscene.transforms.read import strip_compression
 from hyperscene.transforms.store import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -83,10 +83,7 @@ def _safe_relative(doc_id: str) -> bool:
 
 
 def _records_file(source: str) -> str:
-    for suffix in COMPRESSION_SUFFIXES:
-        if source.endswith(suffix):
-            source = source[: -len(suffix)]
-    return posixpath.splitext(source)[0] + ".jsonl"
+    return posixpath.splitext(strip_compression(source))[0] + ".jsonl"
 
 
 # JSON leaves these unescaped, but str.splitlines() and many JSONL readers break lines at them.

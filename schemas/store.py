@@ -34,7 +34,6 @@ UNITS = pa.schema(
         pa.field("word_count", pa.int64(), nullable=False),  # whitespace-separated words
         pa.field("hyperword", pa.int32(), nullable=False),
         pa.field("hyperword_score", pa.float32(), nullable=False),  # cosine to the centroid
-        pa.field("canonical_unit_id", pa.string(), nullable=False),  # itself unless near-duplicate
     ]
 )
 
@@ -60,6 +59,7 @@ HYPERWORDS = pa.schema(
     ]
 )
 
+# A unit absent from provenance is its own canonical unit.
 PROVENANCE = pa.schema(
     [
         pa.field("unit_id", pa.string(), nullable=False),  # the merged member

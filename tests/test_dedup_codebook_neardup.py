@@ -73,7 +73,10 @@ def test_cluster_summary_picks_the_most_central_representative():
         {"unit_id": "a", "text": "A", "vector": v[1], "occurrence_count": 1, "hyperword_score": 0.9},
         {"unit_id": "c", "text": "C", "vector": v[2], "occurrence_count": 1, "hyperword_score": 0.5},
     ]
-    rows, provenance, stats = summarise_cluster(7, units, threshold=0.999)
-    assert [r["canonical_unit_id"] for r in rows] == ["a", "b", "c"] and provenance == []
+    provenance, stats = summarise_cluster(7, units, threshold=0.999)
+    assert provenance == []
     assert stats == {"hyperword": 7, "unit_count": 3, "occurrence_count": 4, "representative_unit_id": "a",
-                     "representative_text": "A", "representative_score": 0.9}
+                     "representative_text": "A", "representative_score": 0.9, "near_duplicate_occurrences": 0}
+    provenance, stats = summarise_cluster(7, units, threshold=-1.0)
+    assert [(p["unit_id"], p["canonical_unit_id"]) for p in provenance] == [("a", "b"), ("c", "b")]
+    assert stats["near_duplicate_occurrences"] == 2

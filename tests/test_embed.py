@@ -21,6 +21,8 @@ def test_resolve_local_folder(model_folder):
 def test_unknown_model_fails_fast_without_a_network(tmp_path):
     with pytest.raises(ModelNotFound, match="unknown model 'no-such/model-xyz'"):
         resolve_model("no-such/model-xyz")
+    with pytest.raises(ModelNotFound, match="unknown model 'BAAI/bge-small-en-v1.5'"):
+        resolve_model("BAAI/bge-small-en-v1.5")  # a dot in a hub id does not make it a path
     with pytest.raises(ModelNotFound, match="does not exist"):
         resolve_model(str(tmp_path / "missing-model"))
     with pytest.raises(ModelNotFound, match="holds no sentence-transformers model"):

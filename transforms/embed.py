@@ -56,7 +56,7 @@ def resolve_model(name: str, allow_download: bool = False) -> tuple[str, str]:
         if not any((path / f).exists() for f in ("modules.json", "config.json")):
             raise ModelNotFound(f"{name!r} is a folder but holds no sentence-transformers model (no modules.json or config.json)")
         return str(path.resolve()), "local"
-    if path.suffix or name.startswith((".", "/", "~")):
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path; hub ids are "org/name"
         raise ModelNotFound(f"model folder {name!r} does not exist")
     repo = name if "/" in name else f"sentence-transformers/{name}"
     from huggingface_hub import snapshot_download

@@ -54,12 +54,10 @@ def group_near_duplicates(
 
 
 def summarise_cluster(hyperword: int, units: list[dict], threshold: float):
-    """Units of one cluster -> (units with canonical ids, provenance rows, hyperword statistics)."""
+    """Units of one cluster -> (provenance rows, hyperword statistics)."""
     units = sorted(units, key=lambda u: u["unit_id"])
     ids = [u["unit_id"] for u in units]
     merges = group_near_duplicates(ids, np.stack([u["vector"] for u in units]), [u["occurrence_count"] for u in units], threshold)
-    canonical_of = {m: c for m, c, _ in merges}
-    rows = [{**u, "canonical_unit_id": ids[canonical_of.get(i, i)]} for i, u in enumerate(units)]
     provenance = [
         {"unit_id": ids[m], "canonical_unit_id": ids[c], "method": METHOD, "score": s, "hyperword": hyperword}
         for m, c, s in merges
@@ -72,8 +70,9 @@ def summarise_cluster(hyperword: int, units: list[dict], threshold: float):
         "representative_unit_id": representative["unit_id"],
         "representative_text": representative["text"],
         "representative_score": representative["hyperword_score"],
+        "near_duplicate_occurrences": sum(units[m]["occurrence_count"] for m, _, _ in merges),
     }
-    return rows, provenance, stats
+    return provenance, stats
 
 
 class _ClusterDoFn(beam.DoFn):
@@ -85,16 +84,14 @@ class _ClusterDoFn(beam.DoFn):
 
     def process(self, item):
         hyperword, units = item
-        rows, provenance, stats = summarise_cluster(hyperword, list(units), self._threshold)
-        yield from rows
-        for p in provenance:
-            yield beam.pvalue.TaggedOutput("provenance", p)
+        provenance, stats = summarise_cluster(hyperword, list(units), self._threshold)
+        yield from provenance
         yield beam.pvalue.TaggedOutput("clusters", stats)
         self._progress.add()
 
 
 class NearDuplicates(beam.PTransform):
-    """Assigned units -> units (with ``canonical_unit_id``), ``provenance`` and ``clusters`` statistics."""
+    """Assigned units -> provenance rows (main output) and per-hyperword statistics (``clusters``)."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD):
         super().__init__()
@@ -105,5 +102,5 @@ class NearDuplicates(beam.PTransform):
             units
             | "ByHyperword" >> beam.Map(lambda u: (u["hyperword"], u))
             | "Cluster" >> beam.GroupByKey()
-            | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold)).with_outputs("provenance", "clusters", main="units")
+            | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold)).with_outputs("clusters", main="provenance")
         )

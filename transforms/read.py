@@ -51,7 +51,7 @@ class InputFile:
     format: str  # text | jsonl | parquet
 
 
-def _strip_compression(name: str) -> str:
+def strip_compression(name: str) -> str:
     for suffix in COMPRESSION_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -59,7 +59,7 @@ def _strip_compression(name: str) -> str:
 
 
 def detect_format(name: str) -> str | None:
-    return FORMAT_BY_EXTENSION.get(posixpath.splitext(_strip_compression(name).lower())[1])
+    return FORMAT_BY_EXTENSION.get(posixpath.splitext(strip_compression(name).lower())[1])
 
 
 def _relative(path: str, root: str) -> str:
@@ -141,7 +141,7 @@ def read_text_file(f: InputFile, raw: bytes) -> Iterator[tuple[str, dict]]:
     if error:
         yield "dead_letters", dead_letter(f.source, None, error, raw)
     else:
-        yield "documents", _document(_strip_compression(f.source), f.source, "text", None, text, raw)
+        yield "documents", _document(strip_compression(f.source), f.source, "text", None, text, raw)
 
 
 def _record(f: InputFile, index: int, obj, text_field: str, id_field: str | None, raw: bytes | None):

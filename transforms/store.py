@@ -29,6 +29,10 @@ from hyperscene.schemas import FORMAT_VERSION, SORT_KEYS, TABLES
 from hyperscene.transforms.errors import StoreError
 
 MANIFEST = "manifest.json"
+# Dictionary encoding pays only for columns with few distinct values; on hashes, texts and vectors it
+# costs space (measured on the 1M-token slice: centroids 1.5 MB with it, 0.94 MB without).
+DICTIONARY_COLUMNS = frozenset({"doc_id", "source", "format", "prefix", "separator", "hyperword", "method", "reason"})
+ZSTD_LEVEL = 9
 _VERSION = re.compile(r"v(\d{6})$")
 
 
@@ -72,7 +76,8 @@ def write_table_file(version_path: str, name: str, shard: int, table) -> dict:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    dictionary = [c for c in table.column_names if c in DICTIONARY_COLUMNS]
+    pq.write_table(table, buffer, compression="zstd", compression_level=ZSTD_LEVEL, use_dictionary=dictionary)
     data = buffer.getvalue()
     relative = f"{name}/part-{shard:05d}.parquet"
     _write_bytes(FileSystems.join(version_path, relative), data)
