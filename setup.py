@@ -30,5 +30,5 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy"],
     },
-    entry_points={"console_scripts": ["hyperscene=hyperscene.pipelines.cli:main"]},
+    entry_points={"console_scripts": ["hyperscene=hyperscene.pipelines.cli:entry"]},
 )

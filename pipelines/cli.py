@@ -7,6 +7,8 @@ spaCy or FAISS.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 
 from hyperscene.pipelines import __version__
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from hyperscene.pipelines.cliutil import setup_logging
     from hyperscene.transforms.errors import HypersceneError, VerificationFailed
 
-    setup_logging(verbose="-v" in argv or "--verbose" in argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    setup_logging(verbose)
     argv = [a for a in argv if a not in ("-v", "--verbose")]
     module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
@@ -48,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hyperscene {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an environment problem: one line, the traceback on request
+        if verbose:
+            raise
+        print(f"hyperscene {argv[0]}: unexpected error: {type(e).__name__}: {e} (rerun with -v for the traceback)",
+              file=sys.stderr)
+        return 1
     if argv[0] == "compress":
         from hyperscene.pipelines.inspect_store import render, summarise
         from hyperscene.transforms.store import StoreVersion
@@ -67,5 +76,15 @@ def _warn_dead_letters(store) -> None:
               f"{first['reason']}; see the dead_letters table", file=sys.stderr)
 
 
+def entry() -> None:
+    """Console-script entry. Exits without interpreter teardown: native thread pools (OpenMP, torch,
+    Beam's workers) have been seen to abort the process at exit after a successful run."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -34,6 +34,11 @@ def check_beam_args(args: list[str]) -> None:
         return
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    for previous, arg in zip([None, *args], args):
+        takes_value = previous is not None and previous.startswith("--") and "=" not in previous
+        if not arg.startswith("-") and not takes_value:
+            raise InvalidOption(f"unexpected argument {arg!r}: put every input before the first --option")
+
     options = PipelineOptions(args)
     logging.getLogger("apache_beam.options.pipeline_options").disabled = True
     try:
@@ -46,3 +51,15 @@ def check_beam_args(args: list[str]) -> None:
 
 def human(n: float) -> str:
     return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.2f}"
+
+
+def create_runner(options):
+    """The runner named by --runner (default DirectRunner), or a one-line error for an unknown one."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.runners.runner import create_runner as beam_create_runner
+
+    name = options.view_as(StandardOptions).runner or "DirectRunner"
+    try:
+        return beam_create_runner(name)
+    except (ValueError, ImportError) as e:
+        raise InvalidOption(f"--runner {name!r} is not available: {e}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 
 import apache_beam as beam
@@ -166,6 +167,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
 
 def prepare_version(out: str) -> tuple[int, str]:
     """The version to write. Unpublished leftovers of a crashed run are cleared; a published store is kept."""
+    if os.path.isfile(out):
+        raise StoreError(f"--out {out!r} is a file: give a directory for the store")
     versions = published_versions(out)
     if versions:
         raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
@@ -180,7 +183,9 @@ def run(argv: list[str]) -> dict:
     """Compress; returns the published manifest. Raises HypersceneError on bad input or options."""
     started = time.time()
     cfg = parse(argv)
-    files = discover(list(cfg.inputs), cfg.input_format)
+    options = PipelineOptions(list(cfg.beam_args))
+    runner = cliutil.create_runner(options)
+    files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
     folder, source = resolve_model(cfg.model, cfg.allow_download)
     try:
@@ -193,7 +198,6 @@ def run(argv: list[str]) -> dict:
     logger.info("compressing %d input files into %s (model %s, %d dims)", len(files), path, cfg.model, identity.dimension)
 
     info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
-    options = PipelineOptions(list(cfg.beam_args))
-    with beam.Pipeline(options=options) as p:
+    with beam.Pipeline(runner=runner, options=options) as p:
         build_pipeline(p, cfg, files, folder, identity.dimension, info, path)
     return StoreVersion(cfg.out, version).manifest

@@ -1,8 +1,8 @@
 """``hyperscene decompress``: rebuild documents from a store, each checked against its sha256.
 
 Text-file documents are written at their id (their path relative to the input root); documents
-that came from JSONL or Parquet records are written as JSONL, one file per source, in record order,
-with the field names the store was compressed with.
+that came from JSONL or Parquet records are written as JSONL, one file per source, in record order:
+each line holds the record's other fields as they were read, then the text field.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import sys
 from typing import Iterator
@@ -20,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import InvalidOption, StoreError, VerificationFailed
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import strip_compression
+from hyperscene.transforms.read import glob_escape, match_paths
 from hyperscene.transforms.store import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -79,11 +80,12 @@ def verify(doc: dict, text: str) -> bool:
 
 def _safe_relative(doc_id: str) -> bool:
     norm = posixpath.normpath(doc_id)
-    return norm == doc_id and not norm.startswith(("/", "../")) and norm != ".." and "\\" not in doc_id
+    return norm == doc_id and not norm.startswith(("/", "../")) and norm != ".."
 
 
 def _records_file(source: str) -> str:
-    return posixpath.splitext(strip_compression(source))[0] + ".jsonl"
+    """One output per source: x.jsonl stays x.jsonl; x.jsonl.gz, x.parquet become x.jsonl.gz.jsonl, x.parquet.jsonl."""
+    return source if source.endswith(".jsonl") else source + ".jsonl"
 
 
 # JSON leaves these unescaped, but str.splitlines() and many JSONL readers break lines at them.
@@ -98,11 +100,9 @@ def _json_line(obj: dict) -> str:
 
 
 def _check_out(out: str) -> None:
-    try:
-        existing = FileSystems.match([FileSystems.join(out, "**")])[0].metadata_list
-    except Exception:
-        existing = []
-    if existing:
+    if os.path.isfile(out):
+        raise InvalidOption(f"--out {out!r} is a file: give a directory to restore into")
+    if match_paths(glob_escape(out.rstrip("/")) + "/**"):
         raise InvalidOption(f"output directory {out!r} is not empty: choose a new or empty directory")
 
 
@@ -136,7 +136,8 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
         elif doc["format"] == "text" and _safe_relative(doc["doc_id"]):
             _write(FileSystems.join(out, doc["doc_id"]), data)
         else:
-            line = _json_line({id_field: doc["doc_id"], text_field: text})
+            fields = json.loads(doc["metadata"]) if doc["metadata"] else {id_field: doc["doc_id"]}
+            line = _json_line({**fields, text_field: text})
             records.setdefault(_records_file(doc["source"]), []).append((doc["record"] or 0, line.encode("utf-8")))
     for name, lines in sorted(records.items()):
         _write(FileSystems.join(out, name), b"".join(line for _, line in sorted(lines, key=lambda r: r[0])))

@@ -7,6 +7,7 @@ import json
 import sys
 
 from hyperscene.pipelines.cliutil import human
+from hyperscene.transforms.errors import ModelNotFound
 from hyperscene.transforms.store import StoreVersion
 
 
@@ -30,7 +31,10 @@ def count_with(store: StoreVersion, tokenizer_name: str) -> int:
         folder, _ = resolve_model(tokenizer_name)
     except Exception:
         folder = tokenizer_name  # a plain tokenizer repo or folder, not a sentence-transformers model
-    tokenizer = load_tokenizer(folder)
+    try:
+        tokenizer = load_tokenizer(folder)
+    except Exception as e:
+        raise ModelNotFound(f"tokenizer {tokenizer_name!r} is not a local folder or in the Hugging Face cache ({type(e).__name__})") from None
     units = store.read("units", ["text", "occurrence_count"])
     texts, counts = units["text"].to_pylist(), units["occurrence_count"].to_pylist()
     total = 0

@@ -22,6 +22,7 @@ DOCUMENTS = pa.schema(
         pa.field("sha256", pa.string(), nullable=False),  # of those bytes
         pa.field("prefix", pa.string(), nullable=False),  # whitespace before the first unit
         pa.field("unit_count", pa.int64(), nullable=False),
+        pa.field("metadata", pa.string()),  # JSONL/Parquet: the record's other fields, as JSON
     ]
 )
 

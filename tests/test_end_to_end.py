@@ -145,7 +145,7 @@ def test_parquet_records_with_shards_round_trip(tmp_path):
     compress.run([str(tmp_path / "in"), "--out", str(store), "--lang", "ru", "--text-field", "body", "--id-field", "key", "--num-shards", "2"])
     assert len(StoreVersion(str(store)).files("occurrences")) == 2
     decompress.run([str(store), "--out", str(tmp_path / "out")])
-    lines = (tmp_path / "out" / "docs.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (tmp_path / "out" / "docs.parquet.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == [{"key": f"doc-{i}", "body": t} for i, t in enumerate(texts)]
 
 
@@ -154,3 +154,30 @@ def test_inspect_recounts_with_another_tokenizer(sample_store, model_folder):
 
     store = StoreVersion(str(sample_store))
     assert summarise(store, model_folder)["tokens"] == store.manifest["counts"]["tokens"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compress", "{ru}", "--out", "{tmp}/s", "{ru}"], "unexpected argument"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--runner", "NoSuchRunner"], "--runner 'NoSuchRunner' is not available"),
+        (["compress", "{ru}", "--out", "{ru}/gogol-viy.txt"], "is a file"),
+        (["decompress", "{store}", "--out", "{ru}/gogol-viy.txt"], "is a file"),
+        (["decompress", "{store}", "--out", "{ru}"], "is not empty"),
+        (["decompress", "{store}", "--doc", "no-such-doc"], "no document 'no-such-doc'"),
+        (["decompress", "{store}", "--version", "9"], "has no version 9"),
+        (["inspect", "{store}", "--tokenizer", "nope/nope"], "tokenizer 'nope/nope'"),
+    ],
+)
+def test_more_mistakes_give_one_clear_line(sample_store, tmp_path, capsys, args, message):
+    args = [a.format(tmp=tmp_path, ru=RU_CORPUS, store=sample_store) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_store_path_with_glob_characters(tmp_path):
+    store = tmp_path / "st[1]"
+    compress.run([str(RU_CORPUS / "gogol-viy.txt"), "--out", str(store), "--lang", "ru"])
+    decompress.run([str(store), "--out", str(tmp_path / "out[1]")])
+    assert (tmp_path / "out[1]" / "gogol-viy.txt").read_bytes() == (RU_CORPUS / "gogol-viy.txt").read_bytes()

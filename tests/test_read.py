@@ -79,3 +79,39 @@ def test_read_documents_pipeline(tmp_path):
         assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0])),
                     equal_to([("bad.txt", "invalid UTF-8 at byte 0"), ("r.jsonl", "duplicate document id 'a.txt'"),
                               ("t.parquet", "'text' is null, not text")]), label="dead")
+
+
+def test_hidden_folders_and_the_store_being_written_are_skipped(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "notes.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "store" / "v000001" / "units").mkdir(parents=True)
+    (tmp_path / "store" / "v000001" / "units" / "part-00000.parquet").write_bytes(b"PAR1")
+    (tmp_path / "a.txt").write_text("A", encoding="utf-8")
+    assert [f.source for f in discover([str(tmp_path)], exclude=(str(tmp_path / "store"),))] == ["a.txt"]
+
+
+def test_paths_with_glob_characters_are_taken_literally_when_they_exist(tmp_path):
+    folder = tmp_path / "br[1]"
+    folder.mkdir()
+    (folder / "a.txt").write_text("A", encoding="utf-8")
+    assert [f.source for f in discover([str(folder)])] == ["a.txt"]
+
+
+def test_jsonl_bom_surrogates_and_metadata():
+    f = InputFile("x", "r.jsonl", "jsonl")
+    raw = '\ufeff{"text": "one", "id": 7, "lang": "en"}\n{"text": "bad \\ud800 half"}\n'.encode("utf-8")
+    (tag1, doc), (tag2, dead) = read_jsonl(f, raw, "text", "id")
+    assert tag1 == "documents" and doc["doc_id"] == "7" and json.loads(doc["metadata"]) == {"id": 7, "lang": "en"}
+    assert tag2 == "dead_letters" and "lone surrogate" in dead["reason"] and dead["raw"] == b'{"text": "bad \\ud800 half"}'
+
+
+def test_compressed_parquet_is_read(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"text": ["Zipped parquet."]}), buffer)
+    (tmp_path / "t.parquet.gz").write_bytes(gzip.compress(buffer.getvalue()))
+    files = discover([str(tmp_path)])
+    with TestPipeline() as p:
+        out = p | ReadDocuments(files)
+        assert_that(out["documents"] | beam.Map(lambda d: d["text"]), equal_to(["Zipped parquet."]))

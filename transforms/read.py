@@ -12,16 +12,17 @@ original bytes back exactly (a byte-order mark is kept as U+FEFF); anything else
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import posixpath
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
@@ -37,7 +38,6 @@ FORMAT_BY_EXTENSION = {
     ".markdown": "text",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".json": "jsonl",
     ".parquet": "parquet",
 }
 FORMATS = ("auto", "text", "jsonl", "parquet")
@@ -67,31 +67,35 @@ def _relative(path: str, root: str) -> str:
     return path[len(root) + 1 :] if root and path.startswith(root + "/") else posixpath.basename(path)
 
 
-def discover(patterns: list[str], input_format: str = "auto") -> list[InputFile]:
+def discover(patterns: list[str], input_format: str = "auto", exclude: tuple[str, ...] = ()) -> list[InputFile]:
     """Expand files, directories (recursively) and glob patterns into input files, sorted.
 
-    In directories and globs, hidden files and files of unknown extension are skipped (and
-    counted in the log); a file named explicitly is read even with an unknown extension, as text.
+    In directories and globs, hidden files and folders and files of unknown extension are skipped
+    (and counted in the log); a file named explicitly is read even with an unknown extension, as
+    text. Files under an ``exclude`` folder (the store being written) are never read. A path that
+    exists is taken literally even if it holds glob characters.
     """
     found: dict[str, InputFile] = {}
     skipped = 0
+    excluded = [e.rstrip("/") + "/" for e in exclude]
     for pattern in patterns:
         pattern = pattern.rstrip("/") or "/"
-        if _GLOB.search(pattern):
+        if _GLOB.search(pattern) and not _exists(pattern):
             root = pattern[: _GLOB.search(pattern).start()].rsplit("/", 1)[0]
-            paths, explicit = _match(pattern), False
+            paths, explicit = match_paths(pattern), False
         else:
-            root, paths, explicit = pattern, _match(pattern + "/**"), False
+            root, paths, explicit = pattern, match_paths(glob_escape(pattern) + "/**"), False
             if not paths and os.path.isdir(pattern):
                 raise EmptyInput(f"directory {pattern!r} holds no files")
             if not paths:  # not a directory: a single file
-                root, paths, explicit = posixpath.dirname(pattern), _match(pattern), True
+                root, paths, explicit = posixpath.dirname(pattern), match_paths(glob_escape(pattern)), True
         if not paths:
             raise InputNotFound(f"no input matches {pattern!r}: check the path, or quote the glob")
         for path in paths:
             name = posixpath.basename(path)
             fmt = input_format if input_format != "auto" else detect_format(name)
-            if not explicit and (name.startswith(".") or fmt is None):
+            hidden = any(part.startswith(".") for part in _relative(path, root).split("/"))
+            if any(path.startswith(e) for e in excluded) or (not explicit and (hidden or fmt is None)):
                 skipped += 1
                 continue
             found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text"))
@@ -105,23 +109,39 @@ def discover(patterns: list[str], input_format: str = "auto") -> list[InputFile]
     return sorted(found.values(), key=lambda f: f.source)
 
 
-def _match(pattern: str) -> list[str]:
+def glob_escape(path: str) -> str:
+    """A path that matches only itself under FileSystems.match, even if it holds * ? or [."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
+def match_paths(pattern: str) -> list[str]:
     try:
-        result = FileSystems.match([pattern])[0]
+        with warnings.catch_warnings():  # "[[]" escapes trip Python's nested-set warning
+            warnings.simplefilter("ignore", FutureWarning)
+            result = FileSystems.match([pattern])[0]
     except Exception:  # a missing root raises in some filesystems and returns nothing in others
         return []
     return [m.path for m in result.metadata_list]
 
 
-def _document(doc_id: str, source: str, fmt: str, record: int | None, text: str, raw: bytes) -> dict:
+def _exists(path: str) -> bool:
+    try:
+        return FileSystems.exists(path)
+    except Exception:
+        return False
+
+
+def _document(doc_id: str, f: InputFile, record: int | None, text: str, raw: bytes, metadata: str | None = None) -> dict:
     return {
         "doc_id": doc_id,
-        "source": source,
-        "format": fmt,
+        "source": f.source,
+        "path": f.path,
+        "format": f.format,
         "record": record,
         "text": text,
         "bytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
+        "metadata": metadata,
     }
 
 
@@ -141,10 +161,11 @@ def read_text_file(f: InputFile, raw: bytes) -> Iterator[tuple[str, dict]]:
     if error:
         yield "dead_letters", dead_letter(f.source, None, error, raw)
     else:
-        yield "documents", _document(strip_compression(f.source), f.source, "text", None, text, raw)
+        yield "documents", _document(strip_compression(f.source), f, None, text, raw)
 
 
 def _record(f: InputFile, index: int, obj, text_field: str, id_field: str | None, raw: bytes | None):
+    """One JSONL or Parquet record -> a document, keeping its other fields as JSON metadata."""
     if not isinstance(obj, dict) or text_field not in obj:
         return "dead_letters", dead_letter(f.source, index, f"no {text_field!r} field", raw)
     text = obj[text_field]
@@ -153,7 +174,16 @@ def _record(f: InputFile, index: int, obj, text_field: str, id_field: str | None
         return "dead_letters", dead_letter(f.source, index, f"{text_field!r} is {kind}, not text", raw)
     doc_id = obj.get(id_field) if id_field else None
     doc_id = str(doc_id) if doc_id is not None else f"{f.source}:{index}"
-    return "documents", _document(doc_id, f.source, f.format, index, text, text.encode("utf-8"))
+    metadata = {k: v for k, v in obj.items() if k != text_field}
+    try:
+        encoded = text.encode("utf-8")
+        doc_id.encode("utf-8")
+        metadata_json = json.dumps(metadata, ensure_ascii=False, default=str) if metadata else None
+        if metadata_json:
+            metadata_json.encode("utf-8")
+    except UnicodeEncodeError as e:  # JSON "\ud800" escapes decode to lone surrogates
+        return "dead_letters", dead_letter(f.source, index, f"lone surrogate at character {e.start}: not UTF-8 encodable", raw)
+    return "documents", _document(doc_id, f, index, text, encoded, metadata_json)
 
 
 def read_jsonl(f: InputFile, raw: bytes, text_field: str, id_field: str | None):
@@ -165,6 +195,8 @@ def read_jsonl(f: InputFile, raw: bytes, text_field: str, id_field: str | None):
         if error:
             yield "dead_letters", dead_letter(f.source, line_no, error, line)
             continue
+        if line_no == 1:
+            text = text.removeprefix("\ufeff")
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -181,8 +213,7 @@ def read_parquet(f: InputFile, handle, text_field: str, id_field: str | None):
         columns = ", ".join(table.column_names)
         yield "dead_letters", dead_letter(f.source, None, f"no {text_field!r} column (has: {columns})", None)
         return
-    columns = [text_field] + ([id_field] if id_field and id_field in table.column_names else [])
-    for row, obj in enumerate(table.select(columns).to_pylist()):
+    for row, obj in enumerate(table.to_pylist()):
         yield _record(f, row, obj, text_field, id_field, None)
 
 
@@ -196,12 +227,11 @@ class _ReadDoFn(beam.DoFn):
 
     def process(self, f: InputFile):
         try:
+            with FileSystems.open(f.path) as h:  # AUTO: decompresses .gz, .zst, .bz2
+                raw = h.read()
             if f.format == "parquet":
-                with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
-                    records = list(read_parquet(f, h, self._text_field, self._id_field))
+                records = list(read_parquet(f, io.BytesIO(raw), self._text_field, self._id_field))
             else:
-                with FileSystems.open(f.path) as h:  # AUTO: decompresses .gz, .zst, .bz2
-                    raw = h.read()
                 if f.format == "jsonl":
                     records = list(read_jsonl(f, raw, self._text_field, self._id_field))
                 else:
@@ -216,10 +246,10 @@ class _ReadDoFn(beam.DoFn):
 def _first_of_each_id(item):
     """Two documents with one id would interleave in the store: keep the first, dead-letter the rest."""
     doc_id, docs = item
-    docs = sorted(docs, key=lambda d: (d["source"], d["record"] if d["record"] is not None else -1))
+    docs = sorted(docs, key=lambda d: (d["path"], d["record"] if d["record"] is not None else -1))
     yield docs[0]
     for dup in docs[1:]:
-        reason = f"duplicate document id {doc_id!r} (first in {docs[0]['source']})"
+        reason = f"duplicate document id {doc_id!r} (kept the one in {docs[0]['path']})"
         yield beam.pvalue.TaggedOutput(
             "dead_letters", dead_letter(dup["source"], dup["record"], reason, dup["text"].encode("utf-8"))
         )

@@ -18,6 +18,7 @@ import json
 import posixpath
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,12 @@ def version_dir(store: str, version: int) -> str:
 
 def published_versions(store: str) -> list[int]:
     """Versions whose manifest exists, ascending."""
+    from hyperscene.transforms.read import glob_escape
+
     try:
-        found = FileSystems.match([FileSystems.join(store, "v*", MANIFEST)])[0].metadata_list
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            found = FileSystems.match([FileSystems.join(glob_escape(store), "v*", MANIFEST)])[0].metadata_list
     except Exception:
         return []
     versions = []
