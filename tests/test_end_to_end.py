@@ -181,3 +181,17 @@ def test_store_path_with_glob_characters(tmp_path):
     compress.run([str(RU_CORPUS / "gogol-viy.txt"), "--out", str(store), "--lang", "ru"])
     decompress.run([str(store), "--out", str(tmp_path / "out[1]")])
     assert (tmp_path / "out[1]" / "gogol-viy.txt").read_bytes() == (RU_CORPUS / "gogol-viy.txt").read_bytes()
+
+
+def test_same_store_on_every_runner_setting(sample_store, tmp_path):
+    """DirectRunner with other worker settings and Beam's portable runner (the path Flink, Spark
+    and Dataflow take) write byte-identical data files."""
+    reference = {f["path"]: f["sha256"] for f in StoreVersion(str(sample_store)).manifest["files"]}
+    settings = {
+        "threads": ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"],
+        "portable": ["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"],
+    }
+    for name, flags in settings.items():
+        store = tmp_path / name
+        compress.run([str(SAMPLE_CORPUS), "--out", str(store), *flags])
+        assert {f["path"]: f["sha256"] for f in StoreVersion(str(store)).manifest["files"]} == reference, name

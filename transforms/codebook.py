@@ -61,8 +61,12 @@ def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.n
 
     index = faiss.IndexFlatIP(centroids.shape[1])
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-    return ids[:, 0].astype(np.int32), scores[:, 0].astype(np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    _, ids = index.search(vectors, 1)
+    ids = ids[:, 0].astype(np.int32)
+    # FAISS's batched GEMM rounds differently with batch shape; a row-wise dot product does not.
+    scores = np.einsum("ij,ij->i", vectors, centroids[ids]).astype(np.float32)
+    return ids, scores
 
 
 def _train_from_sample(sample: list[tuple[str, np.ndarray]], n_units: int, size: int | None, seed: int, dim: int):

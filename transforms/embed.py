@@ -109,8 +109,8 @@ class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
     Args:
       model_folder: a local model folder (see :func:`resolve_model`).
       device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
-      batch_size: texts per forward pass. RunInference hands over groups of ``group_factor``
-        batches, which ``encode`` sorts by length, so batches carry little padding.
+      batch_size: texts per forward pass. Each call gets ``group_factor`` batches' worth of texts,
+        which ``encode`` sorts by length, so forward passes carry little padding.
     """
 
     def __init__(self, model_folder: str, *, device: str = "cpu", batch_size: int = 64, group_factor: int = 8, **kwargs):
@@ -151,20 +151,40 @@ class _EmbedProgress(beam.DoFn):
         yield {**meta, "text": result.example, "vector": result.inference}
 
 
+def content_batches(item, group_size: int):
+    """A bucket of units -> batches sorted by unit id: the same texts always share a batch."""
+    _, units = item
+    units = sorted(units, key=lambda u: u["unit_id"])
+    for start in range(0, len(units), group_size):
+        yield [({k: v for k, v in u.items() if k != "text"}, u["text"]) for u in units[start : start + group_size]]
+
+
+def bucket_of(unit_id: str, n_units: int, group_size: int) -> int:
+    return int(unit_id[:12], 16) % max(1, -(-n_units // group_size))
+
+
 class Embed(beam.PTransform):
     """Units ``{unit_id, text, ...}`` -> the same dicts with ``vector`` (numpy float32, unit length).
 
-    The rest of each unit rides along as RunInference's key, so no join is needed afterwards.
+    A text's vector depends in its last bits on the batch it is padded with, so batches are made
+    from content (hash buckets sorted by id) rather than arrival order: the same corpus gives the
+    same vectors on any runner and any number of workers. The rest of each unit rides along as
+    RunInference's key, so no join is needed afterwards.
     """
 
     def __init__(self, handler: SentenceTransformerModelHandler):
         super().__init__()
-        self._handler = KeyedModelHandler(handler)
+        self._group = handler.batch_elements_kwargs()["max_batch_size"]
+        self._handler = KeyedModelHandler(handler).with_no_batching()
 
     def expand(self, units):
+        group = self._group
+        n_units = units | "Count" >> beam.combiners.Count.Globally()
         return (
             units
-            | "Split" >> beam.Map(lambda u: ({k: v for k, v in u.items() if k != "text"}, u["text"]))
+            | "Bucket" >> beam.Map(lambda u, n: (bucket_of(u["unit_id"], n, group), u), n=beam.pvalue.AsSingleton(n_units))
+            | "Group" >> beam.GroupByKey()
+            | "Batch" >> beam.FlatMap(content_batches, group_size=group)
             | "RunInference" >> RunInference(self._handler)
             | "Attach" >> beam.ParDo(_EmbedProgress())
         )
