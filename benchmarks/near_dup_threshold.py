@@ -2,6 +2,7 @@
 
     python benchmarks/near_dup_threshold.py                       # English, bundled MiniLM
     python benchmarks/near_dup_threshold.py --lang ru --model PATH
+    python benchmarks/near_dup_threshold.py --embedder static      # model2vec distilled from MiniLM
 
 For each cosine threshold it prints how many pairs the model puts at or above it, and of those the
 share rated "mostly equivalent" or better (score >= 4 of 5) by people: the precision of a merge. The
@@ -37,6 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="en", choices=["en", "ru"])
     ap.add_argument("--model", default="bundled")
+    ap.add_argument("--embedder", default="torch", choices=["torch", "static"])
     ap.add_argument("--splits", default="dev,test", help="STS-B splits to use (default: dev,test)")
     ap.add_argument("--min-score", type=float, default=4.0, help="human score that counts as a duplicate")
     ap.add_argument("--precision", type=float, default=0.85, help="precision the chosen threshold must reach")
@@ -44,9 +46,12 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hyperscene.transforms.embed import load_sentence_transformer, resolve_model
+    from hyperscene.transforms.embed import load_embedder, resolve_model, static_model
 
-    model = load_sentence_transformer(resolve_model(args.model)[0])
+    folder = resolve_model(args.model)[0]
+    if args.embedder == "static":
+        folder = static_model(folder)
+    model = load_embedder(folder, args.embedder)
     a, b, scores = load_pairs(args.lang, args.splits.split(","))
     ea = model.encode(a, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     eb = model.encode(b, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
@@ -62,7 +67,7 @@ def main() -> None:
                      "recall": round(hits / positive.sum(), 3)})
         if chosen is None and precision >= args.precision:
             chosen = t
-    print(f"STS-B {args.lang} ({args.splits}): {len(scores)} pairs, {int(positive.sum())} with score >= {args.min_score}")
+    print(f"{args.embedder} embedder; STS-B {args.lang} ({args.splits}): {len(scores)} pairs, {int(positive.sum())} with score >= {args.min_score}")
     print(f"Spearman(cosine, human score) = {spearmanr(cosine, scores).statistic:.4f}")
     print(f"{'threshold':>9} {'merged':>7} {'precision':>9} {'recall':>7}")
     for r in rows:

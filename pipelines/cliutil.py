@@ -16,8 +16,20 @@ class _DropNoise(logging.Filter):
         return not any(n in record.getMessage() for n in _NOISE)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now, so callers that swap it (tests, notebooks) keep logs."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _):
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_DropNoise())
     root = logging.getLogger()

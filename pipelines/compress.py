@@ -19,14 +19,16 @@ from hyperscene.pipelines import cliutil
 from hyperscene.pipelines.config import (
     DEFAULT_CODEBOOK_SAMPLE,
     DEFAULT_MAX_UNIT_TOKENS,
+    DEFAULT_EMBEDDER,
     DEFAULT_MODEL,
-    DEFAULT_NEAR_DUP_THRESHOLD,
+    DEFAULT_THRESHOLDS,
+    EMBEDDERS,
     INPUT_FORMATS,
     CompressConfig,
 )
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup
-from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_sentence_transformer, resolve_model
+from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_embedder, resolve_model, static_model
 from hyperscene.transforms.errors import ModelNotFound, StoreError
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"cut longer sentences into clauses (default: {DEFAULT_MAX_UNIT_TOKENS})")
     g = p.add_argument_group("embedding")
     g.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers name or local folder (default: the bundled all-MiniLM-L6-v2)")
+    g.add_argument("--embedder", default=DEFAULT_EMBEDDER, choices=EMBEDDERS,
+                   help="torch: the model itself; static: a model2vec table distilled from it, ~100x faster "
+                        f"(default: {DEFAULT_EMBEDDER})")
+    g.add_argument("--cache-dir", help="where distilled static models are kept (default: $HYPERSCENE_CACHE or ~/.cache/hyperscene)")
     g.add_argument("--allow-download", action="store_true", help="let a model name not in the local cache be downloaded")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
     g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
@@ -64,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--codebook-sample", type=int, default=DEFAULT_CODEBOOK_SAMPLE,
                    help=f"units the k-means is trained on (default: {DEFAULT_CODEBOOK_SAMPLE:,})")
     g.add_argument("--seed", type=int, default=0, help="k-means seed (default: 0)")
-    g.add_argument("--near-dup-threshold", type=float, default=DEFAULT_NEAR_DUP_THRESHOLD,
-                   help=f"cosine at or above which units merge (default: {DEFAULT_NEAR_DUP_THRESHOLD})")
+    g.add_argument("--near-dup-threshold", type=float,
+                   help="cosine at or above which units merge (default: measured per embedder: "
+                        + ", ".join(f"{e} {t}" for e, t in DEFAULT_THRESHOLDS.items()) + ")")
     g = p.add_argument_group("output")
     g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
     return p
@@ -84,6 +91,8 @@ def parse(argv: list[str]) -> CompressConfig:
         spacy_model=args.spacy_model,
         max_unit_tokens=args.max_unit_tokens,
         model=args.model,
+        embedder=args.embedder,
+        cache_dir=args.cache_dir,
         allow_download=args.allow_download,
         device=args.device,
         batch_size=args.batch_size,
@@ -115,11 +124,14 @@ def _with_hyperword(item):
         yield {**occurrence, "hyperword": hyperword}
 
 
-def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str, dimension: int, info: ManifestInfo, path: str):
+def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str,
+                   embedder_folder: str, dimension: int, info: ManifestInfo, path: str):
+    """Wire the stages. Tokens are always counted with ``model_folder``'s tokenizer, so figures
+    compare across embedders; vectors come from ``embedder_folder``."""
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
     occurrences, distinct = segmented.occurrences | "ExactDedup" >> ExactDedup()
-    handler = SentenceTransformerModelHandler(model_folder, device=cfg.device, batch_size=cfg.batch_size)
+    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
     embedded = distinct | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler)
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
@@ -189,15 +201,16 @@ def run(argv: list[str]) -> dict:
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
     folder, source = resolve_model(cfg.model, cfg.allow_download)
     try:
-        model = load_sentence_transformer(folder, cfg.device)
+        embedder_folder = static_model(folder, cfg.cache_dir) if cfg.embedder == "static" else folder
+        model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
     except Exception as e:  # a broken model folder, or a device this machine lacks
-        raise ModelNotFound(f"model {cfg.model!r} could not be loaded on device {cfg.device!r}: {e}") from None
-    identity = describe_model(cfg.model, folder, source, model)
+        raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
+    identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder)
     del model
     version, path = prepare_version(cfg.out)
-    logger.info("compressing %d input files into %s (model %s, %d dims)", len(files), path, cfg.model, identity.dimension)
+    logger.info("compressing %d input files into %s (model %s, %s embedder, %d dims)", len(files), path, cfg.model, cfg.embedder, identity.dimension)
 
     info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
     with beam.Pipeline(runner=runner, options=options) as p:
-        build_pipeline(p, cfg, files, folder, identity.dimension, info, path)
+        build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path)
     return StoreVersion(cfg.out, version).manifest

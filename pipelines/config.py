@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.embed import DEFAULT_MODEL
+from hyperscene.transforms.embed import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS
 from hyperscene.transforms.errors import InvalidOption
-from hyperscene.transforms.near_dup import DEFAULT_THRESHOLD as DEFAULT_NEAR_DUP_THRESHOLD
+from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
 from hyperscene.transforms.segment import DEFAULT_MAX_UNIT_TOKENS
 
@@ -23,13 +23,15 @@ class CompressConfig:
     spacy_model: str | None = None
     max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS
     model: str = DEFAULT_MODEL
+    embedder: str = DEFAULT_EMBEDDER
+    cache_dir: str | None = None  # where distilled static models are kept; None: ~/.cache/hyperscene
     allow_download: bool = False
     device: str = "cpu"
     batch_size: int = 64
     codebook_size: int | None = None  # None: scales with the number of distinct units
     codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
     seed: int = 0
-    near_dup_threshold: float = DEFAULT_NEAR_DUP_THRESHOLD
+    near_dup_threshold: float | None = None  # None: the embedder's measured default
     num_shards: int = 1
     beam_args: tuple[str, ...] = field(default=(), compare=False)
 
@@ -48,6 +50,10 @@ class CompressConfig:
             raise InvalidOption(f"--codebook-size must be positive, not {self.codebook_size}")
         if self.codebook_sample < 1:
             raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
+        if self.embedder not in EMBEDDERS:
+            raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
+        if self.near_dup_threshold is None:
+            object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
         if self.num_shards < 1:

