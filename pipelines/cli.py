@@ -19,13 +19,15 @@ COMMANDS = {
     "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
 }
 
-USAGE = "usage: hyperscene [--version] COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
+USAGE = "usage: hyperscene [--version] [-v] COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
     f"  {name:<12}{about}" for name, (_, about) in COMMANDS.items()
 ) + "\n\n'hyperscene COMMAND --help' describes a command's options."
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
@@ -39,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from hyperscene.pipelines.cliutil import setup_logging
     from hyperscene.transforms.errors import HypersceneError, VerificationFailed
 
-    verbose = "-v" in argv or "--verbose" in argv
     setup_logging(verbose)
-    argv = [a for a in argv if a not in ("-v", "--verbose")]
     module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
         result = module.run(argv[1:])
