@@ -29,7 +29,7 @@ from hyperscene.pipelines.config import (
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_embedder, resolve_model, static_model
-from hyperscene.transforms.errors import ModelNotFound, StoreError
+from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.segment import Segment, load_spacy
@@ -73,14 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--near-dup-threshold", type=float,
                    help="cosine at or above which units merge (default: measured per embedder: "
                         + ", ".join(f"{e} {t}" for e, t in DEFAULT_THRESHOLDS.items()) + ")")
-    g = p.add_argument_group("output")
+    g = p.add_argument_group("output and execution")
     g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="local worker processes (DirectRunner multi_processing mode; default: 1, in-process)")
     return p
+
+
+def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
+    """--workers N as the DirectRunner's own flags, unless the user set those flags already."""
+    if workers <= 1 or any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in beam_args):
+        return []
+    return ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
 
 
 def parse(argv: list[str]) -> CompressConfig:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
+    if args.workers < 1:
+        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    beam_args += local_worker_flags(args.workers, beam_args)
     return CompressConfig(
         inputs=tuple(args.inputs),
         out=args.out,

@@ -189,6 +189,7 @@ def test_same_store_on_every_runner_setting(sample_store, tmp_path):
     reference = {f["path"]: f["sha256"] for f in StoreVersion(str(sample_store)).manifest["files"]}
     settings = {
         "threads": ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"],
+        "processes": ["--workers", "2"],
         "portable": ["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"],
     }
     for name, flags in settings.items():
