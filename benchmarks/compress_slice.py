@@ -4,7 +4,10 @@
     python benchmarks/compress_slice.py --corpus ../shared/corpora/ru-classics --lang ru --tokens all
 
 The slice is whole files in name order until the token count (bundled MiniLM tokenizer) is reached.
-Compress runs in a child process so its wall time and peak resident memory are its own.
+Prints per-stage seconds (time inside each stage's own work, summed over workers), items/s and peak
+memory; the total wall time and peak resident memory of compress; and the embedding floor: the time
+to encode the same distinct units with the same embedder outside Beam, in the same run, with the
+ratio total/floor.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,41 +52,77 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
     return n, total
 
 
+def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
+    """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
+    from hyperscene.transforms.embed import load_embedder, resolve_model, static_model
+    from hyperscene.transforms.store import StoreVersion
+
+    cfg = manifest["config"]
+    texts = StoreVersion(str(store)).read("units", ["text"])["text"].to_pylist()
+    folder = resolve_model(cfg["model"])[0]
+    if cfg["embedder"] == "static":
+        folder = static_model(folder, cfg["cache_dir"])
+    model = load_embedder(folder, cfg["embedder"], cfg["device"])
+    model.encode(texts[:256], batch_size=cfg["batch_size"])  # warm-up, as a worker's first batch is
+    start = time.perf_counter()
+    model.encode(texts, batch_size=cfg["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
+    return time.perf_counter() - start, len(texts)
+
+
+STAGE_ORDER = ["read", "segment", "count tokens", "embed", "train codebook", "assign", "near-duplicates", "write"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--tokens", default="1M", help="slice size: 1M, 250k, all (default: 1M)")
     ap.add_argument("--lang", default="en")
     ap.add_argument("--keep", type=Path, help="keep the store here instead of a temporary folder")
+    ap.add_argument("--no-floor", action="store_true", help="skip the embedding floor measurement")
     ap.add_argument("compress_args", nargs="*", help="extra arguments for hyperscene compress (after --)")
     args = ap.parse_args()
 
+    from hyperscene.pipelines import compress, decompress
+    from hyperscene.pipelines.cliutil import setup_logging
+    from hyperscene.pipelines.inspect_store import summarise
+    from hyperscene.transforms.store import StoreVersion
+
+    setup_logging()
     work = Path(tempfile.mkdtemp(prefix="hyperscene-bench-"))
     try:
         corpus = work / "corpus"
         files, tokens = make_slice(args.corpus, parse_tokens(args.tokens), corpus)
         store = args.keep or work / "store"
-        cmd = [sys.executable, "-m", "hyperscene.pipelines.cli", "compress", str(corpus), "--out", str(store),
-               "--lang", args.lang, *args.compress_args]
         start = time.monotonic()
-        subprocess.run(cmd, check=True)
+        manifest = compress.run([str(corpus), "--out", str(store), "--lang", args.lang, *args.compress_args])
         wall = time.monotonic() - start
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        # Compress runs in this process (the DirectRunner's workers too, unless --workers > 1), so
+        # this peak covers it; the slice-making before it holds one book at a time.
+        peak_mib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
         restored = work / "restored"
         start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "hyperscene.pipelines.cli", "decompress", str(store), "--out", str(restored)], check=True)
+        decompress.decompress(str(store), str(restored))
         decompress_wall = time.monotonic() - start
         originals = sorted(p.relative_to(corpus) for p in corpus.rglob("*") if p.is_file())
         mismatched = [str(p) for p in originals if not filecmp.cmp(corpus / p, restored / p, shallow=False)]
 
-        summary = json.loads(subprocess.run(
-            [sys.executable, "-m", "hyperscene.pipelines.cli", "inspect", str(store), "--json"],
-            check=True, capture_output=True, text=True).stdout)
+        summary = summarise(StoreVersion(str(store)))
+        floor, n_floor = (None, 0) if args.no_floor else embedding_floor(store, manifest)
+        stages = manifest["stages"]
+        print(f"\n{'stage':<16}{'seconds':>9}{'items':>12}{'items/s':>10}{'peak MiB':>10}")
+        for name in sorted(stages, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else 99):
+            st = stages[name]
+            print(f"{name:<16}{st['seconds']:>9.1f}{st['items']:>12,}{st['items_per_s'] or '-':>10}{st['peak_rss_mb']:>10,}")
+        print(f"{'total (wall)':<16}{wall:>9.1f}{summary['units']:>12,}{round(summary['units'] / wall):>10}{round(peak_mib):>10,}")
+        if floor:
+            print(f"{'embedding floor':<16}{floor:>9.1f}{n_floor:>12,}{round(n_floor / floor):>10}")
+            print(f"total / floor = {wall / floor:.2f}")
         report = {
             "corpus": args.corpus.name,
             "files": files,
             "slice_tokens": tokens,
+            "embedder": manifest["model"]["embedder"],
             "units": summary["units"],
             "distinct_units": summary["distinct_units"],
             "near_duplicate_units": summary["near_duplicate_units"],
@@ -95,6 +133,8 @@ def main() -> int:
             "store_to_input": summary["store_to_input"],
             "compress_wall_s": round(wall, 1),
             "compress_peak_rss_mib": round(peak_mib),
+            "embedding_floor_s": round(floor, 1) if floor else None,
+            "total_over_floor": round(wall / floor, 2) if floor else None,
             "decompress_wall_s": round(decompress_wall, 1),
             "round_trip": f"{len(originals) - len(mismatched)}/{len(originals)} files byte-identical",
         }

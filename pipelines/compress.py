@@ -31,6 +31,7 @@ from hyperscene.transforms.dedup import ExactDedup
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_embedder, resolve_model, static_model
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.near_dup import NearDuplicates
+from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreVersion, WriteTable, published_versions, version_dir
@@ -204,7 +205,8 @@ def prepare_version(out: str) -> tuple[int, str]:
 
 
 def run(argv: list[str]) -> dict:
-    """Compress; returns the published manifest. Raises HypersceneError on bad input or options."""
+    """Compress; returns the published manifest plus per-stage timings (``stages``, not stored:
+    they describe this run, not the store). Raises HypersceneError on bad input or options."""
     started = time.time()
     cfg = parse(argv)
     options = PipelineOptions(list(cfg.beam_args))
@@ -223,6 +225,12 @@ def run(argv: list[str]) -> dict:
     logger.info("compressing %d input files into %s (model %s, %s embedder, %d dims)", len(files), path, cfg.model, cfg.embedder, identity.dimension)
 
     info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path)
-    return StoreVersion(cfg.out, version).manifest
+    p = beam.Pipeline(runner=runner, options=options)
+    build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path)
+    result = p.run()
+    result.wait_until_finish()
+    stages = stage_report(result)
+    for stage, s in stages.items():
+        logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],
+                    f"{s['items']:,}", s["items_per_s"], s["peak_rss_mb"])
+    return {**StoreVersion(cfg.out, version).manifest, "stages": stages}

@@ -12,7 +12,7 @@ import math
 import apache_beam as beam
 import numpy as np
 
-from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.progress import Progress, stage_timer
 
 # FAISS warns below 39 points per centroid and subsamples above max_points_per_centroid.
 POINTS_PER_CENTROID = 256
@@ -73,8 +73,9 @@ def _train_from_sample(sample: list[tuple[str, np.ndarray]], n_units: int, size:
     k = size or default_codebook_size(n_units)
     if not sample:
         return np.zeros((0, dim), dtype=np.float32)
-    vectors = np.stack([v for _, v in sorted(sample, key=lambda s: s[0])])
-    return train_codebook(vectors, k, seed)
+    with stage_timer("train codebook", len(sample)):
+        vectors = np.stack([v for _, v in sorted(sample, key=lambda s: s[0])])
+        return train_codebook(vectors, k, seed)
 
 
 class _AssignDoFn(beam.DoFn):
@@ -82,10 +83,10 @@ class _AssignDoFn(beam.DoFn):
         self._progress = Progress("assign", "distinct units")
 
     def process(self, batch: list[dict], centroids: np.ndarray):
-        ids, scores = assign(np.stack([u["vector"] for u in batch]), centroids)
-        for unit, hw, score in zip(batch, ids, scores):
-            yield {**unit, "hyperword": int(hw), "hyperword_score": float(score)}
-        self._progress.add(len(batch))
+        with self._progress.timed(len(batch)):
+            ids, scores = assign(np.stack([u["vector"] for u in batch]), centroids)
+            out = [{**u, "hyperword": int(hw), "hyperword_score": float(s)} for u, hw, s in zip(batch, ids, scores)]
+        yield from out
 
 
 class TrainCodebook(beam.PTransform):

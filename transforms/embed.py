@@ -30,7 +30,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from hyperscene.transforms.errors import ModelNotFound
-from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.progress import Progress, stage_timer
 
 logger = logging.getLogger("hyperscene")
 
@@ -185,14 +185,15 @@ class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
         return load_embedder(self._folder, self._embedder, self._device)
 
     def run_inference(self, batch: Sequence[str], model, inference_args: Optional[dict[str, Any]] = None):
-        vectors = model.encode(
-            list(batch),
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-            **(inference_args or {}),
-        )
+        with stage_timer("embed", len(batch)):
+            vectors = model.encode(
+                list(batch),
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+                **(inference_args or {}),
+            )
         return [PredictionResult(text, vector.astype("float32", copy=False)) for text, vector in zip(batch, vectors)]
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:

@@ -81,14 +81,15 @@ class _ClusterDoFn(beam.DoFn):
         self._threshold = threshold
 
     def setup(self):
-        self._progress = Progress("near-duplicates", "clusters")
+        self._progress = Progress("near-duplicates", "distinct units")
 
     def process(self, item):
         hyperword, units = item
-        provenance, stats = summarise_cluster(hyperword, list(units), self._threshold)
+        units = list(units)
+        with self._progress.timed(len(units)):
+            provenance, stats = summarise_cluster(hyperword, units, self._threshold)
         yield from provenance
         yield beam.pvalue.TaggedOutput("clusters", stats)
-        self._progress.add()
 
 
 class NearDuplicates(beam.PTransform):

@@ -226,6 +226,12 @@ class _ReadDoFn(beam.DoFn):
         self._progress = Progress("read", "files")
 
     def process(self, f: InputFile):
+        with self._progress.timed(1):
+            records = self._read(f)
+        for tag, record in records:
+            yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
+
+    def _read(self, f: InputFile) -> list:
         try:
             with FileSystems.open(f.path) as h:  # AUTO: decompresses .gz, .zst, .bz2
                 raw = h.read()
@@ -238,9 +244,7 @@ class _ReadDoFn(beam.DoFn):
                     records = list(read_text_file(f, raw))
         except Exception as e:  # unreadable or corrupt: one dead letter for the whole file
             records = [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", None))]
-        for tag, record in records:
-            yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
-        self._progress.add()
+        return records
 
 
 def _first_of_each_id(item):

@@ -210,13 +210,13 @@ class _SegmentDoFn(beam.DoFn):
         self._progress = Progress("segment", "documents")
 
     def process(self, doc: dict):
-        seg = self._segmenter.segment(doc["text"])
+        with self._progress.timed(1):
+            seg = self._segmenter.segment(doc["text"])
         meta = {k: v for k, v in doc.items() if k != "text"}
         meta.update(prefix=seg.prefix, unit_count=len(seg.units))
         yield beam.pvalue.TaggedOutput("documents", meta)
         for position, (unit, separator) in enumerate(zip(seg.units, seg.separators)):
             yield {"doc_id": doc["doc_id"], "position": position, "text": unit, "separator": separator}
-        self._progress.add()
 
 
 class Segment(beam.PTransform):

@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.schemas import FORMAT_VERSION, SORT_KEYS, TABLES
 from hyperscene.transforms.errors import StoreError
+from hyperscene.transforms.progress import stage_timer
 
 MANIFEST = "manifest.json"
 # Dictionary encoding pays only for columns with few distinct values; on hashes, texts and vectors it
@@ -109,8 +110,14 @@ class WriteTable(beam.PTransform):
             rows
             | "Shard" >> beam.Map(lambda r: (shard_of(r[key], shards), r))
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.MapTuple(lambda shard, rs: write_table_file(path, name, shard, rows_to_table(name, list(rs))))
+            | "Write" >> beam.MapTuple(lambda shard, rs: _write_shard(shard, rs, path, name))
         )
+
+
+def _write_shard(shard: int, rows, path: str, name: str) -> dict:
+    rows = list(rows)
+    with stage_timer("write", len(rows)):
+        return write_table_file(path, name, shard, rows_to_table(name, rows))
 
 
 @dataclass

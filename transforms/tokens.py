@@ -45,10 +45,10 @@ class _CountDoFn(beam.DoFn):
         self._progress = Progress("count tokens", "distinct units")
 
     def process(self, batch: list[dict]):
-        counts = count_tokens(self._tokenizer, [u["text"] for u in batch])
-        for unit, n in zip(batch, counts):
-            yield {**unit, "token_count": n, "word_count": count_words(unit["text"])}
-        self._progress.add(len(batch))
+        with self._progress.timed(len(batch)):
+            counts = count_tokens(self._tokenizer, [u["text"] for u in batch])
+            out = [{**u, "token_count": n, "word_count": count_words(u["text"])} for u, n in zip(batch, counts)]
+        yield from out
 
 
 class CountTokens(beam.PTransform):
