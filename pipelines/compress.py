@@ -149,7 +149,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold)
-    units = assigned
+    # Vectors are 1-1.5 KB a unit and the units table does not keep them: drop them before its shuffle.
+    units = assigned | "DropVector" >> beam.Map(lambda u: {k: v for k, v in u.items() if k != "vector"})
 
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
     occurrence_rows = (
