@@ -1,6 +1,5 @@
 import json
 
-import pyarrow as pa
 import pytest
 
 from hyperscene.schemas import SORT_KEYS, TABLES

