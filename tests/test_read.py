@@ -115,3 +115,11 @@ def test_compressed_parquet_is_read(tmp_path):
     with TestPipeline() as p:
         out = p | ReadDocuments(files)
         assert_that(out["documents"] | beam.Map(lambda d: d["text"]), equal_to(["Zipped parquet."]))
+
+
+def test_the_store_is_skipped_however_its_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "part.parquet").write_bytes(b"PAR1")
+    (tmp_path / "a.txt").write_text("A", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert [f.source for f in discover([str(tmp_path)], exclude=("store",))] == ["a.txt"]

@@ -62,6 +62,11 @@ def detect_format(name: str) -> str | None:
     return FORMAT_BY_EXTENSION.get(posixpath.splitext(strip_compression(name).lower())[1])
 
 
+def _comparable(path: str) -> str:
+    """Local paths made absolute, so "store" and "/home/u/store" compare equal; URLs as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _relative(path: str, root: str) -> str:
     root = root.rstrip("/")
     return path[len(root) + 1 :] if root and path.startswith(root + "/") else posixpath.basename(path)
@@ -77,7 +82,7 @@ def discover(patterns: list[str], input_format: str = "auto", exclude: tuple[str
     """
     found: dict[str, InputFile] = {}
     skipped = 0
-    excluded = [e.rstrip("/") + "/" for e in exclude]
+    excluded = [_comparable(e).rstrip("/") + "/" for e in exclude]
     for pattern in patterns:
         pattern = pattern.rstrip("/") or "/"
         if _GLOB.search(pattern) and not _exists(pattern):
@@ -95,7 +100,7 @@ def discover(patterns: list[str], input_format: str = "auto", exclude: tuple[str
             name = posixpath.basename(path)
             fmt = input_format if input_format != "auto" else detect_format(name)
             hidden = any(part.startswith(".") for part in _relative(path, root).split("/"))
-            if any(path.startswith(e) for e in excluded) or (not explicit and (hidden or fmt is None)):
+            if any(_comparable(path).startswith(e) for e in excluded) or (not explicit and (hidden or fmt is None)):
                 skipped += 1
                 continue
             found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text"))
