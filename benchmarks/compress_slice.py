@@ -35,7 +35,7 @@ def parse_tokens(s: str) -> int | None:
 
 
 def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
-    from hyperscene.transforms.embed import resolve_model
+    from hyperscene.transforms.models import resolve_model
     from hyperscene.transforms.tokens import count_tokens, load_tokenizer
 
     tokenizer = load_tokenizer(resolve_model("bundled")[0])
@@ -54,7 +54,7 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
 
 def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
-    from hyperscene.transforms.embed import load_embedder, resolve_model, static_model
+    from hyperscene.transforms.models import load_embedder, resolve_model, static_model
     from hyperscene.transforms.store import StoreVersion
 
     cfg = manifest["config"]

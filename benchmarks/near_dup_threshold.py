@@ -46,7 +46,7 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hyperscene.transforms.embed import load_embedder, resolve_model, static_model
+    from hyperscene.transforms.models import load_embedder, resolve_model, static_model
 
     folder = resolve_model(args.model)[0]
     if args.embedder == "static":

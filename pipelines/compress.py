@@ -28,7 +28,8 @@ from hyperscene.pipelines.config import (
 )
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup
-from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler, describe_model, load_embedder, resolve_model, static_model
+from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
+from hyperscene.transforms.models import describe_model, load_embedder, resolve_model, static_model
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.progress import stage_report

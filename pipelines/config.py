@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.embed import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS
+from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS

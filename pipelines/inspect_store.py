@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def count_with(store: StoreVersion, tokenizer_name: str) -> int:
     """Tokens of the whole corpus under another tokenizer: each distinct unit once, times its count."""
-    from hyperscene.transforms.embed import resolve_model
+    from hyperscene.transforms.models import resolve_model
     from hyperscene.transforms.tokens import count_tokens, load_tokenizer
 
     try:

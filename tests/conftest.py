@@ -21,7 +21,7 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def model_folder() -> str:
-    from hyperscene.transforms.embed import resolve_model
+    from hyperscene.transforms.models import resolve_model
 
     return resolve_model("bundled")[0]
 

@@ -5,7 +5,8 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from hyperscene.transforms.embed import SentenceTransformerModelHandler, fingerprint, resolve_model
+from hyperscene.transforms.embed import SentenceTransformerModelHandler
+from hyperscene.transforms.models import fingerprint, resolve_model
 from hyperscene.transforms.errors import ModelNotFound
 
 

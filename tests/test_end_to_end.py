@@ -200,7 +200,7 @@ def test_same_store_on_every_runner_setting(sample_store, tmp_path):
 
 def test_static_embedder_round_trip_and_cache(tmp_path, model_folder):
     """The model2vec embedder distilled from the bundled model: same units, other vectors, exact text."""
-    from hyperscene.transforms.embed import is_static_model, static_model
+    from hyperscene.transforms.models import is_static_model, static_model
 
     cache = tmp_path / "cache"
     store = tmp_path / "store"
