@@ -69,7 +69,7 @@ def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     return time.perf_counter() - start, len(texts)
 
 
-STAGE_ORDER = ["read", "segment", "count tokens", "embed", "train codebook", "assign", "near-duplicates", "write"]
+STAGE_ORDER = ["read", "segment", "exact dedup", "count tokens", "embed", "train codebook", "assign", "near-duplicates", "write"]
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 read -> segment -> exact dedup -> count tokens -> embed (RunInference) -> train codebook (one
 worker, side input) -> assign hyperwords -> near-duplicates per cluster -> write tables -> publish.
+From exact dedup on, elements are buckets of units (``schemas/unit_bucket.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from hyperscene.pipelines.config import (
     INPUT_FORMATS,
     CompressConfig,
 )
+from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
-from hyperscene.transforms.dedup import ExactDedup
+from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
-from hyperscene.transforms.models import describe_model, load_embedder, resolve_model, static_model
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
+from hyperscene.transforms.models import describe_model, load_embedder, resolve_model, static_model
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
@@ -131,42 +133,37 @@ def _hyperword_rows(centroids, clusters):
         yield {**row, "centroid": centroid.tolist()}
 
 
-def _with_hyperword(item):
-    _, group = item
-    (hyperword,) = group["hyperword"]
-    for occurrence in group["occurrences"]:
-        yield {**occurrence, "hyperword": hyperword}
+def _bucket_stats(bucket: UnitBucket):
+    import pyarrow.compute as pc
+
+    units = bucket.units
+    occurrences = units.column("occurrence_count")
+    yield "units", bucket.occurrences.num_rows
+    yield "distinct_units", units.num_rows
+    yield "tokens", pc.sum(pc.multiply(occurrences, units.column("token_count"))).as_py() or 0
+    yield "words", pc.sum(pc.multiply(occurrences, units.column("word_count"))).as_py() or 0
 
 
 def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str,
                    embedder_folder: str, dimension: int, info: ManifestInfo, path: str):
     """Wire the stages. Tokens are always counted with ``model_folder``'s tokenizer, so figures
-    compare across embedders; vectors come from ``embedder_folder``."""
+    compare across embedders; vectors come from ``embedder_folder``. From exact dedup to the writes,
+    elements are UnitBuckets (a few thousand units each), not single units."""
+    n_buckets = bucket_count(sum(f.size for f in files))
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
-    occurrences, distinct = segmented.occurrences | "ExactDedup" >> ExactDedup()
+    buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets)
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
-    embedded = distinct | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler)
+    embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler)
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
-    near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold)
-    # Vectors are 1-1.5 KB a unit and the units table does not keep them: drop them before its shuffle.
-    units = assigned | "DropVector" >> beam.Map(lambda u: {k: v for k, v in u.items() if k != "vector"})
-
+    near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
-    occurrence_rows = (
-        {
-            "occurrences": occurrences | "OccByUnit" >> beam.Map(lambda o: (o["unit_id"], o)),
-            "hyperword": units | "HwByUnit" >> beam.Map(lambda u: (u["unit_id"], u["hyperword"])),
-        }
-        | "JoinHyperword" >> beam.CoGroupByKey()
-        | "AttachHyperword" >> beam.FlatMap(_with_hyperword)
-    )
 
     tables = {
         "documents": segmented.documents,
-        "units": units,
-        "occurrences": occurrence_rows,
+        "units": assigned | "UnitRows" >> beam.Map(lambda b: b.units),
+        "occurrences": assigned | "OccurrenceRows" >> beam.Map(lambda b: b.occurrences),
         "hyperwords": hyperwords,
         "provenance": near.provenance,
         "dead_letters": read["dead_letters"],
@@ -180,11 +177,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     stats = [
         segmented.documents | "NDocs" >> _pairs("documents"),
         segmented.documents | "NBytes" >> _pairs("input_bytes", lambda d: d["bytes"]),
-        occurrence_rows | "NOcc" >> _pairs("units"),
-        units | "NDistinct" >> _pairs("distinct_units"),
-        units | "NTokens" >> _pairs("tokens", lambda u: u["occurrence_count"] * u["token_count"]),
-        units | "NWords" >> _pairs("words", lambda u: u["occurrence_count"] * u["word_count"]),
-        near.provenance | "NMerges" >> _pairs("near_duplicate_units"),
+        assigned | "NUnits" >> beam.FlatMap(_bucket_stats),
+        near.provenance | "NMerges" >> _pairs("near_duplicate_units", lambda t: t.num_rows),
         near.clusters | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda c: c["near_duplicate_occurrences"]),
         centroids | "NCodes" >> _pairs("codebook_size", len),
         read["dead_letters"] | "NDead" >> _pairs("dead_letters"),

@@ -1,11 +1,14 @@
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
-from hyperscene.transforms.dedup import ExactDedup, unit_id
-from hyperscene.transforms.near_dup import group_near_duplicates, summarise_cluster
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.codebook import SmallestIds, assign, default_codebook_size, train_codebook
+from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, bucket_of, dedup_bucket, split_by_bucket, unit_id
+from hyperscene.transforms.near_dup import clusters_of, group_near_duplicates, summarise_cluster
 
 
 def test_unit_id_is_a_stable_content_hash():
@@ -13,14 +16,44 @@ def test_unit_id_is_a_stable_content_hash():
     assert unit_id("") == "cae66941d9efbd404e4d88758ea67670"  # blake2b-128 of nothing
 
 
-def test_exact_dedup_counts_each_text_once():
-    occ = [{"doc_id": "d", "position": i, "text": t, "separator": " "} for i, t in enumerate(["a", "b", "a", "a"])]
+def _occurrences(doc_id, texts):
+    return pa.table({"doc_id": [doc_id] * len(texts), "position": list(range(len(texts))), "text": texts, "separator": [" "] * len(texts)})
+
+
+def test_exact_dedup_counts_each_text_once_across_buckets():
+    docs = [_occurrences("d", ["a", "b", "a", "a"]), _occurrences("e", ["b", "c"])]
     with TestPipeline() as p:
-        slim, units = p | beam.Create(occ) | ExactDedup()
-        assert_that(units | beam.Map(lambda u: (u["text"], u["occurrence_count"])), equal_to([("a", 3), ("b", 1)]), label="units")
-        assert_that(slim | beam.Map(lambda o: (o["position"], o["unit_id"], "text" in o)),
-                    equal_to([(0, unit_id("a"), False), (1, unit_id("b"), False), (2, unit_id("a"), False), (3, unit_id("a"), False)]),
-                    label="occurrences")
+        buckets = p | beam.Create(docs) | ExactDedup(n_buckets=3)
+        units = buckets | "Units" >> beam.FlatMap(lambda b: zip(b.units["text"].to_pylist(), b.units["occurrence_count"].to_pylist()))
+        assert_that(units, equal_to([("a", 3), ("b", 2), ("c", 1)]), label="units")
+        occurrences = buckets | "Occ" >> beam.FlatMap(
+            lambda b: zip(b.occurrences["doc_id"].to_pylist(), b.occurrences["position"].to_pylist(), b.occurrences["unit_id"].to_pylist(),
+                          [b.bucket] * b.occurrences.num_rows, ["text" in b.occurrences.column_names] * b.occurrences.num_rows))
+        expected = [(d, i, unit_id(t), int(bucket_of([unit_id(t)], 3)[0]), False)
+                    for d, texts in (("d", "abaa"), ("e", "bc")) for i, t in enumerate(texts)]
+        assert_that(occurrences, equal_to(expected), label="occurrences")
+
+
+def test_buckets_are_sorted_by_unit_id_and_scale_with_input():
+    bucket = dedup_bucket(0, [part for _, part in split_by_bucket(_occurrences("d", ["x", "y", "z", "x"]), 1)])
+    assert bucket.units["unit_id"].to_pylist() == sorted(unit_id(t) for t in "xyz")
+    assert bucket_count(0) == 1 and bucket_count(10 * BUCKET_INPUT_BYTES) == 10
+
+
+def test_codebook_sample_is_the_smallest_ids_whatever_the_bucket_order():
+    vectors = _unit_vectors(30, 4, 9)
+    ids = sorted(unit_id(str(i)) for i in range(30))
+    buckets = [UnitBucket(b, pa.table({"unit_id": ids[b::3]}), pa.table({}), vectors[b::3]) for b in range(3)]
+    combine = SmallestIds(7)
+    results = []
+    for order in ([0, 1, 2], [2, 0, 1]):
+        acc = combine.create_accumulator()
+        for b in order:
+            acc = combine.add_input(acc, buckets[b])
+        results.append(combine.extract_output(combine.merge_accumulators([acc, combine.create_accumulator()])))
+    for sample_ids, sample_vectors in results:
+        assert sample_ids.tolist() == ids[:7]
+        np.testing.assert_array_equal(sample_vectors, vectors[:7])
 
 
 def _unit_vectors(n, d, seed):
@@ -68,15 +101,24 @@ def test_no_chaining_every_member_is_close_to_its_canonical():
 
 def test_cluster_summary_picks_the_most_central_representative():
     v = _unit_vectors(3, 4, 5)
-    units = [
-        {"unit_id": "b", "text": "B", "vector": v[0], "occurrence_count": 2, "hyperword_score": 0.9},
-        {"unit_id": "a", "text": "A", "vector": v[1], "occurrence_count": 1, "hyperword_score": 0.9},
-        {"unit_id": "c", "text": "C", "vector": v[2], "occurrence_count": 1, "hyperword_score": 0.5},
-    ]
-    provenance, stats = summarise_cluster(7, units, threshold=0.999)
+    units = pa.table({"unit_id": ["a", "b", "c"], "text": ["A", "B", "C"], "occurrence_count": [1, 2, 1],
+                      "hyperword_score": pa.array([0.9, 0.9, 0.5], pa.float32())})
+    vectors = v[[1, 0, 2]]
+    provenance, stats = summarise_cluster(7, units, vectors, threshold=0.999)
     assert provenance == []
     assert stats == {"hyperword": 7, "unit_count": 3, "occurrence_count": 4, "representative_unit_id": "a",
-                     "representative_text": "A", "representative_score": 0.9, "near_duplicate_occurrences": 0}
-    provenance, stats = summarise_cluster(7, units, threshold=-1.0)
+                     "representative_text": "A", "representative_score": pytest.approx(0.9), "near_duplicate_occurrences": 0}
+    provenance, stats = summarise_cluster(7, units, vectors, threshold=-1.0)
     assert [(p["unit_id"], p["canonical_unit_id"]) for p in provenance] == [("a", "b"), ("c", "b")]
     assert stats["near_duplicate_occurrences"] == 2
+
+
+def test_clusters_are_gathered_by_hyperword_from_any_bucket():
+    v = _unit_vectors(4, 4, 6)
+    parts = [
+        (pa.table({"hyperword": pa.array([2, 5], pa.int32()), "unit_id": ["d", "a"]}), v[:2]),
+        (pa.table({"hyperword": pa.array([5, 2], pa.int32()), "unit_id": ["b", "c"]}), v[2:]),
+    ]
+    clusters = [(hw, units["unit_id"].to_pylist(), vectors) for hw, units, vectors in clusters_of(parts)]
+    assert [(hw, ids) for hw, ids, _ in clusters] == [(2, ["c", "d"]), (5, ["a", "b"])]
+    np.testing.assert_array_equal(clusters[0][2], v[[3, 0]])

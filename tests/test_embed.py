@@ -32,27 +32,35 @@ def test_unknown_model_fails_fast_without_a_network(tmp_path):
 
 def test_handler_embeds_with_the_real_bundled_model(model_folder):
     handler = SentenceTransformerModelHandler(model_folder, batch_size=4)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 32, "max_batch_size": 32}
+    assert handler.batch_elements_kwargs()["max_batch_size"] == 1  # an example is already a batch of texts
     model = handler.load_model()
     texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell sharply today."]
-    results = handler.run_inference(texts, model)
-    vectors = np.stack([r.inference for r in results])
-    assert [r.example for r in results] == texts
+    (result,) = handler.run_inference([texts], model)
+    vectors = result.inference
+    assert list(result.example) == texts
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     sims = vectors @ vectors.T
     assert sims[0, 1] > 0.6 > sims[0, 2]
 
 
-def test_run_inference_in_a_pipeline(model_folder):
-    handler = SentenceTransformerModelHandler(model_folder, batch_size=2, group_factor=1)
+def test_a_texts_vector_depends_only_on_its_own_example(model_folder):
+    handler = SentenceTransformerModelHandler(model_folder, batch_size=2, max_batch_size=2)
+    model = handler.load_model()
+    alone = handler.run_inference([["one", "two"]], model)[0].inference
+    together = handler.run_inference([["one", "two"], ["three", "a much longer text than the others, to change padding"]], model)
+    assert np.array_equal(alone, together[0].inference)
+
+
+def test_run_inference_on_batched_strings_in_a_pipeline(model_folder):
+    handler = SentenceTransformerModelHandler(model_folder, batch_size=2)
 
     def check(results):
-        assert sorted(r.example for r in results) == ["one", "three", "two"]
-        assert all(r.inference.shape == (384,) for r in results)
+        assert sorted(t for r in results for t in r.example) == ["one", "three", "two"]
+        assert all(r.inference.shape == (len(r.example), 384) for r in results)
 
     with TestPipeline() as p:
-        out = p | beam.Create(["one", "two", "three"]) | RunInference(handler)
+        out = p | beam.Create(["one", "two", "three"]) | beam.BatchElements(min_batch_size=2, max_batch_size=2) | RunInference(handler)
         assert_that(out, check)
 
 

@@ -8,10 +8,12 @@ worker as a side input for assignment.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
 
+from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import Progress, stage_timer
 
 # FAISS warns below 39 points per centroid and subsamples above max_points_per_centroid.
@@ -69,12 +71,45 @@ def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.n
     return ids, scores
 
 
-def _train_from_sample(sample: list[tuple[str, np.ndarray]], n_units: int, size: int | None, seed: int, dim: int):
+class SmallestIds(beam.CombineFn):
+    """The ``k`` units with the smallest ids across all buckets: (ids, vectors), sorted by id.
+
+    Ids are hashes, so this is a uniform sample, and it does not depend on the order buckets arrive in.
+    """
+
+    def __init__(self, k: int):
+        self._k = k
+
+    def create_accumulator(self):
+        return []  # (ids, vectors) parts; compacted to k rows whenever they hold more than 2k
+
+    def add_input(self, acc, bucket: UnitBucket):
+        ids = np.asarray(bucket.units.column("unit_id").to_pylist()[: self._k], dtype="U32")
+        acc.append((ids, bucket.vectors[: self._k].copy()))
+        return self._compact(acc) if sum(len(i) for i, _ in acc) > 2 * self._k else acc
+
+    def merge_accumulators(self, accumulators):
+        return self._compact([part for acc in accumulators for part in acc])
+
+    def _compact(self, parts):
+        parts = [p for p in parts if len(p[0])]
+        if len(parts) <= 1:
+            return parts
+        ids = np.concatenate([i for i, _ in parts])
+        keep = np.argsort(ids, kind="stable")[: self._k]
+        return [(ids[keep], np.concatenate([v for _, v in parts])[keep])]
+
+    def extract_output(self, acc):
+        acc = self._compact(acc)
+        return acc[0] if acc else (np.array([], dtype="U32"), None)
+
+
+def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: int):
+    ids, vectors = sample
     k = size or default_codebook_size(n_units)
-    if not sample:
+    if vectors is None:
         return np.zeros((0, dim), dtype=np.float32)
-    with stage_timer("train codebook", len(sample)):
-        vectors = np.stack([v for _, v in sorted(sample, key=lambda s: s[0])])
+    with stage_timer("train codebook", len(ids)):
         return train_codebook(vectors, k, seed)
 
 
@@ -82,27 +117,34 @@ class _AssignDoFn(beam.DoFn):
     def setup(self):
         self._progress = Progress("assign", "distinct units")
 
-    def process(self, batch: list[dict], centroids: np.ndarray):
-        with self._progress.timed(len(batch)):
-            ids, scores = assign(np.stack([u["vector"] for u in batch]), centroids)
-            out = [{**u, "hyperword": int(hw), "hyperword_score": float(s)} for u, hw, s in zip(batch, ids, scores)]
-        yield from out
+    def process(self, bucket: UnitBucket, centroids: np.ndarray):
+        with self._progress.timed(len(bucket)):
+            ids, scores = assign(bucket.vectors, centroids)
+            result = assign_bucket(bucket, ids, scores)
+        yield result
+
+
+def assign_bucket(bucket: UnitBucket, ids: np.ndarray, scores: np.ndarray) -> UnitBucket:
+    """Hyperword columns on the units and, through ``unit_id``, on their occurrences."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hyperwords = pa.array(ids, pa.int32())
+    position = pc.index_in(bucket.occurrences.column("unit_id"), value_set=bucket.units.column("unit_id"))
+    occurrences = bucket.occurrences.append_column("hyperword", pc.take(hyperwords, position))
+    return replace(bucket.with_unit_columns(hyperword=hyperwords, hyperword_score=pa.array(scores, pa.float32())), occurrences=occurrences)
 
 
 class TrainCodebook(beam.PTransform):
-    """Embedded units -> a singleton PCollection holding the centroid matrix."""
+    """Embedded UnitBuckets -> a singleton PCollection holding the centroid matrix."""
 
     def __init__(self, size: int | None, seed: int, dimension: int, sample_size: int = DEFAULT_SAMPLE):
         super().__init__()
         self._size, self._seed, self._dim, self._sample = size, seed, dimension, sample_size
 
-    def expand(self, units):
-        n_units = units | "CountUnits" >> beam.combiners.Count.Globally()
-        sample = (
-            units
-            | "IdVector" >> beam.Map(lambda u: (u["unit_id"], u["vector"]))
-            | "Sample" >> beam.combiners.Top.Smallest(self._sample, key=lambda s: s[0])
-        )
+    def expand(self, buckets):
+        n_units = buckets | "CountUnits" >> beam.Map(len) | "Sum" >> beam.CombineGlobally(sum)
+        sample = buckets | "Sample" >> beam.CombineGlobally(SmallestIds(self._sample))
         return sample | "Train" >> beam.Map(
             _train_from_sample,
             n_units=beam.pvalue.AsSingleton(n_units),
@@ -113,16 +155,12 @@ class TrainCodebook(beam.PTransform):
 
 
 class AssignHyperwords(beam.PTransform):
-    """Embedded units -> the same with ``hyperword`` and ``hyperword_score``."""
+    """Embedded UnitBuckets -> the same with ``hyperword`` and ``hyperword_score`` on units and
+    ``hyperword`` on occurrences."""
 
-    def __init__(self, centroids, batch_size: int = 4096):
+    def __init__(self, centroids):
         super().__init__()
         self._centroids = centroids
-        self._batch_size = batch_size
 
-    def expand(self, units):
-        return (
-            units
-            | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
-            | "Assign" >> beam.ParDo(_AssignDoFn(), centroids=beam.pvalue.AsSingleton(self._centroids))
-        )
+    def expand(self, buckets):
+        return buckets | "Assign" >> beam.ParDo(_AssignDoFn(), centroids=beam.pvalue.AsSingleton(self._centroids))

@@ -1,10 +1,26 @@
-"""Exact dedup: a unit's id is a hash of its exact text, and each distinct text is kept once."""
+"""Exact dedup: a unit's id is a hash of its exact text, and each distinct text is kept once.
+
+Occurrences are split into hash buckets of unit ids (see :class:`~hyperscene.schemas.unit_bucket.UnitBucket`)
+and each bucket is deduplicated on one worker.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from typing import Iterable, Iterator
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.progress import Progress
+
+# About 5,000 distinct units of English prose per bucket (about 47 input bytes a unit): big enough
+# that Beam's per-element cost vanishes, small enough that a bucket's vectors take a few MB.
+BUCKET_INPUT_BYTES = 256 * 1024
+MAX_BUCKETS = 1 << 16
 
 
 def unit_id(text: str) -> str:
@@ -12,38 +28,67 @@ def unit_id(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-class _CountText(beam.CombineFn):
-    """(text, count) per unit id; the text is the same for every occurrence of an id."""
+def bucket_count(input_bytes: int) -> int:
+    """Buckets for a corpus of this many input bytes. A function of the input only, so the same
+    corpus is bucketed the same way, and embedded in the same batches, on any runner."""
+    return int(min(MAX_BUCKETS, max(1, input_bytes // BUCKET_INPUT_BYTES)))
 
-    def create_accumulator(self):
-        return (None, 0)
 
-    def add_input(self, acc, text):
-        return (text, acc[1] + 1)
+def bucket_of(unit_ids: list[str], n_buckets: int) -> np.ndarray:
+    return np.array([int(u[:12], 16) % n_buckets for u in unit_ids], dtype=np.int64)
 
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        text = next((t for t, _ in accs if t is not None), None)
-        return (text, sum(n for _, n in accs))
 
-    def extract_output(self, acc):
-        return acc
+def split_by_bucket(occurrences: pa.Table, n_buckets: int) -> Iterator[tuple[int, pa.Table]]:
+    """One document's occurrences (with ``text``) -> (bucket, its occurrences, with ``unit_id``)."""
+    ids = [unit_id(t) for t in occurrences.column("text").to_pylist()]
+    occurrences = occurrences.append_column("unit_id", pa.array(ids, pa.string()))
+    buckets = bucket_of(ids, n_buckets)
+    order = np.argsort(buckets, kind="stable")
+    present, starts = np.unique(buckets[order], return_index=True)
+    for b, start, end in zip(present, starts, [*starts[1:], len(order)]):
+        yield int(b), occurrences.take(order[start:end])
+
+
+def dedup_bucket(bucket: int, parts: Iterable[pa.Table]) -> UnitBucket:
+    """All occurrences of one bucket -> its distinct units (sorted by id) and the occurrences without text."""
+    occurrences = pa.concat_tables(list(parts))
+    ids = occurrences.column("unit_id").to_pylist()
+    counts = Counter(ids)
+    text_of = dict(zip(ids, occurrences.column("text").to_pylist()))
+    order = sorted(counts)
+    units = pa.table(
+        {
+            "unit_id": pa.array(order, pa.string()),
+            "text": pa.array([text_of[u] for u in order], pa.string()),
+            "occurrence_count": pa.array([counts[u] for u in order], pa.int64()),
+        }
+    )
+    return UnitBucket(bucket, units, occurrences.drop_columns(["text"]))
+
+
+class _DedupDoFn(beam.DoFn):
+    def setup(self):
+        self._progress = Progress("exact dedup", "occurrences")
+
+    def process(self, item):
+        bucket, parts = item
+        parts = list(parts)
+        with self._progress.timed(sum(p.num_rows for p in parts)):
+            result = dedup_bucket(bucket, parts)
+        yield result
 
 
 class ExactDedup(beam.PTransform):
-    """Occurrences (with ``text``) -> (occurrences with ``unit_id``, distinct units).
+    """Per-document occurrence tables (``doc_id, position, text, separator``) -> UnitBuckets."""
 
-    Distinct units are dicts ``{unit_id, text, occurrence_count}``; occurrences drop their text,
-    which from here on lives once per distinct unit.
-    """
+    def __init__(self, n_buckets: int):
+        super().__init__()
+        self._n_buckets = n_buckets
 
     def expand(self, occurrences):
-        with_ids = occurrences | "Hash" >> beam.Map(lambda o: {**o, "unit_id": unit_id(o["text"])})
-        units = (
-            with_ids
-            | "ByUnit" >> beam.Map(lambda o: (o["unit_id"], o["text"]))
-            | "Count" >> beam.CombinePerKey(_CountText())
-            | "Unit" >> beam.MapTuple(lambda uid, tc: {"unit_id": uid, "text": tc[0], "occurrence_count": tc[1]})
+        return (
+            occurrences
+            | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=self._n_buckets)
+            | "Group" >> beam.GroupByKey()
+            | "Dedup" >> beam.ParDo(_DedupDoFn())
         )
-        slim = with_ids | "DropText" >> beam.Map(lambda o: {k: v for k, v in o.items() if k != "text"})
-        return slim, units

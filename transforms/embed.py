@@ -17,22 +17,28 @@ from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 
 
-class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
-    """Embeds texts into unit-length float32 vectors with a sentence-transformers model.
+class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResult, Any]):
+    """Embeds batches of texts into unit-length float32 matrices with a sentence-transformers model.
+
+    An example is a sequence of texts (a bucket of units here; ``beam.BatchElements`` makes them
+    from a PCollection of strings), and its inference is a float32 matrix with one row per text.
+    Each example is encoded in its own ``encode`` call, which sorts the texts by length and runs
+    them ``batch_size`` at a time: little padding, and a text's vector depends only on the example
+    it came in, never on what else RunInference put into the same call.
 
     Args:
-      model_folder: a local model folder (see :func:`resolve_model`, and :func:`static_model` for
-        the ``static`` embedder).
-      embedder: ``torch`` or ``static``.
+      model_folder: a local model folder (see :mod:`hyperscene.transforms.models`).
+      embedder: one of ``models.EMBEDDERS``.
       device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
-      batch_size: texts per forward pass. Each call gets ``group_factor`` batches' worth of texts,
-        which ``encode`` sorts by length, so forward passes carry little padding.
+      batch_size: texts per forward pass.
+      **kwargs: ModelHandler's own (``min_batch_size``, ``max_batch_size``: examples per call,
+        default 1).
     """
 
     def __init__(self, model_folder: str, *, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu",
-                 batch_size: int = 64, group_factor: int = 8, **kwargs):
-        group = batch_size * group_factor
-        super().__init__(min_batch_size=group, max_batch_size=group, **kwargs)
+                 batch_size: int = 64, **kwargs):
+        kwargs.setdefault("max_batch_size", 1)
+        super().__init__(**kwargs)
         self._folder = model_folder
         self._embedder = embedder
         self._device = device
@@ -41,69 +47,53 @@ class SentenceTransformerModelHandler(ModelHandler[str, PredictionResult, Any]):
     def load_model(self):
         return load_embedder(self._folder, self._embedder, self._device)
 
-    def run_inference(self, batch: Sequence[str], model, inference_args: Optional[dict[str, Any]] = None):
-        with stage_timer("embed", len(batch)):
-            vectors = model.encode(
-                list(batch),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-                **(inference_args or {}),
-            )
-        return [PredictionResult(text, vector.astype("float32", copy=False)) for text, vector in zip(batch, vectors)]
+    def run_inference(self, batch: Sequence[Sequence[str]], model, inference_args: Optional[dict[str, Any]] = None):
+        results = []
+        for texts in batch:
+            with stage_timer("embed", len(texts)):
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                    **(inference_args or {}),
+                )
+            results.append(PredictionResult(texts, vectors.astype("float32", copy=False)))
+        return results
 
-    def get_num_bytes(self, batch: Sequence[str]) -> int:
-        return sum(len(t.encode("utf-8")) for t in batch)
+    def get_num_bytes(self, batch: Sequence[Sequence[str]]) -> int:
+        return sum(len(t.encode("utf-8")) for texts in batch for t in texts)
 
     def get_metrics_namespace(self) -> str:
         return "hyperscene_embed"
 
 
-class _EmbedProgress(beam.DoFn):
+class _AttachVectors(beam.DoFn):
     def setup(self):
         self._progress = Progress("embed", "distinct units")
 
     def process(self, keyed):
-        meta, result = keyed
-        self._progress.add()
-        yield {**meta, "text": result.example, "vector": result.inference}
-
-
-def content_batches(item, group_size: int):
-    """A bucket of units -> batches sorted by unit id: the same texts always share a batch."""
-    _, units = item
-    units = sorted(units, key=lambda u: u["unit_id"])
-    for start in range(0, len(units), group_size):
-        yield [({k: v for k, v in u.items() if k != "text"}, u["text"]) for u in units[start : start + group_size]]
-
-
-def bucket_of(unit_id: str, n_units: int, group_size: int) -> int:
-    return int(unit_id[:12], 16) % max(1, -(-n_units // group_size))
+        bucket, result = keyed
+        self._progress.add(len(bucket))
+        yield bucket.with_vectors(result.inference)
 
 
 class Embed(beam.PTransform):
-    """Units ``{unit_id, text, ...}`` -> the same dicts with ``vector`` (numpy float32, unit length).
+    """UnitBuckets -> the same with ``vectors``, one RunInference example per bucket.
 
-    A text's vector depends in its last bits on the batch it is padded with, so batches are made
-    from content (hash buckets sorted by id) rather than arrival order: the same corpus gives the
-    same vectors on any runner and any number of workers. The rest of each unit rides along as
-    RunInference's key, so no join is needed afterwards.
+    Buckets are made from content (hashes of unit ids), so the same corpus is encoded in the same
+    batches and gets the same vectors, to the last bit, on any runner and any number of workers.
     """
 
     def __init__(self, handler: SentenceTransformerModelHandler):
         super().__init__()
-        self._group = handler.batch_elements_kwargs()["max_batch_size"]
-        self._handler = KeyedModelHandler(handler).with_no_batching()
+        self._handler = KeyedModelHandler(handler)
 
-    def expand(self, units):
-        group = self._group
-        n_units = units | "Count" >> beam.combiners.Count.Globally()
+    def expand(self, buckets):
         return (
-            units
-            | "Bucket" >> beam.Map(lambda u, n: (bucket_of(u["unit_id"], n, group), u), n=beam.pvalue.AsSingleton(n_units))
-            | "Group" >> beam.GroupByKey()
-            | "Batch" >> beam.FlatMap(content_batches, group_size=group)
+            buckets
+            | "Texts" >> beam.Map(lambda b: (b, b.texts()))
             | "RunInference" >> RunInference(self._handler)
-            | "Attach" >> beam.ParDo(_EmbedProgress())
+            | "Attach" >> beam.ParDo(_AttachVectors())
         )

@@ -9,9 +9,15 @@ group is its most frequent text.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from hyperscene.schemas import PROVENANCE
+from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import Progress
 
 METHOD = "cosine"
@@ -54,26 +60,55 @@ def group_near_duplicates(
     return merges
 
 
-def summarise_cluster(hyperword: int, units: list[dict], threshold: float):
-    """Units of one cluster -> (provenance rows, hyperword statistics)."""
-    units = sorted(units, key=lambda u: u["unit_id"])
-    ids = [u["unit_id"] for u in units]
-    merges = group_near_duplicates(ids, np.stack([u["vector"] for u in units]), [u["occurrence_count"] for u in units], threshold)
+def summarise_cluster(hyperword: int, units: pa.Table, vectors: np.ndarray, threshold: float):
+    """One cluster's units (``unit_id, text, occurrence_count, hyperword_score``, sorted by id) and
+    their vectors -> (provenance rows, hyperword statistics)."""
+    ids = units.column("unit_id").to_pylist()
+    counts = units.column("occurrence_count").to_pylist()
+    scores = units.column("hyperword_score").to_pylist()
+    merges = group_near_duplicates(ids, vectors, counts, threshold)
     provenance = [
         {"unit_id": ids[m], "canonical_unit_id": ids[c], "method": METHOD, "score": s, "hyperword": hyperword}
         for m, c, s in merges
     ]
-    representative = min(units, key=lambda u: (-u["hyperword_score"], u["unit_id"]))
+    representative = min(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
     stats = {
         "hyperword": hyperword,
-        "unit_count": len(units),
-        "occurrence_count": sum(u["occurrence_count"] for u in units),
-        "representative_unit_id": representative["unit_id"],
-        "representative_text": representative["text"],
-        "representative_score": representative["hyperword_score"],
-        "near_duplicate_occurrences": sum(units[m]["occurrence_count"] for m, _, _ in merges),
+        "unit_count": len(ids),
+        "occurrence_count": sum(counts),
+        "representative_unit_id": ids[representative],
+        "representative_text": units.column("text")[representative].as_py(),
+        "representative_score": scores[representative],
+        "near_duplicate_occurrences": sum(counts[m] for m, _, _ in merges),
     }
     return provenance, stats
+
+
+CLUSTER_COLUMNS = ["hyperword", "unit_id", "text", "occurrence_count", "hyperword_score"]
+
+
+def cluster_parts(bucket: UnitBucket, n_groups: int):
+    """A bucket's units, split by the group of their hyperword: (group, (units, vectors))."""
+    units = bucket.units.select(CLUSTER_COLUMNS)
+    groups = units.column("hyperword").to_numpy() % n_groups
+    order = np.argsort(groups, kind="stable")
+    present, starts = np.unique(groups[order], return_index=True)
+    for g, start, end in zip(present, starts, [*starts[1:], len(order)]):
+        rows = order[start:end]
+        yield int(g), (units.take(rows), bucket.vectors[rows])
+
+
+def clusters_of(parts) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
+    """Parts of one group -> (hyperword, its units sorted by id, their vectors), by hyperword."""
+    parts = list(parts)
+    units = pa.concat_tables([u for u, _ in parts])
+    vectors = np.concatenate([v for _, v in parts])
+    order = pc.sort_indices(units, sort_keys=[("hyperword", "ascending"), ("unit_id", "ascending")]).to_numpy()
+    units, vectors = units.take(order), vectors[order]
+    hyperwords = units.column("hyperword").to_numpy()
+    present, starts = np.unique(hyperwords, return_index=True)
+    for hw, start, end in zip(present, starts, [*starts[1:], len(hyperwords)]):
+        yield int(hw), units.slice(start, end - start), vectors[start:end]
 
 
 class _ClusterDoFn(beam.DoFn):
@@ -84,25 +119,36 @@ class _ClusterDoFn(beam.DoFn):
         self._progress = Progress("near-duplicates", "distinct units")
 
     def process(self, item):
-        hyperword, units = item
-        units = list(units)
-        with self._progress.timed(len(units)):
-            provenance, stats = summarise_cluster(hyperword, units, self._threshold)
-        yield from provenance
-        yield beam.pvalue.TaggedOutput("clusters", stats)
+        _, parts = item
+        provenance, stats = [], []
+        for hyperword, units, vectors in clusters_of(parts):
+            with self._progress.timed(units.num_rows):
+                rows, summary = summarise_cluster(hyperword, units, vectors, self._threshold)
+            provenance.extend(rows)
+            stats.append(summary)
+        if provenance:
+            yield provenance_table(provenance)
+        for summary in stats:
+            yield beam.pvalue.TaggedOutput("clusters", summary)
+
+
+def provenance_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=PROVENANCE)
 
 
 class NearDuplicates(beam.PTransform):
-    """Assigned units -> provenance rows (main output) and per-hyperword statistics (``clusters``)."""
+    """Assigned UnitBuckets -> provenance tables (main output) and per-hyperword statistics
+    (``clusters``). Clusters are gathered in ``n_groups`` groups of hyperwords, not one element each."""
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, n_groups: int = 1):
         super().__init__()
         self._threshold = threshold
+        self._groups = n_groups
 
-    def expand(self, units):
+    def expand(self, buckets):
         return (
-            units
-            | "ByHyperword" >> beam.Map(lambda u: (u["hyperword"], u))
-            | "Cluster" >> beam.GroupByKey()
+            buckets
+            | "ByGroup" >> beam.FlatMap(cluster_parts, n_groups=self._groups)
+            | "Gather" >> beam.GroupByKey()
             | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold)).with_outputs("clusters", main="provenance")
         )

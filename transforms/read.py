@@ -49,6 +49,7 @@ class InputFile:
     path: str  # as FileSystems sees it
     source: str  # relative to the input root given by the user
     format: str  # text | jsonl | parquet
+    size: int = 0  # bytes on disk (compressed, if the file is)
 
 
 def strip_compression(name: str) -> str:
@@ -87,23 +88,23 @@ def discover(patterns: list[str], input_format: str = "auto", exclude: tuple[str
         pattern = pattern.rstrip("/") or "/"
         if _GLOB.search(pattern) and not _exists(pattern):
             root = pattern[: _GLOB.search(pattern).start()].rsplit("/", 1)[0]
-            paths, explicit = match_paths(pattern), False
+            paths, explicit = match_sizes(pattern), False
         else:
-            root, paths, explicit = pattern, match_paths(glob_escape(pattern) + "/**"), False
+            root, paths, explicit = pattern, match_sizes(glob_escape(pattern) + "/**"), False
             if not paths and os.path.isdir(pattern):
                 raise EmptyInput(f"directory {pattern!r} holds no files")
             if not paths:  # not a directory: a single file
-                root, paths, explicit = posixpath.dirname(pattern), match_paths(glob_escape(pattern)), True
+                root, paths, explicit = posixpath.dirname(pattern), match_sizes(glob_escape(pattern)), True
         if not paths:
             raise InputNotFound(f"no input matches {pattern!r}: check the path, or quote the glob")
-        for path in paths:
+        for path, size in paths.items():
             name = posixpath.basename(path)
             fmt = input_format if input_format != "auto" else detect_format(name)
             hidden = any(part.startswith(".") for part in _relative(path, root).split("/"))
             if any(_comparable(path).startswith(e) for e in excluded) or (not explicit and (hidden or fmt is None)):
                 skipped += 1
                 continue
-            found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text"))
+            found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text", size))
     if skipped:
         logger.info("skipped %d hidden or unrecognised files (set --input-format to read them)", skipped)
     if not found:
@@ -120,13 +121,18 @@ def glob_escape(path: str) -> str:
 
 
 def match_paths(pattern: str) -> list[str]:
+    return list(match_sizes(pattern))
+
+
+def match_sizes(pattern: str) -> dict[str, int]:
+    """Matching paths and their sizes in bytes."""
     try:
         with warnings.catch_warnings():  # "[[]" escapes trip Python's nested-set warning
             warnings.simplefilter("ignore", FutureWarning)
             result = FileSystems.match([pattern])[0]
     except Exception:  # a missing root raises in some filesystems and returns nothing in others
-        return []
-    return [m.path for m in result.metadata_list]
+        return {}
+    return {m.path: m.size_in_bytes for m in result.metadata_list}
 
 
 def _exists(path: str) -> bool:

@@ -215,12 +215,26 @@ class _SegmentDoFn(beam.DoFn):
         meta = {k: v for k, v in doc.items() if k != "text"}
         meta.update(prefix=seg.prefix, unit_count=len(seg.units))
         yield beam.pvalue.TaggedOutput("documents", meta)
-        for position, (unit, separator) in enumerate(zip(seg.units, seg.separators)):
-            yield {"doc_id": doc["doc_id"], "position": position, "text": unit, "separator": separator}
+        yield occurrence_table(doc["doc_id"], seg)
+
+
+def occurrence_table(doc_id: str, seg: Segmentation):
+    """A document's units in order, as one Arrow table: ``doc_id, position, text, separator``."""
+    import pyarrow as pa
+
+    n = len(seg.units)
+    return pa.table(
+        {
+            "doc_id": pa.array([doc_id] * n, pa.string()),
+            "position": pa.array(range(n), pa.int64()),
+            "text": pa.array(seg.units, pa.string()),
+            "separator": pa.array(seg.separators, pa.string()),
+        }
+    )
 
 
 class Segment(beam.PTransform):
-    """Documents -> occurrences (main output) and document rows (tag ``documents``)."""
+    """Documents -> one occurrence table per document (main output) and document rows (tag ``documents``)."""
 
     def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
         super().__init__()

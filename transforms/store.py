@@ -70,14 +70,6 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def rows_to_table(name: str, rows: list[dict]):
-    """Rows -> an Arrow table of the table's schema (extra keys ignored), sorted by its sort keys."""
-    import pyarrow as pa
-
-    table = pa.Table.from_pylist(rows, schema=TABLES[name])
-    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]]) if rows else table
-
-
 def write_table_file(version_path: str, name: str, shard: int, table) -> dict:
     import pyarrow.parquet as pq
 
@@ -97,27 +89,58 @@ def shard_of(value: Any, num_shards: int) -> int:
     return int.from_bytes(digest, "big") % num_shards
 
 
+def shard_parts(element, key: str, num_shards: int):
+    """A row (dict) or an Arrow table -> (shard, part) by a hash of its ``key`` column."""
+    if isinstance(element, dict):
+        yield shard_of(element[key], num_shards), element
+    elif num_shards == 1:
+        yield 0, element
+    else:
+        import numpy as np
+
+        shards = np.array([shard_of(v, num_shards) for v in element.column(key).to_pylist()])
+        for shard in np.unique(shards):
+            yield int(shard), element.filter(shards == shard)
+
+
+def parts_to_table(name: str, parts) -> "pa.Table":
+    """Rows (dicts) and Arrow tables -> one table of the table's schema, sorted by its sort keys."""
+    import pyarrow as pa
+
+    schema = TABLES[name]
+    rows = [p for p in parts if isinstance(p, dict)]
+    tables = [
+        pa.Table.from_arrays([p.column(f.name).cast(f.type) for f in schema], schema=schema)
+        for p in parts
+        if not isinstance(p, dict)
+    ]
+    if rows or not tables:
+        tables.append(pa.Table.from_pylist(rows, schema=schema))
+    table = pa.concat_tables(tables)
+    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]]) if table.num_rows else table
+
+
 class WriteTable(beam.PTransform):
-    """Rows (dicts) -> one file record per written shard."""
+    """Rows (dicts) or Arrow tables with the table's columns -> one file record per written shard."""
 
     def __init__(self, name: str, version_path: str, num_shards: int = 1):
         super().__init__()
         self._name, self._path, self._shards = name, version_path, num_shards
 
-    def expand(self, rows):
+    def expand(self, parts):
         name, path, shards, key = self._name, self._path, self._shards, SORT_KEYS[self._name][0]
         return (
-            rows
-            | "Shard" >> beam.Map(lambda r: (shard_of(r[key], shards), r))
+            parts
+            | "Shard" >> beam.FlatMap(shard_parts, key=key, num_shards=shards)
             | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.MapTuple(lambda shard, rs: _write_shard(shard, rs, path, name))
+            | "Write" >> beam.MapTuple(lambda shard, ps: _write_shard(shard, ps, path, name))
         )
 
 
-def _write_shard(shard: int, rows, path: str, name: str) -> dict:
-    rows = list(rows)
-    with stage_timer("write", len(rows)):
-        return write_table_file(path, name, shard, rows_to_table(name, rows))
+def _write_shard(shard: int, parts, path: str, name: str) -> dict:
+    parts = list(parts)
+    with stage_timer("write", sum(1 if isinstance(p, dict) else p.num_rows for p in parts)):
+        return write_table_file(path, name, shard, parts_to_table(name, parts))
 
 
 @dataclass
@@ -133,7 +156,7 @@ class ManifestInfo:
 def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: dict) -> dict:
     """Write empty files for tables that got no rows, then the manifest, atomically."""
     written = {f["table"] for f in files}
-    files = list(files) + [write_table_file(version_path, name, 0, rows_to_table(name, [])) for name in TABLES if name not in written]
+    files = list(files) + [write_table_file(version_path, name, 0, parts_to_table(name, [])) for name in TABLES if name not in written]
     finished = time.time()
     manifest = {
         "format_version": FORMAT_VERSION,

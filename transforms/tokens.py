@@ -11,7 +11,9 @@ import logging
 from typing import Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 
+from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import Progress
 
 
@@ -44,24 +46,22 @@ class _CountDoFn(beam.DoFn):
         self._tokenizer = load_tokenizer(self._path)
         self._progress = Progress("count tokens", "distinct units")
 
-    def process(self, batch: list[dict]):
-        with self._progress.timed(len(batch)):
-            counts = count_tokens(self._tokenizer, [u["text"] for u in batch])
-            out = [{**u, "token_count": n, "word_count": count_words(u["text"])} for u, n in zip(batch, counts)]
-        yield from out
+    def process(self, bucket: UnitBucket):
+        with self._progress.timed(len(bucket)):
+            texts = bucket.texts()
+            result = bucket.with_unit_columns(
+                token_count=pa.array(count_tokens(self._tokenizer, texts), pa.int64()),
+                word_count=pa.array([count_words(t) for t in texts], pa.int64()),
+            )
+        yield result
 
 
 class CountTokens(beam.PTransform):
-    """Units ``{text, ...}`` -> the same with ``token_count`` and ``word_count``."""
+    """UnitBuckets -> the same with ``token_count`` and ``word_count`` unit columns."""
 
-    def __init__(self, tokenizer_path: str, batch_size: int = 1024):
+    def __init__(self, tokenizer_path: str):
         super().__init__()
         self._path = tokenizer_path
-        self._batch_size = batch_size
 
-    def expand(self, units):
-        return (
-            units
-            | "Batch" >> beam.BatchElements(min_batch_size=self._batch_size, max_batch_size=self._batch_size)
-            | "Count" >> beam.ParDo(_CountDoFn(self._path))
-        )
+    def expand(self, buckets):
+        return buckets | "Count" >> beam.ParDo(_CountDoFn(self._path))
