@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS
+from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS, default_batch_size
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
@@ -24,10 +24,10 @@ class CompressConfig:
     max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS
     model: str = DEFAULT_MODEL
     embedder: str = DEFAULT_EMBEDDER
-    cache_dir: str | None = None  # where distilled static models are kept; None: ~/.cache/hyperscene
+    cache_dir: str | None = None  # where distilled and exported models are kept; None: ~/.cache/hyperscene
     allow_download: bool = False
     device: str = "cpu"
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 64 on the CPU, 512 on a CUDA GPU (models.default_batch_size)
     codebook_size: int | None = None  # None: scales with the number of distinct units
     codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
     seed: int = 0
@@ -44,6 +44,8 @@ class CompressConfig:
             raise InvalidOption(f"--input-format must be one of {', '.join(INPUT_FORMATS)}, not {self.input_format!r}")
         if self.max_unit_tokens < 2:
             raise InvalidOption(f"--max-unit-tokens must be at least 2, not {self.max_unit_tokens}")
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", default_batch_size(self.device))
         if self.batch_size < 1:
             raise InvalidOption(f"--batch-size must be positive, not {self.batch_size}")
         if self.codebook_size is not None and self.codebook_size < 1:
@@ -52,8 +54,13 @@ class CompressConfig:
             raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
         if self.embedder not in EMBEDDERS:
             raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
+        if self.embedder == "openvino" and self.device != "cpu":
+            raise InvalidOption(f"--embedder openvino runs on the CPU, not on {self.device!r}: use --device cpu, or --embedder torch on a GPU")
         if self.near_dup_threshold is None:
-            object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
+            # openvino runs the torch model's own weights (cosine > 0.9999 to torch): torch's
+            # measured threshold holds for it until it has an entry of its own
+            default = DEFAULT_THRESHOLDS.get(self.embedder, DEFAULT_THRESHOLDS[DEFAULT_EMBEDDER])
+            object.__setattr__(self, "near_dup_threshold", default)
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
         if self.num_shards < 1:

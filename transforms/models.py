@@ -9,26 +9,44 @@ Embedders (``--embedder``) are ways of running one model:
 - ``torch``: the sentence-transformers model itself (the quality reference);
 - ``static``: a static embedding table distilled from that model with model2vec (offline, about
   20 s, cached by the model's fingerprint), loaded as a sentence-transformers ``StaticEmbedding``:
-  no attention, about a hundred times faster on a CPU.
+  no attention, about a hundred times faster on a CPU;
+- ``openvino``: the same model exported once (offline, a few seconds, cached by the model's
+  fingerprint) to an OpenVINO IR and run by OpenVINO's CPU runtime through sentence-transformers'
+  ``backend="openvino"``: the same vectors (cosine > 0.9999 to ``torch``), faster on a CPU. Needs
+  the optional packages in :data:`OPENVINO_INSTALL`.
+
+Devices: on ``cuda``/``cuda:N`` the ``torch`` embedder runs the transformer in float16 (pooling and
+normalisation stay float32) and the default batch is larger (:func:`default_batch_size`);
+:func:`check_device` turns a device this machine lacks into one clear error before any work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyperscene.transforms.errors import ModelNotFound
+from hyperscene.transforms.errors import InvalidOption, ModelNotFound
 
 logger = logging.getLogger("hyperscene")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-EMBEDDERS = ("torch", "static")
+EMBEDDERS = ("torch", "static", "openvino")
 DEFAULT_EMBEDDER = "torch"
 STATIC_PCA_DIMS = 256
+CPU_BATCH_SIZE = 64
+GPU_BATCH_SIZE = 512  # MiniLM in float16 uses well under 1 GiB of GPU memory at this size
+# optimum-intel declares torchvision as a dependency, and no torchvision build works with the CPU
+# torch wheel (transformers then fails on "operator torchvision::nms does not exist"): it goes in
+# with --no-deps, and its real runtime dependencies are named here. Versions verified together.
+OPENVINO_PACKAGES = ("optimum==2.3.0", "nncf==3.4.0", "openvino==2026.4.1", "openvino-tokenizers==2026.4.1.0")
+OPENVINO_INSTALL = "pip install --no-deps optimum-intel==2.2.0 && pip install " + " ".join(OPENVINO_PACKAGES)
 _BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "bundled"}
 
 
@@ -121,20 +139,214 @@ def static_model(base_folder: str, cache_dir: str | None = None) -> str:
     model = distill(model_name=base_folder, pca_dims=STATIC_PCA_DIMS)
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     model.save_pretrained(str(staging))
-    os.replace(staging, target)  # a concurrent run either sees the whole model or none
+    _publish(staging, target)
     return str(target)
 
 
-def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu"):
+def _publish(staging: Path, target: Path) -> None:
+    """Move a finished model folder into the cache: a concurrent run sees all of it or none."""
+    try:
+        os.replace(staging, target)
+    except OSError:  # another run published the same model first (a non-empty folder is not replaced)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.is_dir():
+            raise
+
+
+# --- OpenVINO ----------------------------------------------------------------------------------
+
+OPENVINO_WEIGHTS = ("fp32", "int8")
+
+
+def is_openvino_model(folder: str) -> bool:
+    """Whether ``folder`` holds a sentence-transformers model exported to an OpenVINO IR."""
+    return (Path(folder) / "openvino" / "openvino_model.xml").is_file()
+
+
+def missing_openvino_packages() -> list[str]:
+    """The packages the openvino embedder needs that are not installed (checked without importing them)."""
+    import importlib.util
+
+    missing = []
+    for module, package in (("openvino", "openvino"), ("optimum", "optimum"), ("optimum.intel", "optimum-intel"), ("nncf", "nncf")):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
+
+
+def require_openvino() -> None:
+    missing = missing_openvino_packages()
+    if missing:
+        raise InvalidOption(
+            f"--embedder openvino needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+            f"{OPENVINO_INSTALL} (make install does this)"
+        )
+
+
+def openvino_model(base_folder: str, cache_dir: str | None = None, weights: str = "fp32") -> str:
+    """``base_folder``'s model exported to an OpenVINO IR, made once and cached.
+
+    ``weights="int8"`` compresses the weights to 8 bits (NNCF weight-only, no calibration data).
+    A folder that already holds an OpenVINO model is used as it is.
+    """
+    if weights not in OPENVINO_WEIGHTS:
+        raise InvalidOption(f"OpenVINO weights must be one of {', '.join(OPENVINO_WEIGHTS)}, not {weights!r}")
+    if is_openvino_model(base_folder):
+        return base_folder
+    require_openvino()
+    suffix = "" if weights == "fp32" else f"-{weights}"
+    target = Path(cache_dir or default_cache_dir()) / f"openvino{suffix}-{fingerprint(base_folder)[:16]}"
+    if is_openvino_model(str(target)):
+        return str(target)
+    logger.info("exporting %s to OpenVINO (%s weights; once: cached in %s)", base_folder, weights, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    _export_openvino(base_folder, str(staging), weights)
+    _publish(staging, target)
+    return str(target)
+
+
+def _export_openvino(base_folder: str, staging: str, weights: str) -> None:
+    model_kwargs = {}
+    if weights == "int8":
+        from optimum.intel import OVWeightQuantizationConfig
+
+        model_kwargs["quantization_config"] = OVWeightQuantizationConfig(bits=8)
+    with _quiet_openvino():
+        model = _sentence_transformer(base_folder, backend="openvino", model_kwargs=model_kwargs)
+    model.save_pretrained(staging)  # keeps the IR in openvino/, beside the tokenizer and pooling
+
+
+@contextlib.contextmanager
+def _quiet_openvino():
+    """Silence advice that does not apply here: "save the exported model" (we do), optimum's "could
+    not infer whether the model was converted" (it is a local folder), NNCF's statistics table and
+    the tracer's warnings while the graph is captured."""
+    import optimum.intel.openvino  # noqa: F401  (it sets its loggers' levels when first imported)
+
+    quiet = [logging.getLogger(name) for name in ("sentence_transformers", "nncf", "optimum")]
+    levels = [log.level for log in quiet]
+    try:
+        for log in quiet:
+            log.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
+
+
+def load_openvino(folder: str, cache_dir: str | None = None):
+    """The openvino embedder: an exported folder as it is, any other model folder exported first."""
+    require_openvino()
+    ir_folder = openvino_model(folder, cache_dir)
+    with _quiet_openvino():
+        return _sentence_transformer(ir_folder, backend="openvino")
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+def is_cuda(device: str) -> bool:
+    return device == "cuda" or device.startswith("cuda:")
+
+
+def torch_dtype(device: str, embedder: str = DEFAULT_EMBEDDER) -> str:
+    """The precision the ``torch`` embedder runs in: float16 on a CUDA GPU, float32 elsewhere."""
+    return "float16" if embedder == "torch" and is_cuda(device) else "float32"
+
+
+def default_batch_size(device: str) -> int:
+    """Texts per forward pass when the user gives none: larger on a GPU, where it pays."""
+    return GPU_BATCH_SIZE if is_cuda(device) else CPU_BATCH_SIZE
+
+
+def check_device(device: str) -> None:
+    """Raise InvalidOption unless torch can run on ``device`` here. ``cpu`` is checked without importing torch."""
+    if device == "cpu":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InvalidOption(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA GPU"
+            raise InvalidOption(f"cannot run on device {device!r}: CUDA is not available on this machine ({why}, torch {torch.__version__}); use --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InvalidOption(f"cannot run on device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InvalidOption(f"cannot run on device {device!r}: Apple's MPS is not available on this machine; use --device cpu")
+    elif parsed.type != "cpu":
+        raise InvalidOption(f"--device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+
+
+def check_embedder(embedder: str, device: str) -> None:
+    """What the embedder needs from this machine, before any work: its packages and its device."""
+    if embedder == "openvino":
+        require_openvino()
+    check_device(device)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def embedder_folder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir: str | None = None) -> str:
+    """The folder the embedder loads: the model itself, or its distilled or exported variant (cached)."""
+    if embedder == "static":
+        return static_model(folder, cache_dir)
+    if embedder == "openvino":
+        return openvino_model(folder, cache_dir)
+    return folder
+
+
+def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu", cache_dir: str | None = None):
+    if embedder not in EMBEDDERS:
+        raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {embedder!r}")
+    if embedder == "openvino" and device != "cpu":
+        raise InvalidOption(f"--embedder openvino runs on the CPU, not on {device!r}: use --device cpu, or --embedder torch on a GPU")
+    check_device(device)
     if embedder == "static":
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.models import StaticEmbedding
 
         return SentenceTransformer(modules=[StaticEmbedding.from_model2vec(folder)], device=device)
+    if embedder == "openvino":
+        return load_openvino(folder, cache_dir)
     return load_sentence_transformer(folder, device)
 
 
-def load_sentence_transformer(folder: str, device: str = "cpu"):
+def load_sentence_transformer(folder: str, device: str = "cpu", dtype: str | None = None):
+    """The model itself, in ``dtype`` (default: :func:`torch_dtype` of the device).
+
+    In float16 only the transformer runs in half precision: its token embeddings are cast back to
+    float32 before pooling, so vectors come out float32 and unit-length as on the CPU.
+    """
+    dtype = dtype or torch_dtype(device)
+    if dtype == "float32":
+        return _sentence_transformer(folder, device=device)
+    import torch
+
+    model = _sentence_transformer(folder, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
+    model[0].register_forward_hook(_token_embeddings_to_float32)
+    return model
+
+
+def _token_embeddings_to_float32(module, inputs, features):
+    features["token_embeddings"] = features["token_embeddings"].float()
+    return features
+
+
+def _sentence_transformer(folder: str, **kwargs):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub; never try one
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
@@ -142,7 +354,7 @@ def load_sentence_transformer(folder: str, device: str = "cpu"):
     hf_logging.disable_progress_bar()  # a bar per worker per load is noise in a pipeline's log
     hf_logging.set_verbosity_error()  # e.g. a "load report" on an unused buffer of the checkpoint
 
-    return SentenceTransformer(folder, device=device, local_files_only=True)
+    return SentenceTransformer(folder, local_files_only=True, **kwargs)
 
 
 def describe_model(name: str, folder: str, source: str, model, embedder: str = DEFAULT_EMBEDDER) -> ModelIdentity:
