@@ -1,15 +1,20 @@
 # Two entry points for a new machine: `make demo` and `make test`. Both create .venv and install
-# hyperscene into it first, with torch pinned to the CPU build (constraints.txt).
+# hyperscene into it first, with torch pinned to the CPU build (constraints.txt), and the optional
+# OpenVINO embedder (--embedder openvino): the `openvino` extra, then optimum-intel with --no-deps,
+# since it declares torchvision and no torchvision build works with the CPU torch wheel.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SAMPLE := examples/sample-corpus
+OPTIMUM_INTEL := optimum-intel==2.2.0
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test clean
 
 $(BIN)/hyperscene: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch -e ".[test]"
+	$(PIP) -c constraints.txt torch -e ".[test,openvino]"
+	$(PIP) --no-deps $(OPTIMUM_INTEL)
 	touch $@
 
 install: $(BIN)/hyperscene

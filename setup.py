@@ -30,6 +30,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy"],
+        # --embedder openvino: optimum-intel's runtime dependencies. optimum-intel itself must be
+        # installed apart with --no-deps (`pip install --no-deps optimum-intel==2.2.0`, as the
+        # Makefile does): it declares torchvision, which no build pairs with the CPU torch wheel.
+        "openvino": ["optimum==2.3.0", "nncf==3.4.0", "openvino==2026.4.1", "openvino-tokenizers==2026.4.1.0"],
     },
     entry_points={"console_scripts": ["hyperscene=hyperscene.pipelines.cli:entry"]},
 )
