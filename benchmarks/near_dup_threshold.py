@@ -3,11 +3,16 @@
     python benchmarks/near_dup_threshold.py                       # English, bundled MiniLM
     python benchmarks/near_dup_threshold.py --lang ru --model PATH
     python benchmarks/near_dup_threshold.py --embedder static      # model2vec distilled from MiniLM
+    python benchmarks/near_dup_threshold.py --embedder openvino    # MiniLM exported to OpenVINO
+    python benchmarks/near_dup_threshold.py --embedder openvino-int8  # ... with 8-bit weights (measured only)
 
 For each cosine threshold it prints how many pairs the model puts at or above it, and of those the
 share rated "mostly equivalent" or better (score >= 4 of 5) by people: the precision of a merge. The
 default threshold is the lowest one with precision >= 0.85. Also prints the Spearman correlation
-between cosine and the human score (STS quality of the model).
+between cosine and the human score (STS quality of the model), and the embedding speed in units/s
+on the same sentences (all of both sides of the pairs), measured in the same run for the `torch`
+embedder too (and any named with --speed-against; alternating, best of --repeats each), so they
+compare under the same load.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 STSB = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "stsb"
+EMBEDDERS = ("torch", "static", "openvino", "openvino-int8")
 THRESHOLDS = [0.80, 0.85, 0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.98]
 
 
@@ -38,7 +45,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="en", choices=["en", "ru"])
     ap.add_argument("--model", default="bundled")
-    ap.add_argument("--embedder", default="torch", choices=["torch", "static"])
+    ap.add_argument("--embedder", default="torch", choices=EMBEDDERS)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="timed passes per embedder; the best counts (default: 2)")
+    ap.add_argument("--speed-against", default="torch",
+                    help="embedders whose speed is measured in the same run, comma-separated (default: torch)")
     ap.add_argument("--splits", default="dev,test", help="STS-B splits to use (default: dev,test)")
     ap.add_argument("--min-score", type=float, default=4.0, help="human score that counts as a duplicate")
     ap.add_argument("--precision", type=float, default=0.85, help="precision the chosen threshold must reach")
@@ -46,15 +57,30 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hyperscene.transforms.models import load_embedder, resolve_model, static_model
+    from hyperscene.transforms.models import embedder_folder, load_embedder, load_openvino, openvino_model, resolve_model
 
-    folder = resolve_model(args.model)[0]
-    if args.embedder == "static":
-        folder = static_model(folder)
-    model = load_embedder(folder, args.embedder)
+    base = resolve_model(args.model)[0]
+
+    def load(embedder):
+        if embedder == "openvino-int8":
+            return load_openvino(openvino_model(base, weights="int8"))
+        return load_embedder(embedder_folder(base, embedder), embedder)
+
     a, b, scores = load_pairs(args.lang, args.splits.split(","))
-    ea = model.encode(a, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    eb = model.encode(b, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    texts = a + b
+    models = {name: load(name) for name in dict.fromkeys([args.embedder, *filter(None, args.speed_against.split(","))])}
+    speed = {name: 0.0 for name in models}
+    vectors = None
+    for name, m in models.items():  # warm-up: the first calls of a model are slow
+        m.encode(texts[:256], batch_size=args.batch_size)
+    for _ in range(args.repeats):
+        for name, m in models.items():
+            start = time.perf_counter()
+            e = m.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            speed[name] = max(speed[name], len(texts) / (time.perf_counter() - start))
+            if name == args.embedder:
+                vectors = e.astype("float32")
+    ea, eb = vectors[: len(a)], vectors[len(a) :]
     cosine = (ea * eb).sum(axis=1)
     positive = scores >= args.min_score
 
@@ -68,11 +94,16 @@ def main() -> None:
         if chosen is None and precision >= args.precision:
             chosen = t
     print(f"{args.embedder} embedder; STS-B {args.lang} ({args.splits}): {len(scores)} pairs, {int(positive.sum())} with score >= {args.min_score}")
-    print(f"Spearman(cosine, human score) = {spearmanr(cosine, scores).statistic:.4f}")
+    spearman = spearmanr(cosine, scores).statistic
+    print(f"Spearman(cosine, human score) = {spearman:.4f}")
+    print("embedding speed, same run: " + ", ".join(f"{name} {v:,.0f} units/s" for name, v in speed.items())
+          + (f" ({speed[args.embedder] / speed['torch']:.2f}x torch)" if args.embedder != "torch" and "torch" in speed else ""))
     print(f"{'threshold':>9} {'merged':>7} {'precision':>9} {'recall':>7}")
     for r in rows:
         print(f"{r['threshold']:>9.2f} {r['pairs_merged']:>7} {r['precision']:>9.3f} {r['recall']:>7.3f}")
-    print(json.dumps({"lowest_threshold_with_precision": chosen, "precision_target": args.precision}))
+    print(json.dumps({"embedder": args.embedder, "lang": args.lang, "spearman": round(float(spearman), 4),
+                      "units_per_s": {name: round(v) for name, v in speed.items()},
+                      "lowest_threshold_with_precision": chosen, "precision_target": args.precision}))
 
 
 if __name__ == "__main__":
