@@ -210,6 +210,7 @@ def run(argv: list[str]) -> dict:
     they describe this run, not the store). Raises HypersceneError on bad input or options."""
     started = time.time()
     cfg = parse(argv)
+    cliutil.return_freed_memory()
     options = PipelineOptions(list(cfg.beam_args))
     runner = cliutil.create_runner(options)
     files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))

@@ -81,12 +81,15 @@ class SmallestIds(beam.CombineFn):
         self._k = k
 
     def create_accumulator(self):
-        return []  # (ids, vectors) parts; compacted to k rows whenever they hold more than 2k
+        return []  # (ids, vectors) parts, sorted by id; compacted to k rows when they hold k/4 more
 
     def add_input(self, acc, bucket: UnitBucket):
         ids = np.asarray(bucket.units.column("unit_id").to_pylist()[: self._k], dtype="U32")
-        acc.append((ids, bucket.vectors[: self._k].copy()))
-        return self._compact(acc) if sum(len(i) for i, _ in acc) > 2 * self._k else acc
+        if acc and sum(len(i) for i, _ in acc) >= self._k:  # only ids below the current k-th can enter
+            ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
+        if len(ids):
+            acc.append((ids, bucket.vectors[: len(ids)].copy()))
+        return self._compact(acc) if sum(len(i) for i, _ in acc) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
         return self._compact([part for acc in accumulators for part in acc])
