@@ -88,7 +88,7 @@ def return_freed_memory() -> None:
     once the next stage has read it. By default glibc raises its mmap threshold after such frees, so
     later large buffers come from the heap and their memory stays resident after use; Arrow's own
     pool also keeps what it frees. Measured on the whole reference corpus with the static embedder:
-    peak resident memory 9.7 GB before, see the README for after. Only this process and the local
+    peak resident memory 9.7 GB without this, 8.1 GB with it. Only this process and the local
     workers it starts are affected (through the environment); remote workers are not.
     """
     import ctypes
