@@ -57,14 +57,14 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hyperscene.transforms.models import embedder_folder, load_embedder, load_openvino, openvino_model, resolve_model
+    from hyperscene.transforms.models import folder_for_embedder, load_embedder, load_openvino, openvino_model, resolve_model
 
     base = resolve_model(args.model)[0]
 
     def load(embedder):
         if embedder == "openvino-int8":
             return load_openvino(openvino_model(base, weights="int8"))
-        return load_embedder(embedder_folder(base, embedder), embedder)
+        return load_embedder(folder_for_embedder(base, embedder), embedder)
 
     a, b, scores = load_pairs(args.lang, args.splits.split(","))
     texts = a + b

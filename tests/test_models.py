@@ -61,7 +61,7 @@ def test_openvino_export_is_cached_and_reused(exported, model_folder):
     assert models.is_openvino_model(folder)
     assert [p.name for p in cache.iterdir()] == [folder.rsplit("/", 1)[-1]]  # no staging folder left behind
     assert models.openvino_model(model_folder, str(cache)) == folder  # second call: the cache, no export
-    assert models.embedder_folder(model_folder, "openvino", str(cache)) == folder
+    assert models.folder_for_embedder(model_folder, "openvino", str(cache)) == folder
     assert models.openvino_model(folder) == folder  # an exported folder is used as it is
     assert len(calls) == 1
 
@@ -151,3 +151,19 @@ def test_unknown_device_is_an_invalid_option():
         with pytest.raises(InvalidOption, match="is not a device"):
             models.check_device(device)
     models.check_device("cpu")
+
+
+@openvino_installed
+def test_openvino_compress_round_trips(tmp_path, monkeypatch):
+    from hyperscene.pipelines import decompress
+    from hyperscene.transforms.store import StoreVersion
+
+    monkeypatch.setenv("HYPERSCENE_CACHE", str(tmp_path / "cache"))  # wherever the export lands, not ~/.cache
+    store, restored = tmp_path / "store", tmp_path / "restored"
+    compress.run([str(SAMPLE_CORPUS), "--out", str(store), "--embedder", "openvino", "--cache-dir", str(tmp_path / "cache")])
+    manifest = StoreVersion(str(store)).manifest
+    assert manifest["model"]["embedder"] == "openvino" and manifest["model"]["dimension"] == 384
+    assert manifest["config"]["near_dup_threshold"] == DEFAULT_THRESHOLDS.get("openvino", DEFAULT_THRESHOLDS["torch"])
+    decompress.run([str(store), "--out", str(restored)])
+    name = "alice-in-wonderland.txt"
+    assert (restored / name).read_bytes() == (SAMPLE_CORPUS / name).read_bytes()

@@ -300,7 +300,7 @@ def check_embedder(embedder: str, device: str) -> None:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def embedder_folder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir: str | None = None) -> str:
+def folder_for_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir: str | None = None) -> str:
     """The folder the embedder loads: the model itself, or its distilled or exported variant (cached)."""
     if embedder == "static":
         return static_model(folder, cache_dir)
