@@ -54,14 +54,12 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
 
 def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
-    from hyperscene.transforms.models import load_embedder, resolve_model, static_model
+    from hyperscene.transforms.models import folder_for_embedder, load_embedder, resolve_model
     from hyperscene.transforms.store import StoreVersion
 
     cfg = manifest["config"]
     texts = StoreVersion(str(store)).read("units", ["text"])["text"].to_pylist()
-    folder = resolve_model(cfg["model"])[0]
-    if cfg["embedder"] == "static":
-        folder = static_model(folder, cfg["cache_dir"])
+    folder = folder_for_embedder(resolve_model(cfg["model"])[0], cfg["embedder"], cfg["cache_dir"])
     model = load_embedder(folder, cfg["embedder"], cfg["device"])
     model.encode(texts[:256], batch_size=cfg["batch_size"])  # warm-up, as a worker's first batch is
     start = time.perf_counter()

@@ -32,7 +32,7 @@ from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
-from hyperscene.transforms.models import describe_model, load_embedder, resolve_model, static_model
+from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
@@ -217,7 +217,7 @@ def run(argv: list[str]) -> dict:
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
     folder, source = resolve_model(cfg.model, cfg.allow_download)
     try:
-        embedder_folder = static_model(folder, cfg.cache_dir) if cfg.embedder == "static" else folder
+        embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
         model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
     except Exception as e:  # a broken model folder, or a device this machine lacks
         raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None

@@ -57,10 +57,7 @@ class CompressConfig:
         if self.embedder == "openvino" and self.device != "cpu":
             raise InvalidOption(f"--embedder openvino runs on the CPU, not on {self.device!r}: use --device cpu, or --embedder torch on a GPU")
         if self.near_dup_threshold is None:
-            # openvino runs the torch model's own weights (cosine > 0.9999 to torch): torch's
-            # measured threshold holds for it until it has an entry of its own
-            default = DEFAULT_THRESHOLDS.get(self.embedder, DEFAULT_THRESHOLDS[DEFAULT_EMBEDDER])
-            object.__setattr__(self, "near_dup_threshold", default)
+            object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
         if self.num_shards < 1:

@@ -158,12 +158,18 @@ def test_openvino_compress_round_trips(tmp_path, monkeypatch):
     from hyperscene.pipelines import decompress
     from hyperscene.transforms.store import StoreVersion
 
-    monkeypatch.setenv("HYPERSCENE_CACHE", str(tmp_path / "cache"))  # wherever the export lands, not ~/.cache
+    monkeypatch.setenv("HYPERSCENE_CACHE", str(tmp_path / "default-cache"))  # must not be used
     store, restored = tmp_path / "store", tmp_path / "restored"
     compress.run([str(SAMPLE_CORPUS), "--out", str(store), "--embedder", "openvino", "--cache-dir", str(tmp_path / "cache")])
+    assert [p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()] == ["openvino"]
+    assert not (tmp_path / "default-cache").exists()
     manifest = StoreVersion(str(store)).manifest
     assert manifest["model"]["embedder"] == "openvino" and manifest["model"]["dimension"] == 384
-    assert manifest["config"]["near_dup_threshold"] == DEFAULT_THRESHOLDS.get("openvino", DEFAULT_THRESHOLDS["torch"])
+    assert manifest["config"]["near_dup_threshold"] == DEFAULT_THRESHOLDS["openvino"]
     decompress.run([str(store), "--out", str(restored)])
     name = "alice-in-wonderland.txt"
     assert (restored / name).read_bytes() == (SAMPLE_CORPUS / name).read_bytes()
+
+
+def test_every_embedder_has_a_measured_near_duplicate_threshold():
+    assert set(DEFAULT_THRESHOLDS) == set(models.EMBEDDERS)

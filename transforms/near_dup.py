@@ -23,7 +23,7 @@ from hyperscene.transforms.progress import Progress
 METHOD = "cosine"
 # Chosen on STS-B (benchmarks/near_dup_threshold.py): per embedder, the lowest threshold at which at
 # least 85% of the pairs it puts above it are rated "mostly equivalent" (4 of 5) or better by people.
-DEFAULT_THRESHOLDS = {"torch": 0.92, "static": 0.95}
+DEFAULT_THRESHOLDS = {"torch": 0.92, "openvino": 0.92, "static": 0.95}
 DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS["torch"]
 
 
