@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS, default_batch_size
+from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS, check_embedder_device, default_batch_size
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
@@ -54,8 +54,7 @@ class CompressConfig:
             raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
         if self.embedder not in EMBEDDERS:
             raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
-        if self.embedder == "openvino" and self.device != "cpu":
-            raise InvalidOption(f"--embedder openvino runs on the CPU, not on {self.device!r}: use --device cpu, or --embedder torch on a GPU")
+        check_embedder_device(self.embedder, self.device)
         if self.near_dup_threshold is None:
             object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
         if not 0.0 < self.near_dup_threshold <= 1.0:

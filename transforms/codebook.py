@@ -85,11 +85,12 @@ class SmallestIds(beam.CombineFn):
 
     def add_input(self, acc, bucket: UnitBucket):
         ids = np.asarray(bucket.units.column("unit_id").to_pylist()[: self._k], dtype="U32")
-        if acc and sum(len(i) for i, _ in acc) >= self._k:  # only ids below the current k-th can enter
+        held = sum(len(i) for i, _ in acc)
+        if held >= self._k:  # only ids below the current k-th can enter
             ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
         if len(ids):
             acc.append((ids, bucket.vectors[: len(ids)].copy()))
-        return self._compact(acc) if sum(len(i) for i, _ in acc) > self._k + self._k // 4 else acc
+        return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
         return self._compact([part for acc in accumulators for part in acc])

@@ -293,6 +293,12 @@ def check_device(device: str) -> None:
         raise InvalidOption(f"--device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
 
 
+def check_embedder_device(embedder: str, device: str) -> None:
+    """The device rules of each embedder, without I/O (config validation uses this too)."""
+    if embedder == "openvino" and device != "cpu":
+        raise InvalidOption(f"--embedder openvino runs on the CPU, not on {device!r}: use --device cpu, or --embedder torch on a GPU")
+
+
 def check_embedder(embedder: str, device: str) -> None:
     """What the embedder needs from this machine, before any work: its packages and its device."""
     if embedder == "openvino":
@@ -315,8 +321,7 @@ def folder_for_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir
 def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu", cache_dir: str | None = None):
     if embedder not in EMBEDDERS:
         raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {embedder!r}")
-    if embedder == "openvino" and device != "cpu":
-        raise InvalidOption(f"--embedder openvino runs on the CPU, not on {device!r}: use --device cpu, or --embedder torch on a GPU")
+    check_embedder_device(embedder, device)
     check_device(device)
     if embedder == "static":
         from sentence_transformers import SentenceTransformer
