@@ -124,6 +124,25 @@ def test_float16_keeps_float32_unit_vectors(model_folder, torch_vectors):
     assert (cosines(vectors, torch_vectors) > 0.99).all()
 
 
+def test_a_model_saved_in_float16_runs_in_float32_on_a_cpu(model_folder, torch_vectors, tmp_path):
+    """transformers keeps a checkpoint's saved dtype unless told otherwise; float16 on a CPU is
+    many times slower, so the CPU path must ask for float32 whatever the weights were saved in."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "fp16-model"
+    shutil.copytree(model_folder, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    model = models.load_sentence_transformer(str(folder), "cpu")
+    assert next(model.parameters()).dtype == torch.float32
+    vectors = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    assert (cosines(vectors, torch_vectors) > 0.9999).all()
+
+
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_without_a_gpu_fails_fast_with_one_line(device, model_folder, tmp_path):
     import torch

@@ -337,15 +337,16 @@ def load_sentence_transformer(folder: str, device: str = "cpu", dtype: str | Non
     """The model itself, in ``dtype`` (default: :func:`torch_dtype` of the device).
 
     In float16 only the transformer runs in half precision: its token embeddings are cast back to
-    float32 before pooling, so vectors come out float32 and unit-length as on the CPU.
+    float32 before pooling, so vectors come out float32 and unit-length as on the CPU. The dtype is
+    always passed: transformers otherwise keeps the dtype the weights were saved in, and a model
+    saved in float16 would then run in float16 on a CPU, many times slower.
     """
-    dtype = dtype or torch_dtype(device)
-    if dtype == "float32":
-        return _sentence_transformer(folder, device=device)
     import torch
 
+    dtype = dtype or torch_dtype(device)
     model = _sentence_transformer(folder, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
-    model[0].register_forward_hook(_token_embeddings_to_float32)
+    if dtype != "float32":
+        model[0].register_forward_hook(_token_embeddings_to_float32)
     return model
 
 
