@@ -5,6 +5,7 @@
     python benchmarks/near_dup_threshold.py --embedder static      # model2vec distilled from MiniLM
     python benchmarks/near_dup_threshold.py --embedder openvino    # MiniLM exported to OpenVINO
     python benchmarks/near_dup_threshold.py --embedder openvino-int8  # ... with 8-bit weights (measured only)
+    python benchmarks/near_dup_threshold.py --device cuda --speed-against ""  # MiniLM in float16 on a GPU
 
 For each cosine threshold it prints how many pairs the model puts at or above it, and of those the
 share rated "mostly equivalent" or better (score >= 4 of 5) by people: the precision of a merge. The
@@ -30,10 +31,10 @@ EMBEDDERS = ("torch", "static", "openvino", "openvino-int8")
 THRESHOLDS = [0.80, 0.85, 0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.98]
 
 
-def load_pairs(lang: str, splits: list[str]) -> tuple[list[str], list[str], np.ndarray]:
+def load_pairs(lang: str, splits: list[str], folder: Path = STSB) -> tuple[list[str], list[str], np.ndarray]:
     a, b, scores = [], [], []
     for split in splits:
-        with open(STSB / f"stsb-{lang}-{split}.csv", newline="", encoding="utf-8") as f:
+        with open(folder / f"stsb-{lang}-{split}.csv", newline="", encoding="utf-8") as f:
             for row in csv.reader(f):
                 a.append(row[0])
                 b.append(row[1])
@@ -46,7 +47,9 @@ def main() -> None:
     ap.add_argument("--lang", default="en", choices=["en", "ru"])
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--embedder", default="torch", choices=EMBEDDERS)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (torch and static embedders)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the device's (64 on a CPU, 512 on a GPU)")
+    ap.add_argument("--stsb", type=Path, default=STSB, help="folder of the STS-B csv files (default: ../shared/corpora/stsb)")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per embedder; the best counts (default: 2)")
     ap.add_argument("--speed-against", default="torch",
                     help="embedders whose speed is measured in the same run, comma-separated (default: torch)")
@@ -57,16 +60,18 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
-    from hyperscene.transforms.models import folder_for_embedder, load_embedder, load_openvino, openvino_model, resolve_model
+    from hyperscene.transforms.models import (
+        default_batch_size, folder_for_embedder, load_embedder, load_openvino, openvino_model, resolve_model)
 
     base = resolve_model(args.model)[0]
 
     def load(embedder):
         if embedder == "openvino-int8":
             return load_openvino(openvino_model(base, weights="int8"))
-        return load_embedder(folder_for_embedder(base, embedder), embedder)
+        return load_embedder(folder_for_embedder(base, embedder), embedder, args.device)
 
-    a, b, scores = load_pairs(args.lang, args.splits.split(","))
+    args.batch_size = args.batch_size or default_batch_size(args.device)
+    a, b, scores = load_pairs(args.lang, args.splits.split(","), args.stsb)
     texts = a + b
     models = {name: load(name) for name in dict.fromkeys([args.embedder, *filter(None, args.speed_against.split(","))])}
     speed = {name: 0.0 for name in models}
@@ -101,7 +106,7 @@ def main() -> None:
     print(f"{'threshold':>9} {'merged':>7} {'precision':>9} {'recall':>7}")
     for r in rows:
         print(f"{r['threshold']:>9.2f} {r['pairs_merged']:>7} {r['precision']:>9.3f} {r['recall']:>7.3f}")
-    print(json.dumps({"embedder": args.embedder, "lang": args.lang, "spearman": round(float(spearman), 4),
+    print(json.dumps({"embedder": args.embedder, "device": args.device, "lang": args.lang, "spearman": round(float(spearman), 4),
                       "units_per_s": {name: round(v) for name, v in speed.items()},
                       "lowest_threshold_with_precision": chosen, "precision_target": args.precision}))
 
