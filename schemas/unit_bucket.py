@@ -25,6 +25,9 @@ class UnitBucket:
     occurrences: pa.Table
     # float32, shape (units.num_rows, dim), unit length; row i embeds units row i. None before Embed.
     vectors: Optional[np.ndarray] = None
+    # Or, instead of ``vectors``, the .npy file holding them (see transforms/embed.py: spill_vectors),
+    # so that a large corpus's vectors stay out of the runner's memory between stages.
+    vector_file: Optional[str] = None
 
     def __len__(self) -> int:
         return self.units.num_rows

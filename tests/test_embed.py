@@ -69,3 +69,53 @@ def test_fingerprint_depends_on_weights(model_folder, tmp_path):
     first = fingerprint(str(tmp_path))
     (tmp_path / "model.safetensors").write_bytes(b"b")
     assert fingerprint(str(tmp_path)) != first
+
+
+def _bucket(n: int, bucket: int = 3):
+    import pyarrow as pa
+
+    from hyperscene.schemas.unit_bucket import UnitBucket
+
+    units = pa.table({"unit_id": [f"{i:032x}" for i in range(n)], "text": [f"text {i}" for i in range(n)],
+                      "occurrence_count": [1] * n})
+    occurrences = pa.table({"doc_id": ["d"] * n, "position": list(range(n)), "unit_id": units["unit_id"],
+                            "separator": [" "] * n})
+    return UnitBucket(bucket, units, occurrences)
+
+
+def test_spilled_vectors_come_back_bit_for_bit(tmp_path):
+    from hyperscene.transforms.embed import load_vectors, spill_vectors
+
+    vectors = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    spilled = spill_vectors(_bucket(5).with_vectors(vectors), str(tmp_path / "scratch"))
+    assert spilled.vectors is None and spilled.vector_file.endswith("vectors-000003.npy")
+    assert np.array_equal(load_vectors(spilled), vectors)
+
+
+def test_load_vectors_says_what_is_missing_or_stale(tmp_path):
+    from dataclasses import replace
+
+    from hyperscene.transforms.embed import load_vectors, spill_vectors
+
+    with pytest.raises(ValueError, match="must pass through Embed first"):
+        load_vectors(_bucket(2))
+    spilled = spill_vectors(_bucket(2).with_vectors(np.zeros((2, 4), np.float32)), str(tmp_path))
+    with pytest.raises(ValueError, match="left by another run"):
+        load_vectors(replace(_bucket(3), vector_file=spilled.vector_file))
+
+
+def test_embed_stage_spills_one_file_per_bucket(model_folder, tmp_path):
+    from hyperscene.transforms.embed import Embed, load_vectors
+
+    handler = SentenceTransformerModelHandler(model_folder, batch_size=4)
+    expected = {b: handler.run_inference([_bucket(4, b).texts()], handler.load_model())[0].inference for b in (0, 1)}
+
+    def check(buckets):
+        assert sorted(b.bucket for b in buckets) == [0, 1]
+        for b in buckets:
+            assert b.vectors is None and b.vector_file.startswith(str(tmp_path))
+            np.testing.assert_allclose(load_vectors(b), expected[b.bucket], atol=1e-6)
+
+    with TestPipeline() as p:
+        out = p | beam.Create([_bucket(4, 0), _bucket(4, 1)]) | Embed(handler, spill_to=str(tmp_path))
+        assert_that(out, check)

@@ -14,6 +14,7 @@ import apache_beam as beam
 import numpy as np
 
 from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.embed import load_vectors
 from hyperscene.transforms.progress import Progress, stage_timer
 
 # FAISS warns below 39 points per centroid and subsamples above max_points_per_centroid.
@@ -89,7 +90,7 @@ class SmallestIds(beam.CombineFn):
         if held >= self._k:  # only ids below the current k-th can enter
             ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
         if len(ids):
-            acc.append((ids, bucket.vectors[: len(ids)].copy()))
+            acc.append((ids, load_vectors(bucket)[: len(ids)].copy()))
         return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
@@ -123,7 +124,7 @@ class _AssignDoFn(beam.DoFn):
 
     def process(self, bucket: UnitBucket, centroids: np.ndarray):
         with self._progress.timed(len(bucket)):
-            ids, scores = assign(bucket.vectors, centroids)
+            ids, scores = assign(load_vectors(bucket), centroids)
             result = assign_bucket(bucket, ids, scores)
         yield result
 

@@ -8,11 +8,17 @@ one model per worker process and shares it.
 
 from __future__ import annotations
 
+import io
+from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
+from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 
@@ -69,14 +75,45 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
         return "hyperscene_embed"
 
 
+def spill_vectors(bucket: UnitBucket, folder: str) -> UnitBucket:
+    """The bucket with its vectors written to ``folder`` (any Beam filesystem) and only the path kept.
+
+    The file's name and bytes depend only on the bucket, so a retried bundle rewrites it identically.
+    """
+    path = FileSystems.join(folder, f"vectors-{bucket.bucket:06d}.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, bucket.vectors, allow_pickle=False)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(buffer.getbuffer())
+    return replace(bucket, vectors=None, vector_file=path)
+
+
+def load_vectors(bucket: UnitBucket) -> np.ndarray:
+    """The bucket's vectors, from memory or from the file :func:`spill_vectors` wrote."""
+    if bucket.vectors is not None:
+        return bucket.vectors
+    if bucket.vector_file is None:
+        raise ValueError(f"bucket {bucket.bucket} has no vectors: it must pass through Embed first")
+    with FileSystems.open(bucket.vector_file, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        vectors = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    if len(vectors) != len(bucket):
+        raise ValueError(f"{bucket.vector_file} holds {len(vectors)} vectors for {len(bucket)} units: "
+                         "it was left by another run; compress clears such files when it starts")
+    return vectors
+
+
 class _AttachVectors(beam.DoFn):
+    def __init__(self, spill_to: Optional[str]):
+        self._spill_to = spill_to
+
     def setup(self):
         self._progress = Progress("embed", "distinct units")
 
     def process(self, keyed):
         bucket, result = keyed
         self._progress.add(len(bucket))
-        yield bucket.with_vectors(result.inference)
+        bucket = bucket.with_vectors(result.inference)
+        yield spill_vectors(bucket, self._spill_to) if self._spill_to else bucket
 
 
 class Embed(beam.PTransform):
@@ -84,16 +121,21 @@ class Embed(beam.PTransform):
 
     Buckets are made from content (hashes of unit ids), so the same corpus is encoded in the same
     batches and gets the same vectors, to the last bit, on any runner and any number of workers.
+
+    With ``spill_to`` (a folder), the vectors go to one file per bucket there and the buckets carry
+    only its path (:func:`load_vectors` reads it back): a runner that holds a whole PCollection in
+    memory between stages, as the local ones do, then holds kilobytes per bucket, not megabytes.
     """
 
-    def __init__(self, handler: SentenceTransformerModelHandler):
+    def __init__(self, handler: SentenceTransformerModelHandler, spill_to: Optional[str] = None):
         super().__init__()
         self._handler = KeyedModelHandler(handler)
+        self._spill_to = spill_to
 
     def expand(self, buckets):
         return (
             buckets
             | "Texts" >> beam.Map(lambda b: (b, b.texts()))
             | "RunInference" >> RunInference(self._handler)
-            | "Attach" >> beam.ParDo(_AttachVectors())
+            | "Attach" >> beam.ParDo(_AttachVectors(self._spill_to))
         )

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.embed import load_vectors
 from hyperscene.transforms.progress import Progress
 
 METHOD = "cosine"
@@ -90,12 +91,13 @@ CLUSTER_COLUMNS = ["hyperword", "unit_id", "text", "occurrence_count", "hyperwor
 def cluster_parts(bucket: UnitBucket, n_groups: int):
     """A bucket's units, split by the group of their hyperword: (group, (units, vectors))."""
     units = bucket.units.select(CLUSTER_COLUMNS)
+    vectors = load_vectors(bucket)
     groups = units.column("hyperword").to_numpy() % n_groups
     order = np.argsort(groups, kind="stable")
     present, starts = np.unique(groups[order], return_index=True)
     for g, start, end in zip(present, starts, [*starts[1:], len(order)]):
         rows = order[start:end]
-        yield int(g), (units.take(rows), bucket.vectors[rows])
+        yield int(g), (units.take(rows), vectors[rows])
 
 
 def clusters_of(parts) -> Iterator[tuple[int, pa.Table, np.ndarray]]:

@@ -4,6 +4,7 @@ Layout::
 
     STORE/v000001/manifest.json            written last: a version without it does not exist
     STORE/v000001/<table>/part-00000.parquet
+    STORE/_work/v000001/...                scratch of the run writing v000001, deleted when it ends
 
 Each table is keyed into shards by a hash of its first sort column, and each shard is sorted and
 written whole by one worker, so the same input gives byte-identical files on any runner. The
@@ -40,6 +41,12 @@ _VERSION = re.compile(r"v(\d{6})$")
 
 def version_dir(store: str, version: int) -> str:
     return FileSystems.join(store, f"v{version:06d}")
+
+
+def work_dir(store: str, version: int) -> str:
+    """Scratch files of the run writing ``version`` (spilled vectors): never part of a version, cleared
+    when the run ends and, after a crash, when the next one starts."""
+    return FileSystems.join(store, "_work", f"v{version:06d}")
 
 
 def published_versions(store: str) -> list[int]:
