@@ -33,11 +33,13 @@ from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
+from hyperscene.transforms.levels import BuildLevels
 from hyperscene.transforms.near_dup import NearDuplicates
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
+from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
-from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreVersion, WriteTable, published_versions, version_dir
+from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreVersion, WriteTable, published_versions, version_dir, work_dir
 from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")
@@ -78,11 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--near-dup-threshold", type=float,
                    help="cosine at or above which units merge (default: measured per embedder: "
                         + ", ".join(f"{e} {t}" for e, t in DEFAULT_THRESHOLDS.items()) + ")")
+    g = p.add_argument_group("scenes")
+    g.add_argument("--levels", type=int, help="scene levels above the units at most; the top one is each document's root "
+                   "(default: as many as it takes to reach one root per document)")
+    g.add_argument("--scene-min-units", type=int, default=SceneConfig.min_units,
+                   help=f"units per level-1 scene, at least (default: {SceneConfig.min_units}; shorter documents are one scene)")
+    g.add_argument("--scene-max-units", type=int, default=SceneConfig.max_units,
+                   help=f"units per level-1 scene, at most (default: {SceneConfig.max_units})")
+    g.add_argument("--level-codebook-sizes", type=_int_list, default=(), metavar="K1,K2,...",
+                   help="codes in the codebook of level 1, 2, ... (default: about 2*sqrt(scenes at that level), so they shrink with the level)")
     g = p.add_argument_group("output and execution")
     g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
     g.add_argument("--workers", type=int, default=1,
                    help="local worker processes (DirectRunner multi_processing mode; default: 1, in-process)")
     return p
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, such as 512,64,16; not {text!r}") from None
 
 
 def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
@@ -117,6 +135,10 @@ def parse(argv: list[str]) -> CompressConfig:
         codebook_sample=args.codebook_sample,
         seed=args.seed,
         near_dup_threshold=args.near_dup_threshold,
+        levels=args.levels,
+        scene_min_units=args.scene_min_units,
+        scene_max_units=args.scene_max_units,
+        level_codebook_sizes=args.level_codebook_sizes,
         num_shards=args.num_shards,
         beam_args=tuple(beam_args),
     )
@@ -150,30 +172,34 @@ def _bucket_stats(bucket: UnitBucket):
 
 
 def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str,
-                   embedder_folder: str, dimension: int, info: ManifestInfo, path: str):
+                   embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str):
     """Wire the stages. Tokens are always counted with ``model_folder``'s tokenizer, so figures
-    compare across embedders; vectors come from ``embedder_folder``. From exact dedup to the writes,
-    elements are UnitBuckets (a few thousand units each), not single units."""
+    compare across embedders; vectors come from ``embedder_folder`` and are spilled to files under
+    ``scratch``. From exact dedup to the writes, elements are UnitBuckets (a few thousand units
+    each), not single units."""
     n_buckets = bucket_count(sum(f.size for f in files))
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
     buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets)
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
-    embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler)
+    embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
+    levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed)
 
     tables = {
         "documents": segmented.documents,
         "units": assigned | "UnitRows" >> beam.Map(lambda b: b.units),
-        "occurrences": assigned | "OccurrenceRows" >> beam.Map(lambda b: b.occurrences),
+        "occurrences": levels["occurrences"],
         "hyperwords": hyperwords,
         "provenance": near.provenance,
         "dead_letters": read["dead_letters"],
+        "scenes": levels["scenes"],
+        "codebooks": levels["codebooks"],
     }
-    large = {"units", "occurrences"}
+    large = {"units", "occurrences", "scenes"}
     files_written = [
         rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1)
         for name, rows in tables.items()
@@ -187,22 +213,36 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         near.clusters | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda c: c["near_duplicate_occurrences"]),
         centroids | "NCodes" >> _pairs("codebook_size", len),
         read["dead_letters"] | "NDead" >> _pairs("dead_letters"),
+        levels["levels"],
     ] | "AllStats" >> beam.Flatten()
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)
 
 
 def prepare_version(out: str) -> tuple[int, str]:
-    """The version to write. Unpublished leftovers of a crashed run are cleared; a published store is kept."""
+    """The version to write. Unpublished leftovers of a crashed run (its version folder and its
+    scratch) are cleared; a published store is kept."""
     if os.path.isfile(out):
         raise StoreError(f"--out {out!r} is a file: give a directory for the store")
     versions = published_versions(out)
     if versions:
         raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
     path = version_dir(out, 1)
-    if FileSystems.exists(path):
-        logger.info("clearing unpublished files of an interrupted run in %s", path)
-        FileSystems.delete([path])
+    for leftover in (path, work_dir(out, 1)):
+        if FileSystems.exists(leftover):
+            logger.info("clearing unpublished files of an interrupted run in %s", leftover)
+            FileSystems.delete([leftover])
     return 1, path
+
+
+def _remove_scratch(scratch: str) -> None:
+    parent = FileSystems.split(scratch)[0]
+    try:
+        if FileSystems.exists(scratch):
+            FileSystems.delete([scratch])
+        if FileSystems.exists(parent) and not FileSystems.match([FileSystems.join(parent, "*")])[0].metadata_list:
+            FileSystems.delete([parent])
+    except Exception as e:  # the store is complete or failed already; scratch only costs disk
+        logger.warning("could not remove scratch files in %s: %s; remove them by hand", scratch, e)
 
 
 def run(argv: list[str]) -> dict:
@@ -228,9 +268,13 @@ def run(argv: list[str]) -> dict:
 
     info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
     p = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path)
-    result = p.run()
-    result.wait_until_finish()
+    scratch = work_dir(cfg.out, version)
+    build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path, scratch)
+    try:
+        result = p.run()
+        result.wait_until_finish()
+    finally:
+        _remove_scratch(scratch)
     stages = stage_report(result)
     for stage, s in stages.items():
         logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],

@@ -9,6 +9,7 @@ from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDD
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
+from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import DEFAULT_MAX_UNIT_TOKENS
 
 
@@ -32,6 +33,10 @@ class CompressConfig:
     codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
     seed: int = 0
     near_dup_threshold: float | None = None  # None: the embedder's measured default
+    levels: int | None = None  # scene levels above the units; None: up to one root per document
+    scene_min_units: int = SceneConfig.min_units
+    scene_max_units: int = SceneConfig.max_units
+    level_codebook_sizes: tuple[int, ...] = ()  # level 1 first; levels beyond: about 2*sqrt(scenes)
     num_shards: int = 1
     beam_args: tuple[str, ...] = field(default=(), compare=False)
 
@@ -59,14 +64,21 @@ class CompressConfig:
             object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
+        if any(size < 1 for size in self.level_codebook_sizes):
+            raise InvalidOption(f"--level-codebook-sizes must all be positive, not {','.join(map(str, self.level_codebook_sizes))}")
+        self.scene_config()  # raises InvalidOption on bad scene bounds or --levels
         if self.num_shards < 1:
             raise InvalidOption(f"--num-shards must be positive, not {self.num_shards}")
         if not self.text_field:
             raise InvalidOption("--text-field must not be empty")
+
+    def scene_config(self) -> SceneConfig:
+        return SceneConfig(min_units=self.scene_min_units, max_units=self.scene_max_units, levels=self.levels)
 
     def as_manifest(self) -> dict:
         """Settings that shape the store, for the manifest (runner flags are not among them)."""
         d = asdict(self)
         d.pop("beam_args")
         d["inputs"] = list(self.inputs)
+        d["level_codebook_sizes"] = list(self.level_codebook_sizes)
         return d

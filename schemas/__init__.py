@@ -4,11 +4,13 @@ from hyperscene.schemas.store import (
     FORMAT_VERSION,
     TABLES,
     SORT_KEYS,
+    CODEBOOKS,
     DEAD_LETTERS,
     DOCUMENTS,
     HYPERWORDS,
     OCCURRENCES,
     PROVENANCE,
+    SCENES,
     UNITS,
 )
 
@@ -16,10 +18,12 @@ __all__ = [
     "FORMAT_VERSION",
     "TABLES",
     "SORT_KEYS",
+    "CODEBOOKS",
     "DEAD_LETTERS",
     "DOCUMENTS",
     "HYPERWORDS",
     "OCCURRENCES",
     "PROVENANCE",
+    "SCENES",
     "UNITS",
 ]

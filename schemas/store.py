@@ -10,7 +10,7 @@ occurrence in ``position`` order, by the unit's ``text`` and the occurrence's ``
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: scenes, codebooks, occurrences.semantic_id
 
 DOCUMENTS = pa.schema(
     [
@@ -45,6 +45,8 @@ OCCURRENCES = pa.schema(
         pa.field("unit_id", pa.string(), nullable=False),
         pa.field("separator", pa.string(), nullable=False),  # whitespace after the unit, maybe ""
         pa.field("hyperword", pa.int32(), nullable=False),
+        # codes from the document's root scene down to the unit's level-1 scene, then its hyperword
+        pa.field("semantic_id", pa.list_(pa.int32()), nullable=False),
     ]
 )
 
@@ -80,6 +82,38 @@ DEAD_LETTERS = pa.schema(
     ]
 )
 
+# Scenes of every level >= 1 (level 0 is the units), one shape for all: see transforms/scenes.py.
+SCENES = pa.schema(
+    [
+        pa.field("scene_id", pa.string(), nullable=False),  # "<doc_id>#<level>.<index>"
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("level", pa.int32(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),  # in document order within its level
+        pa.field("parent_scene_id", pa.string()),  # null for the document's root
+        pa.field("first_position", pa.int64(), nullable=False),  # span: unit positions, inclusive
+        pa.field("last_position", pa.int64(), nullable=False),
+        pa.field("child_count", pa.int32(), nullable=False),
+        pa.field("token_count", pa.int64(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float32()), nullable=False),  # unit length
+        pa.field("code", pa.int32(), nullable=False),  # in this level's codebook
+        pa.field("code_score", pa.float32(), nullable=False),  # cosine to that code's centroid
+        pa.field("gist", pa.list_(pa.int64()), nullable=False),  # positions of its most central units
+        pa.field("child_codes", pa.list_(pa.int32()), nullable=False),  # hyperwords at level 1
+    ]
+)
+
+# The codebook of each scene level (level 0's is the hyperwords table).
+CODEBOOKS = pa.schema(
+    [
+        pa.field("level", pa.int32(), nullable=False),
+        pa.field("code", pa.int32(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float32()), nullable=False),
+        pa.field("scene_count", pa.int64(), nullable=False),
+        pa.field("representative_scene_id", pa.string()),  # the member nearest the centroid; null if none
+        pa.field("representative_score", pa.float32()),
+    ]
+)
+
 TABLES = {
     "documents": DOCUMENTS,
     "units": UNITS,
@@ -87,6 +121,8 @@ TABLES = {
     "hyperwords": HYPERWORDS,
     "provenance": PROVENANCE,
     "dead_letters": DEAD_LETTERS,
+    "scenes": SCENES,
+    "codebooks": CODEBOOKS,
 }
 
 # Rows are written sorted by these columns so that the same input gives the same files anywhere.
@@ -97,4 +133,6 @@ SORT_KEYS = {
     "hyperwords": ("hyperword",),
     "provenance": ("unit_id",),
     "dead_letters": ("source", "record", "reason"),
+    "scenes": ("doc_id", "level", "index"),
+    "codebooks": ("level", "code"),
 }

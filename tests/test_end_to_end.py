@@ -40,6 +40,17 @@ def test_russian_round_trip_is_byte_exact_and_deterministic(tmp_path):
     assert checksums[0] == checksums[1]
 
 
+def test_leftovers_of_a_crashed_run_are_cleared_and_no_scratch_stays(tmp_path):
+    store = tmp_path / "store"
+    for leftover in (store / "v000001" / "units" / "part-00000.parquet", store / "_work" / "v000001" / "vectors" / "vectors-000000.npy"):
+        leftover.parent.mkdir(parents=True)
+        leftover.write_bytes(b"from a run that was killed")
+    compress.run([str(RU_CORPUS), "--out", str(store), "--lang", "ru"])
+    assert sorted(p.name for p in store.iterdir()) == ["v000001"]  # vectors were spilled under _work, then removed
+    decompress.run([str(store), "--out", str(tmp_path / "restored")])
+    assert files_under(tmp_path / "restored") == files_under(RU_CORPUS)
+
+
 def test_store_tables_match_schemas_and_checksums(sample_store):
     store = StoreVersion(str(sample_store))
     for entry in store.manifest["files"]:
