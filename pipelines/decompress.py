@@ -1,20 +1,27 @@
-"""``hyperscene decompress``: rebuild documents from a store, each checked against its sha256.
+"""``hyperscene decompress``: rebuild documents from a store, each checked against its sha256, or
+print the scenes of one level (their exact text, or their gists).
 
 Text-file documents are written at their id (their path relative to the input root); documents
 that came from JSONL or Parquet records are written as JSONL, one file per source, in record order:
 each line holds the record's other fields as they were read, then the text field.
+
+With ``--level``, ``--scene`` or ``--gist`` the output is scenes instead (see :func:`scene_records`):
+a scene's exact text is its units with their separators, so a document's ``prefix`` followed by the
+texts of all its scenes of one level, in order, is the document byte for byte; a scene's gist is the
+text of its most central units, lossy and short.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import os
 import posixpath
 import sys
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -26,33 +33,103 @@ from hyperscene.transforms.store import StoreVersion
 
 logger = logging.getLogger("hyperscene")
 
+# The scenes columns that decompress and inspect need (never the centroids).
+SCENE_COLUMNS = ["scene_id", "doc_id", "level", "index", "parent_scene_id", "first_position", "last_position",
+                 "child_count", "token_count", "code", "gist"]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hyperscene decompress", description="Rebuild documents from a store, byte for byte.")
+    p = argparse.ArgumentParser(
+        prog="hyperscene decompress",
+        description="Rebuild documents from a store, byte for byte; or print the scenes of one level: "
+                    "their exact text, or with --gist their gists.",
+    )
     p.add_argument("store", help="store directory")
-    p.add_argument("--out", help="directory to write into (must be empty or new); with --doc, default: standard output")
+    p.add_argument("--out", help="without --level/--scene/--gist: the directory to restore every document into (must be "
+                   "empty or new); with them: a new file to write the scenes to. Default with --doc, --level, "
+                   "--scene or --gist: standard output")
     p.add_argument("--doc", action="append", metavar="ID", help="only this document (repeatable)")
     p.add_argument("--version", type=int, help="store version (default: the latest)")
+    g = p.add_argument_group("scenes")
+    g.add_argument("--level", type=int, metavar="N",
+                   help="print every level-N scene of the chosen documents, in document order (1 = scenes of "
+                        "units, up to each document's root). A document with fewer levels than N contributes its "
+                        "root. Without --gist each scene's exact text: a document's prefix (whitespace before its "
+                        "first unit) followed by the texts of its scenes is the document byte for byte")
+    g.add_argument("--scene", action="append", metavar="ID",
+                   help="only this scene's subtree (repeatable; ids look like DOC_ID#LEVEL.INDEX, see "
+                        "'hyperscene inspect STORE --doc DOC_ID'): its exact text; with --level N the "
+                        "level-N scenes inside it")
+    g.add_argument("--gist", action="store_true",
+                   help="print gists instead of exact text: each scene's most central units, in document order, "
+                        "joined by single spaces (line breaks inside a unit shown as spaces); lossy. Needs --level "
+                        "or --scene (alone with --scene: that scene's own gist)")
+    g.add_argument("--format", choices=("text", "jsonl"), default="text",
+                   help="text (default): per scene a header line '=== ID | level L | units A-B | T tokens' then "
+                        "its text (a line break added if it lacks one) or gist; jsonl: one JSON object per scene "
+                        "with its fields and 'text' (exact) or 'gist', plus 'prefix' (the document's prefix on "
+                        "the scene that starts at unit 0, else empty)")
     return p
 
 
-def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, str]]:
-    """(document row, text) for each document, in doc_id order. Texts are not yet verified."""
-    import pyarrow.compute as pc
+# --- reading ---------------------------------------------------------------------------------
 
-    documents = store.read("documents")
-    occurrences = store.read("occurrences", ["doc_id", "position", "unit_id", "separator"])
+
+def _read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[str, Iterable] | None = None):
+    """Some columns of one table, keeping only rows whose value of each ``where`` column is in its set.
+
+    Rows are filtered while each file is read, so a document's rows do not need the whole table in
+    memory; without ``where`` this is ``store.read(table, columns)``.
+    """
+    if not where:
+        return store.read(table, columns)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from hyperscene.schemas import TABLES
+
+    schema = TABLES[table]
+    condition = None
+    for column, values in where.items():
+        test = pc.field(column).isin(pa.array(sorted(set(values)), type=schema.field(column).type))
+        condition = test if condition is None else condition & test
+    parts = [
+        pq.read_table(io.BytesIO(_read_bytes(FileSystems.join(store.path, f["path"]))), columns=columns, filters=condition)
+        for f in store.files(table)
+    ]
+    if parts:
+        return pa.concat_tables(parts)
+    return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+
+
+def _check_documents(store: StoreVersion, doc_ids: Iterable[str]):
+    """The documents rows of these ids; StoreError naming the first id the store lacks."""
+    wanted = set(doc_ids)
+    documents = read_table(store, "documents", None, {"doc_id": wanted}) if wanted else store.read("documents").slice(0, 0)
+    missing = wanted - set(documents["doc_id"].to_pylist())
+    if missing:
+        raise StoreError(f"no document {sorted(missing)[0]!r} in {store.path} (list ids with: hyperscene inspect {store.store} --docs)")
+    return documents
+
+
+def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, list[str]]]:
+    """(document row, [text + separator of each unit, in position order]) for each document, in
+    doc_id order. The document is its ``prefix`` followed by the pieces; not yet verified."""
     if doc_ids is not None:
-        wanted = set(doc_ids)
-        missing = wanted - set(documents["doc_id"].to_pylist())
-        if missing:
-            raise StoreError(f"no document {sorted(missing)[0]!r} in {store.path} (list ids with: hyperscene inspect {store.store} --docs)")
-        documents = documents.filter(pc.is_in(documents["doc_id"], value_set=_array(wanted)))
-        occurrences = occurrences.filter(pc.is_in(occurrences["doc_id"], value_set=_array(wanted)))
-    units = store.read("units", ["unit_id", "text"])
-    if doc_ids is not None:
-        units = units.filter(pc.is_in(units["unit_id"], value_set=pc.unique(occurrences["unit_id"])))
-    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist()))
+        documents = _check_documents(store, doc_ids)
+        occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id", "separator"], {"doc_id": doc_ids})
+        units = read_table(store, "units", ["unit_id", "text"], {"unit_id": occurrences["unit_id"].to_pylist()}) if occurrences.num_rows else None
+    else:
+        documents = store.read("documents")
+        occurrences = store.read("occurrences", ["doc_id", "position", "unit_id", "separator"])
+        units = store.read("units", ["unit_id", "text"])
+    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist())) if units is not None else {}
     occurrences = occurrences.sort_by([("doc_id", "ascending"), ("position", "ascending")])
     occ_docs = occurrences["doc_id"].to_pylist()
     occ_units = occurrences["unit_id"].to_pylist()
@@ -60,22 +137,189 @@ def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterato
 
     i = 0
     for doc in documents.sort_by("doc_id").to_pylist():
-        parts = [doc["prefix"]]
+        pieces = []
         while i < len(occ_docs) and occ_docs[i] == doc["doc_id"]:
-            parts.append(text_of[occ_units[i]])
-            parts.append(occ_seps[i])
+            pieces.append(text_of[occ_units[i]] + occ_seps[i])
             i += 1
-        yield doc, "".join(parts)
+        yield doc, pieces
 
 
-def _array(values):
-    import pyarrow as pa
-
-    return pa.array(sorted(values), type=pa.string())
+def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, str]]:
+    """(document row, text) for each document, in doc_id order. Texts are not yet verified."""
+    for doc, pieces in document_pieces(store, doc_ids):
+        yield doc, doc["prefix"] + "".join(pieces)
 
 
 def verify(doc: dict, text: str) -> bool:
     return hashlib.sha256(text.encode("utf-8")).hexdigest() == doc["sha256"]
+
+
+# --- scenes ----------------------------------------------------------------------------------
+
+
+def _has_scenes(store: StoreVersion) -> None:
+    if not store.files("scenes"):
+        raise StoreError(
+            f"{store.path} has no scenes table (store format {store.manifest.get('format_version')}, written before "
+            f"scene levels existed): compress the corpus again with this hyperscene to decompress by level"
+        )
+
+
+def _scenes_by_id(store: StoreVersion, scene_ids: list[str]) -> dict[str, dict]:
+    rows = read_table(store, "scenes", SCENE_COLUMNS, {"scene_id": scene_ids}).to_pylist()
+    found = {r["scene_id"]: r for r in rows}
+    for sid in scene_ids:
+        if sid not in found:
+            raise StoreError(f"no scene {sid!r} in {store.path} (scene ids are DOC_ID#LEVEL.INDEX; "
+                             f"see them with: hyperscene inspect {store.store} --doc DOC_ID)")
+    return found
+
+
+def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list[str] | None = None,
+                  doc_ids: list[str] | None = None) -> list[dict]:
+    """The scenes rows (:data:`SCENE_COLUMNS`, plus ``depth``: the levels of their document) to print.
+
+    With ``level`` and no ``scene_ids``: every level-``level`` scene of each document (all, or
+    ``doc_ids``), in doc_id then index order; a document with fewer levels gives its root. With
+    ``scene_ids``: for each, the scene itself, or its level-``level`` descendants in index order.
+    Raises StoreError for an unknown document or scene, InvalidOption for a level out of range.
+    """
+    _has_scenes(store)
+    if scene_ids and doc_ids:
+        raise InvalidOption("give --scene or --doc, not both: a scene id names its document already")
+    if level is not None and level < 1:
+        raise InvalidOption(f"--level counts scene levels from 1, not {level} (level 0 is the units: "
+                            f"decompress without --level to get documents back)")
+    if scene_ids:
+        targets = _scenes_by_id(store, scene_ids)
+        docs = sorted({t["doc_id"] for t in targets.values()})
+    elif doc_ids:
+        _check_documents(store, doc_ids)
+        docs = sorted(set(doc_ids))
+    else:
+        docs = None
+    if level is None and not scene_ids:
+        raise InvalidOption("choose scenes with --level N or --scene ID")
+    rows = read_table(store, "scenes", SCENE_COLUMNS, {"doc_id": docs} if docs is not None else None).to_pylist()
+    depth: dict[str, int] = {}
+    for r in rows:
+        depth[r["doc_id"]] = max(depth.get(r["doc_id"], 0), r["level"])
+    for r in rows:
+        r["depth"] = depth[r["doc_id"]]
+    rows.sort(key=lambda r: (r["doc_id"], r["level"], r["index"]))
+
+    if scene_ids:
+        chosen = []
+        for sid in dict.fromkeys(scene_ids):  # each once, in the order given
+            target = targets[sid]
+            if level is None or level == target["level"]:
+                chosen.append(next(r for r in rows if r["scene_id"] == sid))
+                continue
+            if level > target["level"]:
+                raise InvalidOption(f"--level {level} is above scene {sid!r}, which is at level {target['level']}: "
+                                    f"give a level from 1 to {target['level']}")
+            chosen += [r for r in rows if r["doc_id"] == target["doc_id"] and r["level"] == level
+                       and target["first_position"] <= r["first_position"] and r["last_position"] <= target["last_position"]]
+        return chosen
+
+    deepest = max(depth.values(), default=0)
+    if not deepest:
+        raise InvalidOption(f"{'the chosen documents have' if docs else 'this store has'} no scenes (documents without units have none)")
+    if level > deepest:
+        raise InvalidOption(f"--level {level} is out of range: the scenes of {'the chosen documents' if docs else 'this store'} "
+                            f"go from level 1 to {deepest}")
+    return [r for r in rows if r["level"] == min(level, r["depth"])]
+
+
+def _gist_texts(store: StoreVersion, scenes: list[dict]) -> dict[tuple[str, int], str]:
+    """(doc_id, position) -> unit text, for every gist position of these scenes."""
+    import pyarrow as pa
+
+    wanted = sorted({(s["doc_id"], p) for s in scenes for p in s["gist"]})
+    if not wanted:
+        return {}
+    docs = sorted({d for d, _ in wanted})
+    occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id"], {"doc_id": docs})
+    keys = pa.table({"doc_id": pa.array([d for d, _ in wanted], pa.string()),
+                     "position": pa.array([p for _, p in wanted], pa.int64())})
+    occurrences = occurrences.join(keys, keys=["doc_id", "position"], join_type="inner")
+    units = read_table(store, "units", ["unit_id", "text"], {"unit_id": occurrences["unit_id"].to_pylist()})
+    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist()))
+    return {(d, p): text_of[u] for d, p, u in zip(occurrences["doc_id"].to_pylist(), occurrences["position"].to_pylist(),
+                                                   occurrences["unit_id"].to_pylist())}
+
+
+def gist_text(texts: list[str]) -> str:
+    """Unit texts as one readable line: each unit's whitespace runs as one space, units joined by one space."""
+    return " ".join(" ".join(t.split()) for t in texts)
+
+
+def _record(scene: dict, **content) -> dict:
+    return {
+        "scene_id": scene["scene_id"], "doc_id": scene["doc_id"], "level": scene["level"], "index": scene["index"],
+        "parent_scene_id": scene["parent_scene_id"], "first_position": scene["first_position"],
+        "last_position": scene["last_position"], "token_count": scene["token_count"], "depth": scene["depth"],
+        **content,
+    }
+
+
+def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, mismatches: list[str] | None = None) -> Iterator[dict]:
+    """For each chosen scene, in order, a record: its fields (as :func:`_record`) and either
+    ``gist_positions`` and ``gist`` (see :func:`gist_text`) or ``prefix`` and ``text``: the exact
+    text of its units and their separators, ``prefix`` being the document's prefix when the scene
+    starts at unit 0 and "" otherwise.
+
+    For exact text each document is rebuilt whole and checked against its sha256 first; a document
+    that fails gives no records and its id is appended to ``mismatches``.
+    """
+    if gist:
+        texts = _gist_texts(store, scenes)
+        for s in scenes:
+            yield _record(s, gist_positions=list(s["gist"]), gist=gist_text([texts[(s["doc_id"], p)] for p in s["gist"]]))
+        return
+
+    by_doc: dict[str, list[dict]] = {}
+    for s in scenes:
+        by_doc.setdefault(s["doc_id"], []).append(s)
+
+    def verified(doc: dict, pieces: list[str]) -> bool:
+        if verify(doc, doc["prefix"] + "".join(pieces)):
+            return True
+        if mismatches is not None:
+            mismatches.append(doc["doc_id"])
+        return False
+
+    def record(scene: dict, doc: dict, pieces: list[str]) -> dict:
+        first, last = scene["first_position"], scene["last_position"]
+        return _record(scene, prefix=doc["prefix"] if first == 0 else "", text="".join(pieces[first : last + 1]))
+
+    if all(a["doc_id"] <= b["doc_id"] for a, b in zip(scenes, scenes[1:])):
+        # Scenes in document order (--level): each document's records as soon as it is rebuilt.
+        for doc, pieces in document_pieces(store, list(by_doc)):
+            if verified(doc, pieces):
+                yield from (record(s, doc, pieces) for s in by_doc[doc["doc_id"]])
+        return
+    documents = {doc["doc_id"]: (doc, pieces) for doc, pieces in document_pieces(store, list(by_doc)) if verified(doc, pieces)}
+    for s in scenes:
+        if s["doc_id"] in documents:
+            yield record(s, *documents[s["doc_id"]])
+
+
+def render_record(record: dict, fmt: str) -> str:
+    """One scene for output: a JSON line, or a header line and its text or gist."""
+    if fmt == "jsonl":
+        return _json_line(record)
+    header = (f"=== {record['scene_id']} | level {record['level']} | units {record['first_position']}-"
+              f"{record['last_position']} | {record['token_count']:,} tokens")
+    if record["level"] == record["depth"] and record["parent_scene_id"] is None:
+        header += f" | root ({record['depth']} level{'s' if record['depth'] != 1 else ''})"
+    if "gist" in record:
+        return f"{header} | gist of units {', '.join(map(str, record['gist_positions']))}\n{record['gist']}\n\n"
+    text = record["text"]
+    return f"{header}\n{text}" + ("" if text.endswith("\n") else "\n")
+
+
+# --- documents -------------------------------------------------------------------------------
 
 
 def _safe_relative(doc_id: str) -> bool:
@@ -114,7 +358,7 @@ def _write(path: str, data: bytes) -> None:
 def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = None, version: int | None = None) -> dict:
     store = StoreVersion(store_path, version)
     if out is None and not doc_ids:
-        raise InvalidOption("--out is required unless --doc picks documents to print")
+        raise InvalidOption("--out is required unless --doc, --level or --scene picks what to print")
     if out is not None:
         _check_out(out)
     fields = store.manifest["config"]
@@ -141,17 +385,66 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
             records.setdefault(_records_file(doc["source"]), []).append((doc["record"] or 0, line.encode("utf-8")))
     for name, lines in sorted(records.items()):
         _write(FileSystems.join(out, name), b"".join(line for _, line in sorted(lines, key=lambda r: r[0])))
+    _raise_mismatches(mismatches, store_path)
+    return {"documents": written, "bytes": total_bytes, "version": store.version}
+
+
+def _raise_mismatches(mismatches: list[str], store_path: str) -> None:
     if mismatches:
         shown = ", ".join(repr(m) for m in mismatches[:5]) + (" ..." if len(mismatches) > 5 else "")
         raise VerificationFailed(
             f"{len(mismatches)} document(s) did not match their stored sha256 and were not written: {shown}; "
             f"the store is damaged (run hyperscene inspect {store_path})"
         )
-    return {"documents": written, "bytes": total_bytes, "version": store.version}
+
+
+def _check_out_file(out: str) -> None:
+    if os.path.isdir(out):
+        raise InvalidOption(f"--out {out!r} is a directory: with --level, --scene or --gist, --out names a new file")
+    if FileSystems.exists(out):
+        raise InvalidOption(f"--out {out!r} already exists: choose a new file")
+
+
+def decompress_scenes(store_path: str, out: str | None, level: int | None = None, scene_ids: list[str] | None = None,
+                      doc_ids: list[str] | None = None, gist: bool = False, fmt: str = "text",
+                      version: int | None = None) -> dict:
+    """Write the chosen scenes (:func:`select_scenes`) as :func:`render_record` gives them, to ``out``
+    (a new file) or standard output. Exact texts come from documents verified by their sha256."""
+    store = StoreVersion(store_path, version)
+    if out is not None:
+        _check_out_file(out)
+    scenes = select_scenes(store, level, scene_ids, doc_ids)
+    mismatches: list[str] = []
+    count, total_bytes, documents = 0, 0, set()
+    sink = FileSystems.create(out, compression_type=CompressionTypes.UNCOMPRESSED) if out is not None else sys.stdout.buffer
+    try:
+        for record in scene_records(store, scenes, gist, mismatches):
+            data = render_record(record, fmt).encode("utf-8")
+            sink.write(data)
+            count += 1
+            total_bytes += len(data)
+            documents.add(record["doc_id"])
+    finally:
+        if out is not None:
+            sink.close()
+        else:
+            sink.flush()
+    _raise_mismatches(mismatches, store_path)
+    return {"scenes": count, "documents": len(documents), "bytes": total_bytes, "version": store.version}
 
 
 def run(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
+    if args.level is not None or args.scene or args.gist:
+        if args.gist and args.level is None and not args.scene:
+            raise InvalidOption("--gist needs --level N (the gists of every level-N scene) or --scene ID (that scene's gist)")
+        result = decompress_scenes(args.store, args.out, args.level, args.scene, args.doc, args.gist, args.format, args.version)
+        if args.out is not None:
+            logger.info("wrote %s scene %s of %s documents from version %d to %s", f"{result['scenes']:,}",
+                        "gists" if args.gist else "texts", f"{result['documents']:,}", result["version"], args.out)
+        return result
+    if args.format != "text":
+        raise InvalidOption("--format applies to scenes: add --level or --scene")
     result = decompress(args.store, args.out, args.doc, args.version)
     if args.out is not None:
         logger.info("restored %s documents (%s bytes) from version %d into %s, all verified by sha256",
