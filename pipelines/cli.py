@@ -7,6 +7,7 @@ spaCy or FAISS.
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import sys
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hyperscene {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of standard output left (| head): stop quietly, as on SIGPIPE
+        _silence_stdout()
+        return 141
     except Exception as e:  # a bug or an environment problem: one line, the traceback on request
         if verbose:
             raise
@@ -65,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         print(render(summarise(store)))
         _warn_dead_letters(store)
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so flushing what is left at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 def _warn_dead_letters(store) -> None:
