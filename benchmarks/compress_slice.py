@@ -67,7 +67,21 @@ def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     return time.perf_counter() - start, len(texts)
 
 
-STAGE_ORDER = ["read", "segment", "exact dedup", "count tokens", "embed", "train codebook", "assign", "near-duplicates", "write"]
+def level_counts(counts: dict, summary: dict) -> list[dict]:
+    """Per level: scenes (units at level 0), mean tokens per scene, codebook size."""
+    rows = [{"level": 0, "scenes": summary["units"], "mean_tokens": summary["tokens_per_hyperword"],
+             "codebook_size": summary["codebook_size"]}]
+    level = 1
+    while f"level_{level}_scenes" in counts:
+        n = counts[f"level_{level}_scenes"]
+        rows.append({"level": level, "scenes": n, "mean_tokens": round(counts[f"level_{level}_tokens"] / n, 1),
+                     "codebook_size": counts.get(f"level_{level}_codebook_size", 0)})
+        level += 1
+    return rows
+
+
+STAGE_ORDER = ["read", "segment", "exact dedup", "count tokens", "embed", "train codebook", "assign", "near-duplicates",
+               "scenes", "train level codebooks", "encode levels", "write"]
 
 
 def main() -> int:
@@ -108,13 +122,13 @@ def main() -> int:
         summary = summarise(StoreVersion(str(store)))
         floor, n_floor = (None, 0) if args.no_floor else embedding_floor(store, manifest)
         stages = manifest["stages"]
-        print(f"\n{'stage':<16}{'seconds':>9}{'items':>12}{'items/s':>10}{'peak MiB':>10}")
+        print(f"\n{'stage':<22}{'seconds':>9}{'items':>12}{'items/s':>10}{'peak MiB':>10}")
         for name in sorted(stages, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else 99):
             st = stages[name]
-            print(f"{name:<16}{st['seconds']:>9.1f}{st['items']:>12,}{st['items_per_s'] or '-':>10}{st['peak_rss_mb']:>10,}")
-        print(f"{'total (wall)':<16}{wall:>9.1f}{summary['units']:>12,}{round(summary['units'] / wall):>10}{round(peak_mib):>10,}")
+            print(f"{name:<22}{st['seconds']:>9.1f}{st['items']:>12,}{st['items_per_s'] or '-':>10}{st['peak_rss_mb']:>10,}")
+        print(f"{'total (wall)':<22}{wall:>9.1f}{summary['units']:>12,}{round(summary['units'] / wall):>10}{round(peak_mib):>10,}")
         if floor:
-            print(f"{'embedding floor':<16}{floor:>9.1f}{n_floor:>12,}{round(n_floor / floor):>10}")
+            print(f"{'embedding floor':<22}{floor:>9.1f}{n_floor:>12,}{round(n_floor / floor):>10}")
             print(f"total / floor = {wall / floor:.2f}")
         report = {
             "corpus": args.corpus.name,
@@ -136,6 +150,10 @@ def main() -> int:
             "decompress_wall_s": round(decompress_wall, 1),
             "round_trip": f"{len(originals) - len(mismatched)}/{len(originals)} files byte-identical",
         }
+        report["levels"] = level_counts(manifest["counts"], summary)
+        print(f"\n{'level':<7}{'scenes':>10}{'tokens/scene':>14}{'codebook':>10}")
+        for row in report["levels"]:
+            print(f"{row['level']:<7}{row['scenes']:>10,}{row['mean_tokens']:>14}{row['codebook_size']:>10,}")
         print(json.dumps(report, indent=2))
         return 1 if mismatched else 0
     finally:

@@ -120,11 +120,16 @@ def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
             "scene_id": sid, "doc_id": doc.doc_id, "level": s.level, "index": s.index,
             "parent_scene_id": None if s.parent is None else scene_id(doc.doc_id, s.level + 1, s.parent),
             "first_position": s.first, "last_position": s.last, "child_count": s.child_count,
-            "token_count": s.token_count, "centroid": s.centroid.tolist(), "code": code,
-            "code_score": float(scores[s.level][s.index]), "gist": list(s.gist),
-            "child_codes": codes[s.level - 1][list(s.children)].tolist(),
+            "token_count": s.token_count, "code": code, "code_score": float(scores[s.level][s.index]),
+            "gist": list(s.gist), "child_codes": codes[s.level - 1][list(s.children)].tolist(),
         })
         members.append((s.level, code, sid, float(scores[s.level][s.index])))
+    # Centroids go in as one numpy block: a Python float per value would cost seconds per book.
+    centroids = np.stack([s.centroid for s in doc.scenes]).astype(np.float32)
+    centroid_column = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, centroids.size + 1, centroids.shape[1], dtype=np.int32)), pa.array(centroids.ravel()))
+    table = pa.Table.from_pylist(rows, schema=SCENES.remove(SCENES.get_field_index("centroid")))
+    table = table.add_column(SCENES.get_field_index("centroid"), SCENES.field("centroid"), centroid_column)
 
     # Semantic id: for each level from the root down, the code of the scene holding each position.
     columns = []
@@ -136,7 +141,7 @@ def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
     semantic = pa.ListArray.from_arrays(pa.array(np.arange(0, matrix.size + 1, matrix.shape[1], dtype=np.int32)),
                                         pa.array(matrix.ravel()))
     occurrences = doc.occurrences.append_column("semantic_id", semantic)
-    return pa.Table.from_pylist(rows, schema=SCENES), occurrences, members
+    return table, occurrences, members
 
 
 class CodeStats(beam.CombineFn):
