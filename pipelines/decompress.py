@@ -222,24 +222,32 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
                        and target["first_position"] <= r["first_position"] and r["last_position"] <= target["last_position"]]
         return chosen
 
-    deepest = max(depth.values(), default=0)
+    # The range is the store's, so that any document can be asked for at any level that exists.
+    if docs is None:
+        deepest = max(depth.values(), default=0)
+    else:
+        import pyarrow.compute as pc
+
+        deepest = pc.max(store.read("scenes", ["level"])["level"]).as_py() or 0
     if not deepest:
-        raise InvalidOption(f"{'the chosen documents have' if docs else 'this store has'} no scenes (documents without units have none)")
+        raise InvalidOption("this store has no scenes (documents without units have none)")
     if level > deepest:
-        raise InvalidOption(f"--level {level} is out of range: the scenes of {'the chosen documents' if docs else 'this store'} "
-                            f"go from level 1 to {deepest}")
+        raise InvalidOption(f"--level {level} is out of range: the scenes of this store go from level 1 to {deepest}")
+    if not rows:
+        raise InvalidOption("the chosen documents have no scenes (documents without units have none)")
     return [r for r in rows if r["level"] == min(level, r["depth"])]
 
 
-def _gist_texts(store: StoreVersion, scenes: list[dict]) -> dict[tuple[str, int], str]:
-    """(doc_id, position) -> unit text, for every gist position of these scenes."""
+def _gist_texts(store: StoreVersion, scenes: list[dict], whole_store: bool = False) -> dict[tuple[str, int], str]:
+    """(doc_id, position) -> unit text, for every gist position of these scenes (``whole_store``:
+    they come from every document, so reading is not filtered by document)."""
     import pyarrow as pa
 
     wanted = sorted({(s["doc_id"], p) for s in scenes for p in s["gist"]})
     if not wanted:
         return {}
     docs = sorted({d for d, _ in wanted})
-    occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id"], {"doc_id": docs})
+    occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id"], None if whole_store else {"doc_id": docs})
     keys = pa.table({"doc_id": pa.array([d for d, _ in wanted], pa.string()),
                      "position": pa.array([p for _, p in wanted], pa.int64())})
     occurrences = occurrences.join(keys, keys=["doc_id", "position"], join_type="inner")
@@ -263,17 +271,19 @@ def _record(scene: dict, **content) -> dict:
     }
 
 
-def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, mismatches: list[str] | None = None) -> Iterator[dict]:
+def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, mismatches: list[str] | None = None,
+                  whole_store: bool = False) -> Iterator[dict]:
     """For each chosen scene, in order, a record: its fields (as :func:`_record`) and either
     ``gist_positions`` and ``gist`` (see :func:`gist_text`) or ``prefix`` and ``text``: the exact
     text of its units and their separators, ``prefix`` being the document's prefix when the scene
     starts at unit 0 and "" otherwise.
 
     For exact text each document is rebuilt whole and checked against its sha256 first; a document
-    that fails gives no records and its id is appended to ``mismatches``.
+    that fails gives no records and its id is appended to ``mismatches``. ``whole_store``: the
+    scenes come from every document, so tables are read whole rather than filtered by document.
     """
     if gist:
-        texts = _gist_texts(store, scenes)
+        texts = _gist_texts(store, scenes, whole_store)
         for s in scenes:
             yield _record(s, gist_positions=list(s["gist"]), gist=gist_text([texts[(s["doc_id"], p)] for p in s["gist"]]))
         return
@@ -295,8 +305,8 @@ def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, m
 
     if all(a["doc_id"] <= b["doc_id"] for a, b in zip(scenes, scenes[1:])):
         # Scenes in document order (--level): each document's records as soon as it is rebuilt.
-        for doc, pieces in document_pieces(store, list(by_doc)):
-            if verified(doc, pieces):
+        for doc, pieces in document_pieces(store, None if whole_store else list(by_doc)):
+            if doc["doc_id"] in by_doc and verified(doc, pieces):
                 yield from (record(s, doc, pieces) for s in by_doc[doc["doc_id"]])
         return
     documents = {doc["doc_id"]: (doc, pieces) for doc, pieces in document_pieces(store, list(by_doc)) if verified(doc, pieces)}
@@ -418,7 +428,7 @@ def decompress_scenes(store_path: str, out: str | None, level: int | None = None
     count, total_bytes, documents = 0, 0, set()
     sink = FileSystems.create(out, compression_type=CompressionTypes.UNCOMPRESSED) if out is not None else sys.stdout.buffer
     try:
-        for record in scene_records(store, scenes, gist, mismatches):
+        for record in scene_records(store, scenes, gist, mismatches, whole_store=not (scene_ids or doc_ids)):
             data = render_record(record, fmt).encode("utf-8")
             sink.write(data)
             count += 1
