@@ -15,7 +15,8 @@ from hyperscene.transforms.store import StoreVersion
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hyperscene inspect", description="Summarise a store.")
+    p = argparse.ArgumentParser(prog="hyperscene inspect", description="Summarise a store, level by level (level 0: the units and "
+                                "their hyperwords; then the scenes of each level); or draw one document's scene tree.")
     p.add_argument("store", help="store directory")
     p.add_argument("--version", type=int, help="store version (default: the latest)")
     p.add_argument("--tokenizer", help="count tokens with this Hugging Face tokenizer (name or folder) "
