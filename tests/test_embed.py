@@ -119,3 +119,20 @@ def test_embed_stage_spills_one_file_per_bucket(model_folder, tmp_path):
     with TestPipeline() as p:
         out = p | beam.Create([_bucket(4, 0), _bucket(4, 1)]) | Embed(handler, spill_to=str(tmp_path))
         assert_that(out, check)
+
+
+def test_vector_rows_give_the_same_values_by_reference_or_by_value(tmp_path):
+    """Local spills travel as references, other vectors by value: both must give the same floats,
+    rounding included, or a store would depend on where its scratch folder is."""
+    from hyperscene.transforms.embed import VectorRows, for_row_access, spill_vectors, take_rows, vector_rows
+
+    vectors = np.random.default_rng(1).standard_normal((6, 8)).astype(np.float32)
+    in_memory = _bucket(6).with_vectors(vectors)
+    spilled = for_row_access(spill_vectors(in_memory, str(tmp_path)))
+    rows = np.array([4, 0, 2])
+    for dtype in ("float32", "float16"):
+        reference, value = vector_rows(spilled, rows, dtype), vector_rows(for_row_access(in_memory), rows, dtype)
+        assert isinstance(reference, VectorRows) and isinstance(value, np.ndarray)
+        assert np.array_equal(take_rows(reference), take_rows(value))
+        assert take_rows(value).dtype == np.float32
+    assert np.array_equal(take_rows(vector_rows(spilled, rows)), vectors[rows])

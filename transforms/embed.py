@@ -9,7 +9,7 @@ one model per worker process and shares it.
 from __future__ import annotations
 
 import io
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
@@ -100,6 +100,56 @@ def load_vectors(bucket: UnitBucket) -> np.ndarray:
         raise ValueError(f"{bucket.vector_file} holds {len(vectors)} vectors for {len(bucket)} units: "
                          "it was left by another run; compress clears such files when it starts")
     return vectors
+
+
+@dataclass(frozen=True)
+class VectorRows:
+    """Some rows of a spilled vector file, named instead of copied.
+
+    A shuffle on a local runner is held in memory, so the stages that regroup units (near-duplicates
+    by hyperword, scenes by document) send these references through it and read the rows where
+    they are used. Only for files on the local disk: a distributed runner's shuffle spills to disk
+    by itself, while every group reading every bucket's file from object storage would not scale.
+    """
+
+    path: str
+    rows: np.ndarray
+    dtype: str = "float32"  # the values are rounded to this, as they would be if carried
+
+    def load(self) -> np.ndarray:
+        vectors = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        try:
+            return np.asarray(vectors[self.rows]).astype(self.dtype).astype(np.float32)
+        finally:
+            del vectors  # unmap now, so the file's pages leave this process's resident memory
+
+
+def _is_local(path: str | None) -> bool:
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    return path is not None and isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
+
+
+def for_row_access(bucket: UnitBucket) -> UnitBucket:
+    """The bucket ready for :func:`vector_rows`: vectors spilled to a local file stay there (rows
+    are referenced), any others are loaded once, not once per group of rows."""
+    if bucket.vectors is None and not _is_local(bucket.vector_file):
+        return bucket.with_vectors(load_vectors(bucket))
+    return bucket
+
+
+def vector_rows(bucket: UnitBucket, rows: np.ndarray, dtype: str = "float32"):
+    """Rows ``rows`` of a :func:`for_row_access` bucket's vectors, to send through a shuffle: a
+    :class:`VectorRows` reference to the local file, or the values in ``dtype``. Either way
+    :func:`take_rows` gives the same float32 array back."""
+    if bucket.vectors is None:
+        return VectorRows(bucket.vector_file, np.asarray(rows), dtype)
+    return bucket.vectors[rows].astype(dtype)
+
+
+def take_rows(part) -> np.ndarray:
+    """The float32 array a :func:`vector_rows` result stands for."""
+    return part.load() if isinstance(part, VectorRows) else part.astype(np.float32)
 
 
 class _AttachVectors(beam.DoFn):

@@ -7,9 +7,10 @@ level's FAISS codebook (a global step, like the hyperwords'); then every scene g
 children's codes, and every occurrence its semantic id: the codes of the scenes holding it, from
 the document's root down to level 1, then its hyperword.
 
-Vectors cross the gather in float16: half the bytes through the shuffle (which local runners hold
-in memory), and scene cuts compare sums of many vectors, far above float16's rounding. Everything
-after the gather is float32.
+Vectors cross the gather rounded to float16: half the bytes through a distributed runner's shuffle
+(a local one gets references to the spilled files instead, see ``embed.VectorRows``, rounded the
+same way so every runner builds the same scenes), and scene cuts compare sums of many vectors, far
+above float16's rounding. Everything after the gather is float32.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 from hyperscene.schemas import SCENES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
-from hyperscene.transforms.embed import load_vectors
+from hyperscene.transforms.embed import for_row_access, take_rows, vector_rows
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.scenes import Scene, SceneConfig, build_scene_tree
 
@@ -51,9 +52,9 @@ class DocumentScenes:
 
 def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, tuple[pa.Table, np.ndarray, np.ndarray]]]:
     """A bucket's occurrences split by document: (doc_id, (rows, token counts, float16 vectors))."""
+    bucket = for_row_access(bucket)
     occurrences = bucket.occurrences.select(OCCURRENCE_COLUMNS)
     row = pc.index_in(occurrences.column("unit_id"), value_set=bucket.units.column("unit_id")).to_numpy()
-    vectors = load_vectors(bucket)[row].astype(np.float16)
     tokens = bucket.units.column("token_count").to_numpy()[row]
     docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
     order = np.argsort(docs.indices.to_numpy(), kind="stable")
@@ -61,7 +62,7 @@ def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, tuple[pa.Table, np
     present, starts = np.unique(codes, return_index=True)
     for code, start, end in zip(present, starts, [*starts[1:], len(order)]):
         rows = order[start:end]
-        yield docs.dictionary[code].as_py(), (occurrences.take(rows), tokens[rows], vectors[rows])
+        yield docs.dictionary[code].as_py(), (occurrences.take(rows), tokens[rows], vector_rows(bucket, row[rows], "float16"))
 
 
 def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
@@ -70,7 +71,7 @@ def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
     occurrences = pa.concat_tables([p[0] for p in parts])
     order = np.argsort(occurrences.column("position").to_numpy(), kind="stable")
     tokens = np.concatenate([p[1] for p in parts])[order]
-    vectors = np.concatenate([p[2] for p in parts])[order].astype(np.float32)
+    vectors = np.concatenate([take_rows(p[2]) for p in parts])[order]
     return DocumentScenes(doc_id, occurrences.take(order), build_scene_tree(vectors, tokens, cfg))
 
 

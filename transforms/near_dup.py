@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.embed import load_vectors
+from hyperscene.transforms.embed import for_row_access, take_rows, vector_rows
 from hyperscene.transforms.progress import Progress
 
 METHOD = "cosine"
@@ -90,21 +90,21 @@ CLUSTER_COLUMNS = ["hyperword", "unit_id", "text", "occurrence_count", "hyperwor
 
 def cluster_parts(bucket: UnitBucket, n_groups: int):
     """A bucket's units, split by the group of their hyperword: (group, (units, vectors))."""
+    bucket = for_row_access(bucket)
     units = bucket.units.select(CLUSTER_COLUMNS)
-    vectors = load_vectors(bucket)
     groups = units.column("hyperword").to_numpy() % n_groups
     order = np.argsort(groups, kind="stable")
     present, starts = np.unique(groups[order], return_index=True)
     for g, start, end in zip(present, starts, [*starts[1:], len(order)]):
         rows = order[start:end]
-        yield int(g), (units.take(rows), vectors[rows])
+        yield int(g), (units.take(rows), vector_rows(bucket, rows))
 
 
 def clusters_of(parts) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
     """Parts of one group -> (hyperword, its units sorted by id, their vectors), by hyperword."""
     parts = list(parts)
     units = pa.concat_tables([u for u, _ in parts])
-    vectors = np.concatenate([v for _, v in parts])
+    vectors = np.concatenate([take_rows(v) for _, v in parts])
     order = pc.sort_indices(units, sort_keys=[("hyperword", "ascending"), ("unit_id", "ascending")]).to_numpy()
     units, vectors = units.take(order), vectors[order]
     hyperwords = units.column("hyperword").to_numpy()
