@@ -36,6 +36,9 @@ logger = logging.getLogger("hyperscene")
 # The scenes columns that decompress and inspect need (never the centroids).
 SCENE_COLUMNS = ["scene_id", "doc_id", "level", "index", "parent_scene_id", "first_position", "last_position",
                  "child_count", "token_count", "code", "gist"]
+# The columns that rebuilding documents reads (and every column of documents).
+OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator"]
+UNIT_COLUMNS = ["unit_id", "text"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,25 +126,42 @@ def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> It
     doc_id order. The document is its ``prefix`` followed by the pieces; not yet verified."""
     if doc_ids is not None:
         documents = _check_documents(store, doc_ids)
-        occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id", "separator"], {"doc_id": doc_ids})
-        units = read_table(store, "units", ["unit_id", "text"], {"unit_id": occurrences["unit_id"].to_pylist()}) if occurrences.num_rows else None
+        occurrences = read_table(store, "occurrences", OCCURRENCE_COLUMNS, {"doc_id": doc_ids})
+        units = read_table(store, "units", UNIT_COLUMNS, {"unit_id": occurrences["unit_id"].to_pylist()}) if occurrences.num_rows else None
     else:
         documents = store.read("documents")
-        occurrences = store.read("occurrences", ["doc_id", "position", "unit_id", "separator"])
-        units = store.read("units", ["unit_id", "text"])
+        occurrences = store.read("occurrences", OCCURRENCE_COLUMNS)
+        units = store.read("units", UNIT_COLUMNS)
     text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist())) if units is not None else {}
+    for doc, pieces, unit_ids in assemble_documents(documents, occurrences, text_of):
+        if None in pieces:
+            raise StoreError(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units table of "
+                             f"{store.path} lacks: the store is damaged (check it with: hyperscene verify {store.store})")
+        yield doc, pieces
+
+
+def assemble_documents(documents, occurrences, text_of: dict[str, str]) -> Iterator[tuple[dict, list[str | None], list[str]]]:
+    """The core of rebuilding documents, shared by decompress and verify: from the documents table,
+    the occurrences (:data:`OCCURRENCE_COLUMNS`) of those documents and unit id -> text, yield
+    (document row, [text + separator of each unit, in position order], [its unit ids]) for each
+    document, in doc_id order. A unit missing from ``text_of`` gives None for its piece;
+    occurrences of a doc_id that ``documents`` lacks are skipped."""
     occurrences = occurrences.sort_by([("doc_id", "ascending"), ("position", "ascending")])
     occ_docs = occurrences["doc_id"].to_pylist()
     occ_units = occurrences["unit_id"].to_pylist()
     occ_seps = occurrences["separator"].to_pylist()
 
-    i = 0
+    i, n = 0, len(occ_docs)
     for doc in documents.sort_by("doc_id").to_pylist():
-        pieces = []
-        while i < len(occ_docs) and occ_docs[i] == doc["doc_id"]:
-            pieces.append(text_of[occ_units[i]] + occ_seps[i])
+        doc_id = doc["doc_id"]
+        while i < n and occ_docs[i] < doc_id:  # no such document: Arrow's UTF-8 order is Python's str order
             i += 1
-        yield doc, pieces
+        start = i
+        while i < n and occ_docs[i] == doc_id:
+            i += 1
+        unit_ids = occ_units[start:i]
+        pieces = [None if (t := text_of.get(u)) is None else t + sep for u, sep in zip(unit_ids, occ_seps[start:i])]
+        yield doc, pieces, unit_ids
 
 
 def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, str]]:
