@@ -135,8 +135,8 @@ def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> It
     text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist())) if units is not None else {}
     for doc, pieces, unit_ids in assemble_documents(documents, occurrences, text_of):
         if None in pieces:
-            raise StoreError(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units table of "
-                             f"{store.path} lacks: the store is damaged (check it with: hyperscene verify {store.store})")
+            raise VerificationFailed(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units table of "
+                                     f"{store.path} lacks: the store is damaged (check it with: hyperscene verify {store.store})")
         yield doc, pieces
 
 
