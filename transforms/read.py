@@ -1,9 +1,10 @@
 """Read documents: text files (one document each), JSONL and Parquet (one per record).
 
 Every path goes through Beam's FileSystems, so local paths, ``gs://`` and ``s3://`` all work, and
-``.gz``/``.zst``/``.bz2`` text inputs are decompressed by extension. A record that cannot be read as
-a document is not dropped: it becomes a dead-letter row with its source, position, reason and raw
-bytes.
+``.gz``/``.zst``/``.bz2`` text inputs are decompressed by extension, strictly (a truncated or corrupt
+stream fails instead of giving a shorter text). A record that cannot be read as a document is not
+dropped: it becomes a dead-letter row with its source, position, reason and raw bytes (an unreadable
+file's bytes as stored).
 
 Decoding policy: input must be UTF-8. It is decoded strictly, so ``text.encode("utf-8")`` gives the
 original bytes back exactly (a byte-order mark is kept as U+FEFF); anything else is dead-lettered.
@@ -11,18 +12,22 @@ original bytes back exactly (a byte-order mark is kept as U+FEFF); anything else
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
 import logging
+import lzma
 import os
 import posixpath
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
@@ -160,6 +165,42 @@ def dead_letter(source: str, record: int | None, reason: str, raw: bytes | None)
     return {"source": source, "record": record, "reason": reason, "raw": raw}
 
 
+def _zstd_decompressor():
+    import zstandard
+
+    return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()  # Beam's window limit
+
+
+# Beam's compression types (chosen by suffix, as FileSystems.open does) and a fresh decompressor for each.
+_DECOMPRESSORS = {
+    CompressionTypes.GZIP: lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+    CompressionTypes.DEFLATE: zlib.decompressobj,
+    CompressionTypes.BZIP2: bz2.BZ2Decompressor,
+    CompressionTypes.LZMA: lzma.LZMADecompressor,
+    CompressionTypes.ZSTD: _zstd_decompressor,
+}
+
+
+def decompress_strictly(path: str, raw: bytes) -> bytes:
+    """A file's bytes decompressed by its suffix, failing on a stream that stops early.
+
+    Beam's own reader returns whatever a truncated .gz, .bz2, .zst or .xz held before the cut (or
+    nothing), so a cut file would become a shorter document without a word. Concatenated streams
+    (gzip members, bzip2 or zstd frames) are read one after another, as Beam reads them.
+    """
+    new = _DECOMPRESSORS.get(CompressionTypes.detect_compression_type(path))
+    if new is None:
+        return raw
+    pieces, rest = [], raw
+    while rest:
+        d = new()
+        pieces.append(d.decompress(rest))
+        if not d.eof:
+            raise ValueError("compressed stream ends before its end marker (truncated file?)")
+        rest = d.unused_data
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 def _decode(raw: bytes) -> tuple[str | None, str | None]:
     try:
         return raw.decode("utf-8"), None
@@ -243,9 +284,11 @@ class _ReadDoFn(beam.DoFn):
             yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
 
     def _read(self, f: InputFile) -> list:
+        stored = None
         try:
-            with FileSystems.open(f.path) as h:  # AUTO: decompresses .gz, .zst, .bz2
-                raw = h.read()
+            with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
+                stored = h.read()
+            raw = decompress_strictly(f.path, stored)  # .gz, .zst, .bz2, ... by suffix
             if f.format == "parquet":
                 records = list(read_parquet(f, io.BytesIO(raw), self._text_field, self._id_field))
             else:
@@ -253,8 +296,8 @@ class _ReadDoFn(beam.DoFn):
                     records = list(read_jsonl(f, raw, self._text_field, self._id_field))
                 else:
                     records = list(read_text_file(f, raw))
-        except Exception as e:  # unreadable or corrupt: one dead letter for the whole file
-            records = [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", None))]
+        except Exception as e:  # unreadable or corrupt: one dead letter for the whole file, as stored
+            records = [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", stored))]
         return records
 
 
