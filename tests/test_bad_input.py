@@ -1,0 +1,145 @@
+"""Bad input (issue 5, part 5): each case either round-trips exactly or is a dead letter with its
+source, record, reason and raw bytes, so nothing is lost; the counts reach the manifest and inspect.
+
+The cases are those of ``benchmarks/bad_input.py`` (which prints them as a table, plus a 200 MB
+single-line document): invalid UTF-8 in a text file and in a JSONL line, malformed JSONL lines, a
+record without its text field, NUL bytes, binary and corrupt or truncated compressed files, empty and
+whitespace-only documents, mixed CRLF/LF/CR, U+2028/U+2029/U+0085/VT/FF, byte-order marks. All of
+them are compressed in one run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+from hyperscene.pipelines import compress, decompress
+from hyperscene.pipelines.cli import main
+from hyperscene.transforms.store import StoreVersion
+
+_spec = importlib.util.spec_from_file_location("bad_input_cases", REPO / "benchmarks" / "bad_input.py")
+cases_module = sys.modules["bad_input_cases"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cases_module)
+CASES = cases_module.text_cases() + cases_module.jsonl_cases()
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    """(corpus folder, store, restored folder, manifest) of one compress and decompress of every case."""
+    tmp = tmp_path_factory.mktemp("bad-input")
+    corpus, store, restored = tmp / "corpus", tmp / "store", tmp / "restored"
+    cases_module.write_cases(corpus)
+    manifest = compress.run([str(corpus), "--out", str(store)])
+    decompress.run([str(store), "--out", str(restored)])
+    return corpus, store, restored, manifest
+
+
+@pytest.fixture(scope="module")
+def dead_letters(compressed):
+    rows = StoreVersion(str(compressed[1])).read("dead_letters").to_pylist()
+    return {(r["source"], r["record"]): r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def restored_records(compressed):
+    """JSONL records as decompress wrote them, by their "id" field."""
+    lines = (compressed[2] / "records.jsonl").read_bytes().split(b"\n")
+    return {obj["id"]: obj for obj in (json.loads(line) for line in lines if line)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+def test_each_case_round_trips_or_is_a_dead_letter(case, compressed, dead_letters, restored_records):
+    letter = dead_letters.get((case.file, case.record))
+    if case.expect is None:
+        assert letter is None, letter
+        if case.record is None:
+            name = case.file[:-3] if case.file.endswith(".gz") else case.file
+            assert (compressed[2] / name).read_bytes() == cases_module.content(case)
+        else:
+            original = json.loads(case.raw.decode("utf-8-sig"))
+            assert restored_records[original["id"]]["text"] == original["text"]
+    else:
+        assert letter is not None, f"{case.file} record {case.record} is neither restored nor a dead letter"
+        assert case.expect in letter["reason"]
+        assert letter["raw"] == case.raw  # the bytes as they were: a text file's, a JSONL line's, a .gz file's as stored
+        assert not (compressed[2] / case.file.removesuffix(".gz")).exists() or case.record is not None
+
+
+def test_nothing_is_lost_and_counts_reach_manifest_and_inspect(compressed, dead_letters, restored_records, capsys):
+    corpus, store, restored, manifest = compressed
+    expected_dead = [c for c in CASES if c.expect is not None]
+    assert len(dead_letters) == len(expected_dead) == manifest["counts"]["dead_letters"]
+    documents = StoreVersion(str(store)).read("documents")
+    assert documents.num_rows == len(CASES) - len(expected_dead) == manifest["counts"]["documents"]
+    # every line of records.jsonl is a record restored or a dead letter; empty.jsonl has no records
+    lines = (corpus / "records.jsonl").read_bytes().splitlines()
+    assert len(lines) == len(restored_records) + sum(1 for source, _ in dead_letters if source == "records.jsonl")
+    assert main(["inspect", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dead_letters"] == len(expected_dead)
+    assert main(["inspect", str(store)]) == 0
+    assert any(line.split()[:2] == ["dead", "letters"] and str(len(expected_dead)) in line
+               for line in capsys.readouterr().out.splitlines())
+
+
+def test_whitespace_only_and_empty_documents_have_no_units(compressed):
+    documents = {d["doc_id"]: d for d in StoreVersion(str(compressed[1])).read("documents").to_pylist()}
+    assert documents["empty.txt"]["unit_count"] == 0 and documents["empty.txt"]["bytes"] == 0
+    assert documents["whitespace.txt"]["unit_count"] == 0
+    assert documents["whitespace.txt"]["prefix"].encode("utf-8") == (compressed[0] / "whitespace.txt").read_bytes()
+
+
+def test_a_corpus_of_nothing_but_bad_input(tmp_path, capsys):
+    """Every record a dead letter: a store of dead letters, one line saying so, no traceback."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "image.txt").write_bytes(cases_module.png_bytes())
+    (corpus / "r.jsonl").write_bytes(b'{"body": "no text"}\nnot json\n')
+    assert main(["compress", str(corpus), "--out", str(tmp_path / "store")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "3 input record(s) were not stored as documents" in err
+    store = StoreVersion(str(tmp_path / "store"))
+    assert store.manifest["counts"]["dead_letters"] == store.read("dead_letters").num_rows == 3
+    assert store.read("documents").num_rows == 0
+    assert main(["decompress", str(tmp_path / "store"), "--out", str(tmp_path / "restored")]) == 0
+
+
+def test_compressed_streams_are_read_strictly():
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    import zstandard
+
+    from hyperscene.transforms.read import decompress_strictly
+
+    data = b"A line that compresses well. " * 500
+    compressors = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".deflate": zlib.compress,
+                   ".zst": zstandard.ZstdCompressor().compress}
+    for suffix, compressor in compressors.items():
+        packed = compressor(data)
+        assert decompress_strictly("a.txt" + suffix, packed) == data
+        assert decompress_strictly("a.txt" + suffix, packed + compressor(b"more")) == data + b"more"
+        with pytest.raises(Exception):
+            decompress_strictly("a.txt" + suffix, packed[: len(packed) // 2])
+    assert decompress_strictly("a.txt", b"\x1f\x8b not decompressed") == b"\x1f\x8b not decompressed"
+    assert decompress_strictly("a.txt.gz", b"") == b""
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="the static embedder gives NaN vectors for units with no tokens in its "
+                   "vocabulary (a lone BOM, NULs, a zero-width space, a lone combining mark) and FAISS k-means "
+                   "then stops the run; the fix belongs in transforms/embed.py. Remove this mark once it passes.")
+def test_static_embedder_and_units_without_tokens(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in {"bom.txt": "\ufeff", "nul.txt": "\x00\x00", "zw.txt": "\u200b", "mark.txt": "\u0301",
+                       "prose.txt": "An ordinary sentence. Another one follows it."}.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    compress.run([str(corpus), "--out", str(tmp_path / "store"), "--embedder", "static"])
+    decompress.run([str(tmp_path / "store"), "--out", str(tmp_path / "restored")])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "restored").iterdir()} == {
+        p.name: p.read_bytes() for p in corpus.iterdir()}
