@@ -18,6 +18,8 @@ COMMANDS = {
     "compress": ("hyperscene.pipelines.compress", "compress a corpus into a Parquet store"),
     "decompress": ("hyperscene.pipelines.decompress", "rebuild documents from a store, byte for byte"),
     "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
+    "verify": ("hyperscene.pipelines.verify", "check a store's files against its manifest and its documents against their sha256"),
+    "log": ("hyperscene.pipelines.versions", "list a store's versions"),
 }
 
 USAGE = "usage: hyperscene [--version] [-v] COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
