@@ -1,17 +1,21 @@
 """Compress a folder of bad inputs, decompress it, and print what became of each one.
 
-    python benchmarks/bad_input.py                  # the small cases, then a 200 MB single-line document
-    python benchmarks/bad_input.py --huge-mb 0      # the small cases only
-    python benchmarks/bad_input.py --huge-mb 50     # a smaller huge document, to see how memory scales
+    python benchmarks/bad_input.py                      # the small cases, then a 200 MB single-line document
+    python benchmarks/bad_input.py --huge-mb 0          # the small cases only
+    python benchmarks/bad_input.py --huge-only --huge-mb 40   # one huge document alone, to see how memory scales
 
 Every case either round-trips exactly (a text file's restored bytes equal the input; a JSONL record's
 restored text equals its text field) or is a row of the store's ``dead_letters`` table with its
-source, record, reason and raw bytes. The table printed is input -> outcome. The huge document is one
-line of English prose (sentences of the sample corpus, line breaks turned into spaces, repeated),
-generated in a temporary folder, never committed; it is compressed on its own, and its wall time,
-the peak resident memory of the compress (``resource.getrusage``, this process: the DirectRunner runs
-in-process) and the peak reported by each stage are printed. ``tests/test_bad_input.py`` builds the
-same small cases with :func:`write_cases` and asserts each outcome.
+source, record, reason and raw bytes. The table printed is input -> outcome. The small cases use the
+default embedder (the static one stops on units without tokens, see ``tests/test_bad_input.py``,
+which builds the same cases with :func:`write_cases` and asserts each outcome).
+
+The huge document is one line of English prose (the sample book's words joined by spaces, repeated),
+generated in a temporary folder, never committed, and compressed on its own with ``--embedder
+static``. Printed: its wall time, the peak resident memory of the compress (``resource.getrusage``
+of this process: the DirectRunner runs in-process), the peak each stage saw, and the resident memory
+every 15 s. Past ``--max-rss-gb`` (default 12) the run stops, printing where each thread of the
+pipeline was, rather than letting the machine run out of memory.
 """
 
 from __future__ import annotations
@@ -189,23 +193,43 @@ def peak_rss_mb() -> int:
 def compress(inputs: list[str], store: str, extra: list[str]) -> dict:
     from hyperscene.pipelines import compress as job
 
-    return job.run([*inputs, "--out", store, "--embedder", "static", *extra])
+    return job.run([*inputs, "--out", store, *extra])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--huge-mb", type=int, default=200, help="size of the single-line document in MB (0: skip it)")
+    p.add_argument("--huge-only", action="store_true", help="skip the small cases (so the peak memory is the huge document's alone)")
+    p.add_argument("--max-rss-gb", type=float, default=12,
+                   help="stop the huge document's compress past this resident memory, printing where it was (default: 12)")
     p.add_argument("--keep", help="build in this folder and keep it, instead of a temporary one")
     args, extra = p.parse_known_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from hyperscene.pipelines import decompress
+    from hyperscene.pipelines.cliutil import setup_logging
 
+    setup_logging()  # the stages' progress lines, to stderr
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="hyperscene-bad-input-"))
+    failed = 0
+    if not args.huge_only:
+        failed += small_cases(tmp, extra)
+    if args.huge_mb:
+        failed += huge_case(tmp, args.huge_mb, extra, args.max_rss_gb, None if args.keep else tmp)
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def small_cases(tmp: Path, extra: list[str]) -> int:
+    from hyperscene.pipelines import decompress
+
     folder, store, restored = tmp / "corpus", tmp / "store", tmp / "restored"
     cases = write_cases(folder)
     started = time.time()
-    manifest = compress([str(folder)], str(store), extra)
+    manifest = compress([str(folder)], str(store), extra)  # the default embedder: see the static one's NaNs in the tests
     decompress.run([str(store), "--out", str(restored)])
     print(f"small cases: {len(cases)} inputs in {len(list(folder.iterdir()))} files, compress + decompress "
           f"{time.time() - started:.0f} s; {manifest['counts']['documents']} documents, "
@@ -216,35 +240,81 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * (width + 2)}|---------|")
     for case, outcome, ok in rows:
         print(f"| {case.label.ljust(width)} | {outcome}{'' if ok else '  <-- NOT AS EXPECTED'} |")
-    failed = sum(not ok for _, _, ok in rows)
+    return sum(not ok for _, _, ok in rows)
 
-    if args.huge_mb:
-        huge_folder = tmp / "huge"
-        huge_folder.mkdir()
-        size = huge_document(huge_folder / "huge.txt", args.huge_mb)
-        before = peak_rss_mb()
-        started = time.time()
-        manifest = compress([str(huge_folder / "huge.txt")], str(tmp / "huge-store"), extra)
-        seconds = time.time() - started
-        peak = peak_rss_mb()
-        started = time.time()
-        result = decompress.run([str(tmp / "huge-store"), "--out", str(tmp / "huge-restored")])
-        decompress_s = time.time() - started
-        same = _same_file(huge_folder / "huge.txt", tmp / "huge-restored" / "huge.txt")
-        failed += not same
-        c = manifest["counts"]
-        print(f"\n{size:,}-byte single-line document: {'round-trips exactly' if same else 'DOES NOT ROUND-TRIP'}; "
-              f"{c['units']:,} units, {c['distinct_units']:,} distinct")
-        print(f"compress {seconds:.0f} s, peak resident memory {peak:,} MiB (before it: {before:,} MiB); "
-              f"decompress {decompress_s:.0f} s ({result['bytes']:,} bytes), peak now {peak_rss_mb():,} MiB")
-        print("stage peaks (process peak so far when the stage last reported):")
-        for stage, s in manifest["stages"].items():
-            print(f"  {stage:<16} {s['seconds']:8.1f} s  {s['items']:>12,} items  peak {s['peak_rss_mb']:>7,} MiB")
-    if not args.keep:
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+def current_rss_mb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+def where_now() -> str:
+    """The hyperscene and Beam-stage frames of every thread: what the pipeline is doing right now."""
+    import traceback
+
+    lines = []
+    for frames in sys._current_frames().values():
+        for frame in traceback.extract_stack(frames):
+            if "/transforms/" in frame.filename or "/pipelines/" in frame.filename:
+                lines.append(f"    {Path(frame.filename).name}:{frame.lineno} {frame.name}: {frame.line}")
+    return "\n".join(lines) or "    (no hyperscene frame on any thread)"
+
+
+def sample_rss(samples: list, stop, limit_mb: int, remove: Path | None = None, every: float = 1.0) -> None:
+    """(seconds since start, resident MiB) every ``every`` seconds until ``stop`` is set; a line every 15 s.
+    Past ``limit_mb`` it prints where every thread is and ends the process (status 3), before the
+    machine runs out of memory, removing the folder ``remove`` first."""
+    start = last = time.time()
+    while not stop.wait(every):
+        now = time.time()
+        samples.append((now - start, current_rss_mb()))
+        if now - last >= 15:
+            last = now
+            print(f"[rss] {now - start:6.0f} s  {samples[-1][1]:,} MiB", file=sys.stderr, flush=True)
+        if samples[-1][1] > limit_mb:
+            print(f"\nstopped: resident memory {samples[-1][1]:,} MiB passed --max-rss-gb after {now - start:.0f} s; "
+                  f"the pipeline was here:\n{where_now()}", flush=True)
+            if remove is not None:
+                import shutil
+
+                shutil.rmtree(remove, ignore_errors=True)
+            os._exit(3)
+
+
+def huge_case(tmp: Path, megabytes: int, extra: list[str], limit_gb: float = 12, remove: Path | None = None) -> int:
+    import threading
+
+    from hyperscene.pipelines import decompress
+
+    huge_folder = tmp / "huge"
+    huge_folder.mkdir(exist_ok=True)
+    size = huge_document(huge_folder / "huge.txt", megabytes)
+    before = peak_rss_mb()
+    samples: list = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_rss, args=(samples, stop, int(limit_gb * 1024), remove), daemon=True)
+    sampler.start()
+    started = time.time()
+    manifest = compress([str(huge_folder / "huge.txt")], str(tmp / "huge-store"), ["--embedder", "static", *extra])
+    seconds = time.time() - started
+    stop.set()
+    sampler.join()
+    peak = peak_rss_mb()
+    started = time.time()
+    result = decompress.run([str(tmp / "huge-store"), "--out", str(tmp / "huge-restored")])
+    decompress_s = time.time() - started
+    same = _same_file(huge_folder / "huge.txt", tmp / "huge-restored" / "huge.txt")
+    c = manifest["counts"]
+    print(f"\n{size:,}-byte single-line document: {'round-trips exactly' if same else 'DOES NOT ROUND-TRIP'}; "
+          f"{c['units']:,} units, {c['distinct_units']:,} distinct")
+    at = max(samples, key=lambda s: s[1]) if samples else (0, 0)
+    print(f"compress {seconds:.0f} s, peak resident memory {peak:,} MiB (before it: {before:,} MiB; "
+          f"sampled peak {at[1]:,} MiB at {at[0]:.0f} s); decompress {decompress_s:.0f} s "
+          f"({result['bytes']:,} bytes), process peak after it {peak_rss_mb():,} MiB")
+    print("stage peaks (process peak so far when the stage last reported):")
+    for stage, s in manifest["stages"].items():
+        print(f"  {stage:<16} {s['seconds']:8.1f} s  {s['items']:>12,} items  peak {s['peak_rss_mb']:>7,} MiB")
+    return 0 if same else 1
 
 
 def _same_file(a: Path, b: Path) -> bool:
