@@ -143,3 +143,18 @@ def test_static_embedder_and_units_without_tokens(tmp_path):
     decompress.run([str(tmp_path / "store"), "--out", str(tmp_path / "restored")])
     assert {p.name: p.read_bytes() for p in (tmp_path / "restored").iterdir()} == {
         p.name: p.read_bytes() for p in corpus.iterdir()}
+
+
+def test_a_parquet_file_without_the_text_column_is_kept_whole():
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hyperscene.transforms.read import InputFile, read_parquet
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"body": ["the text is here"], "n": [1]}), buffer)
+    [(tag, letter)] = read_parquet(InputFile("x", "t.parquet", "parquet"), buffer.getvalue(), "text", None)
+    assert tag == "dead_letters" and letter["reason"] == "no 'text' column (has: body, n)"
+    assert letter["raw"] == buffer.getvalue()

@@ -257,13 +257,15 @@ def read_jsonl(f: InputFile, raw: bytes, text_field: str, id_field: str | None):
         yield _record(f, line_no, obj, text_field, id_field, line)
 
 
-def read_parquet(f: InputFile, handle, text_field: str, id_field: str | None):
+def read_parquet(f: InputFile, raw: bytes, text_field: str, id_field: str | None):
+    """One document per row, numbered from 0. A file without the text column is one dead letter
+    holding the whole file; a row's dead letter has no raw bytes (a row has none of its own)."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(handle)
+    table = pq.read_table(io.BytesIO(raw))
     if text_field not in table.column_names:
         columns = ", ".join(table.column_names)
-        yield "dead_letters", dead_letter(f.source, None, f"no {text_field!r} column (has: {columns})", None)
+        yield "dead_letters", dead_letter(f.source, None, f"no {text_field!r} column (has: {columns})", raw)
         return
     for row, obj in enumerate(table.to_pylist()):
         yield _record(f, row, obj, text_field, id_field, None)
@@ -290,7 +292,7 @@ class _ReadDoFn(beam.DoFn):
                 stored = h.read()
             raw = decompress_strictly(f.path, stored)  # .gz, .zst, .bz2, ... by suffix
             if f.format == "parquet":
-                records = list(read_parquet(f, io.BytesIO(raw), self._text_field, self._id_field))
+                records = list(read_parquet(f, raw, self._text_field, self._id_field))
             else:
                 if f.format == "jsonl":
                     records = list(read_jsonl(f, raw, self._text_field, self._id_field))
