@@ -65,7 +65,12 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
                     show_progress_bar=False,
                     **(inference_args or {}),
                 )
-            results.append(PredictionResult(texts, vectors.astype("float32", copy=False)))
+            vectors = vectors.astype("float32", copy=False)
+            # A static model has no vector for a text none of whose tokens it knows (a lone BOM,
+            # NULs, a zero-width space): normalising its empty mean gives NaN, which k-means and
+            # cosines cannot take. Such a unit gets the zero vector: similar to nothing.
+            vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
+            results.append(PredictionResult(texts, vectors))
         return results
 
     def get_num_bytes(self, batch: Sequence[Sequence[str]]) -> int:
