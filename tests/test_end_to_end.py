@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import RU_CORPUS, SAMPLE_CORPUS, files_under
+from conftest import RU_CORPUS, SAMPLE_CORPUS, files_under, units_with_alice_renamed
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
@@ -108,11 +108,7 @@ def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_
     damaged = tmp_path / "damaged"
     shutil.copytree(sample_store, damaged)
     units_file = next((damaged / "v000001" / "units").glob("*.parquet"))
-    table = pq.read_table(units_file)
-    texts = table["text"].to_pylist()
-    i = next(i for i, t in enumerate(texts) if t.startswith("Alice"))
-    texts[i] = texts[i].replace("Alice", "Alicia", 1)
-    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), units_file)
+    pq.write_table(units_with_alice_renamed(units_file), units_file)
     assert main(["decompress", str(damaged), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "did not match their stored sha256" in err and "alice-in-wonderland.txt" in err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_CORPUS
+from conftest import SAMPLE_CORPUS, units_with_alice_renamed
 from hyperscene.pipelines.cli import main
 from hyperscene.pipelines.decompress import gist_text
 from hyperscene.transforms.store import StoreVersion
@@ -335,11 +335,7 @@ def test_damaged_document_gives_no_scene_texts_and_exit_status_1(sample_store, t
     damaged = tmp_path / "damaged"
     shutil.copytree(sample_store, damaged)
     units_file = next((damaged / "v000001" / "units").glob("*.parquet"))
-    table = pq.read_table(units_file)
-    texts = table["text"].to_pylist()
-    i = next(i for i, t in enumerate(texts) if t.startswith("Alice"))
-    texts[i] = texts[i].replace("Alice", "Alicia", 1)
-    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", [texts]), units_file)
+    pq.write_table(units_with_alice_renamed(units_file), units_file)
     out = tmp_path / "level1.jsonl"
     assert main(["decompress", str(damaged), "--level", "1", "--format", "jsonl", "--out", str(out)]) == 1
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import units_with_alice_renamed
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
 from hyperscene.transforms.store import write_table_file
@@ -117,11 +118,7 @@ def test_a_file_the_manifest_does_not_list_is_a_warning(sample_store, tmp_path, 
 
 def test_a_document_that_no_longer_matches_its_sha256_is_named(sample_store, tmp_path, capsys):
     store = copy_store(sample_store, tmp_path)
-    units = pq.read_table(store / V1 / "units" / "part-00000.parquet")
-    texts = units["text"].to_pylist()
-    i = next(i for i, t in enumerate(texts) if t.startswith("Alice"))
-    texts[i] = texts[i].replace("Alice", "Alicia", 1)
-    rewrite_table(store, "units", units.set_column(units.schema.get_field_index("text"), "text", [texts]))
+    rewrite_table(store, "units", units_with_alice_renamed(store / V1 / "units" / "part-00000.parquet"))
     code, out, err = run(capsys, "verify", store)
     assert code == 1
     assert out == [

@@ -45,13 +45,16 @@ class DocumentScenes:
     occurrences: pa.Table  # OCCURRENCE_COLUMNS, sorted by position (0, 1, ... n-1)
     scenes: list[Scene]  # sorted by (level, index); the last is the root
 
-    @property
-    def depth(self) -> int:
-        return self.scenes[-1].level if self.scenes else 0
+    def by_level(self) -> dict[int, list[Scene]]:
+        levels: dict[int, list[Scene]] = {}
+        for s in self.scenes:
+            levels.setdefault(s.level, []).append(s)
+        return levels
 
 
 def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, tuple[pa.Table, np.ndarray, np.ndarray]]]:
-    """A bucket's occurrences split by document: (doc_id, (rows, token counts, float16 vectors))."""
+    """A bucket's occurrences split by document: (doc_id, (rows, token counts, vectors)); the vectors
+    rounded to float16, as values or as a reference to their spilled file (``embed.vector_rows``)."""
     bucket = for_row_access(bucket)
     occurrences = bucket.occurrences.select(OCCURRENCE_COLUMNS)
     row = pc.index_in(occurrences.column("unit_id"), value_set=bucket.units.column("unit_id")).to_numpy()
@@ -77,10 +80,7 @@ def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
 
 def level_centroids(doc: DocumentScenes) -> Iterator[tuple[int, tuple[list[str], np.ndarray]]]:
     """(level, (sample keys, centroids)) of one document's scenes, one element per level."""
-    by_level: dict[int, list[Scene]] = {}
-    for s in doc.scenes:
-        by_level.setdefault(s.level, []).append(s)
-    for level, scenes in by_level.items():
+    for level, scenes in doc.by_level().items():
         # Hashes of scene ids order the sample: uniform over documents, independent of arrival order.
         keys = [hashlib.blake2b(scene_id(doc.doc_id, level, s.index).encode(), digest_size=8).hexdigest() for s in scenes]
         yield level, (keys, np.stack([s.centroid for s in scenes]).astype(np.float32))
@@ -106,9 +106,7 @@ def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
     hyperwords = doc.occurrences.column("hyperword").to_numpy()
     codes: dict[int, np.ndarray] = {0: hyperwords}
     scores: dict[int, np.ndarray] = {}
-    by_level: dict[int, list[Scene]] = {}
-    for s in doc.scenes:
-        by_level.setdefault(s.level, []).append(s)
+    by_level = doc.by_level()
     for level, scenes in by_level.items():
         ids, score = assign(np.stack([s.centroid for s in scenes]), codebooks[level])
         codes[level], scores[level] = ids, score
@@ -233,7 +231,8 @@ class BuildLevels(beam.PTransform):
 
 
 def _level_stats(scenes: pa.Table):
-    """("level_<L>_scenes", 1) and ("level_<L>_tokens", n) pairs, summed into the manifest's stats."""
+    """("level_<L>_scenes", scenes) and ("level_<L>_tokens", tokens) pairs of one document's scenes
+    table, summed over documents into the manifest's counts."""
     levels = scenes.column("level").to_numpy()
     tokens = scenes.column("token_count").to_numpy()
     for level in np.unique(levels):
