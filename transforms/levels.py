@@ -199,11 +199,15 @@ class _EncodeDoFn(beam.DoFn):
 
 class BuildLevels(beam.PTransform):
     """Assigned UnitBuckets -> ``scenes`` tables, ``occurrences`` tables (with ``semantic_id``),
-    ``codebooks`` rows and ``levels`` (per-level statistics for the manifest)."""
+    ``codebooks`` rows and ``levels`` (per-level statistics for the manifest).
 
-    def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0):
+    ``frozen`` (a PCollection of (level, centroids), as a refresh reads them from the store) replaces
+    training: scenes are coded with those codebooks, and ``cfg.levels`` must not exceed their depth.
+    """
+
+    def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None):
         super().__init__()
-        self._cfg, self._sizes, self._seed = cfg, tuple(codebook_sizes), seed
+        self._cfg, self._sizes, self._seed, self._frozen = cfg, tuple(codebook_sizes), seed, frozen
 
     def expand(self, buckets):
         docs = (
@@ -212,7 +216,7 @@ class BuildLevels(beam.PTransform):
             | "Gather" >> beam.GroupByKey()
             | "Scenes" >> beam.ParDo(_SceneDoFn(self._cfg))
         )
-        codebooks = (
+        codebooks = self._frozen if self._frozen is not None else (
             docs
             | "LevelCentroids" >> beam.FlatMap(level_centroids)
             | "ByLevel" >> beam.GroupByKey()
