@@ -16,10 +16,14 @@ from hyperscene.pipelines import __version__
 
 COMMANDS = {
     "compress": ("hyperscene.pipelines.compress", "compress a corpus into a Parquet store"),
+    "refresh": ("hyperscene.pipelines.refresh", "add new and changed documents to a store as a new version"),
     "decompress": ("hyperscene.pipelines.decompress", "rebuild documents from a store, byte for byte"),
     "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
     "verify": ("hyperscene.pipelines.verify", "check a store's files against its manifest and its documents against their sha256"),
     "log": ("hyperscene.pipelines.versions", "list a store's versions"),
+    "export": ("hyperscene.pipelines.export", "write training files: distilled text, hyperword sequences, chat pairs"),
+    "report": ("hyperscene.pipelines.report", "write one self-contained HTML page of plots about a store"),
+    "sql": ("hyperscene.pipelines.sql", "query a store's tables by name with SQL (DuckDB)"),
 }
 
 USAGE = "usage: hyperscene [--version] [-v] COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
@@ -63,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hyperscene {argv[0]}: unexpected error: {type(e).__name__}: {e} (rerun with -v for the traceback)",
               file=sys.stderr)
         return 1
-    if argv[0] == "compress":
+    if argv[0] == "refresh" and not result.get("changed"):
+        print(f"nothing changed: {result['refresh']['unchanged_documents']:,} documents as stored; "
+              f"the store stays at version {result['version']}")
+    elif argv[0] in ("compress", "refresh"):
         from hyperscene.pipelines.inspect_store import render, summarise
         from hyperscene.transforms.store import StoreVersion
 

@@ -13,6 +13,7 @@ import os
 import time
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -39,7 +40,9 @@ from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
-from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreVersion, WriteTable, published_versions, version_dir, work_dir
+from hyperscene.transforms.store import (
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, published_versions, version_dir, work_dir, write_vector_file,
+)
 from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")
@@ -169,6 +172,12 @@ def _bucket_stats(bucket: UnitBucket):
     yield "distinct_units", units.num_rows
     yield "tokens", pc.sum(pc.multiply(occurrences, units.column("token_count"))).as_py() or 0
     yield "words", pc.sum(pc.multiply(occurrences, units.column("word_count"))).as_py() or 0
+    if "hyperword_score" in units.column_names:  # the codebook's baseline for drift (see refresh)
+        yield "_hyperword_distance_total", float(np.sum(1.0 - units.column("hyperword_score").to_numpy(), dtype=np.float64))
+
+
+def first_revision(doc: dict, version: int) -> dict:
+    return {**doc, "revision": 1, "added_in_version": version, "deleted": False}
 
 
 def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str,
@@ -190,7 +199,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed)
 
     tables = {
-        "documents": segmented.documents,
+        "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),
         "units": assigned | "UnitRows" >> beam.Map(lambda b: b.units),
         "occurrences": levels["occurrences"],
         "hyperwords": hyperwords,
@@ -203,7 +212,9 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     files_written = [
         rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1)
         for name, rows in tables.items()
-    ] | "AllFiles" >> beam.Flatten()
+    ]
+    files_written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=info.version))
+    files_written = files_written | "AllFiles" >> beam.Flatten()
 
     stats = [
         segmented.documents | "NDocs" >> _pairs("documents"),
@@ -220,9 +231,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
 
 def prepare_version(out: str) -> tuple[int, str]:
     """The version to write. Unpublished leftovers of a crashed run (its version folder and its
-    scratch) are cleared; a published store is kept."""
-    if os.path.isfile(out):
-        raise StoreError(f"--out {out!r} is a file: give a directory for the store")
+    scratch) are cleared; a published store is kept. Called with the store's lock held."""
     versions = published_versions(out)
     if versions:
         raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
@@ -263,10 +272,18 @@ def run(argv: list[str]) -> dict:
         raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
     identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder)
     del model
+    if os.path.isfile(cfg.out):
+        raise StoreError(f"--out {cfg.out!r} is a file: give a directory for the store")
+    with StoreLock(cfg.out, "compress"):
+        return _compress(cfg, options, runner, files, folder, embedder_folder, identity, started)
+
+
+def _compress(cfg: CompressConfig, options, runner, files, folder: str, embedder_folder: str, identity, started: float) -> dict:
     version, path = prepare_version(cfg.out)
     logger.info("compressing %d input files into %s (model %s, %s embedder, %d dims)", len(files), path, cfg.model, cfg.embedder, identity.dimension)
 
-    info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version)
+    info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version,
+                        sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None}})
     p = beam.Pipeline(runner=runner, options=options)
     scratch = work_dir(cfg.out, version)
     build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path, scratch)

@@ -118,6 +118,10 @@ def _check_documents(store: StoreVersion, doc_ids: Iterable[str]):
     missing = wanted - set(documents["doc_id"].to_pylist())
     if missing:
         raise StoreError(f"no document {sorted(missing)[0]!r} in {store.path} (list ids with: hyperscene inspect {store.store} --docs)")
+    if "deleted" in documents.column_names:
+        for doc in documents.filter(documents["deleted"]).to_pylist():
+            raise StoreError(f"document {doc['doc_id']!r} is deleted in version {store.version}; its last revision "
+                             f"({doc['revision']}) is in version {doc['added_in_version']}: add --version {doc['added_in_version']}")
     return documents
 
 
@@ -145,7 +149,7 @@ def assemble_documents(documents, occurrences, text_of: dict[str, str]) -> Itera
     the occurrences (:data:`OCCURRENCE_COLUMNS`) of those documents and unit id -> text, yield
     (document row, [text + separator of each unit, in position order], [its unit ids]) for each
     document, in doc_id order. A unit missing from ``text_of`` gives None for its piece;
-    occurrences of a doc_id that ``documents`` lacks are skipped."""
+    occurrences of a doc_id that ``documents`` lacks are skipped, and so are deleted documents."""
     occurrences = occurrences.sort_by([("doc_id", "ascending"), ("position", "ascending")])
     occ_docs = occurrences["doc_id"].to_pylist()
     occ_units = occurrences["unit_id"].to_pylist()
@@ -153,6 +157,8 @@ def assemble_documents(documents, occurrences, text_of: dict[str, str]) -> Itera
 
     i, n = 0, len(occ_docs)
     for doc in documents.sort_by("doc_id").to_pylist():
+        if doc.get("deleted"):  # deleted by a refresh: earlier versions hold its text
+            continue
         doc_id = doc["doc_id"]
         while i < n and occ_docs[i] < doc_id:  # no such document: Arrow's UTF-8 order is Python's str order
             i += 1

@@ -224,10 +224,15 @@ def draw_tree(doc: dict, scenes: list[dict], max_children: int = 6, to_level: in
 
 
 def run(argv: list[str]) -> dict:
+    import pyarrow.compute as pc
+
     args = build_parser().parse_args(argv)
     store = StoreVersion(args.store, args.version)
     if args.docs:
-        for doc_id in sorted(store.read("documents", ["doc_id"])["doc_id"].to_pylist()):
+        documents = store.read("documents")
+        if "deleted" in documents.column_names:  # deleted documents are listed by the versions that hold them
+            documents = documents.filter(pc.invert(documents["deleted"]))
+        for doc_id in sorted(documents["doc_id"].to_pylist()):
             print(doc_id)
         return {}
     if args.doc is not None:

@@ -12,6 +12,7 @@ from hyperscene.schemas.store import (
     PROVENANCE,
     SCENES,
     UNITS,
+    VECTORS,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "PROVENANCE",
     "SCENES",
     "UNITS",
+    "VECTORS",
 ]

@@ -10,7 +10,9 @@ occurrence in ``position`` order, by the unit's ``text`` and the occurrence's ``
 
 import pyarrow as pa
 
-FORMAT_VERSION = 2  # 2: scenes, codebooks, occurrences.semantic_id
+# 2: scenes, codebooks, occurrences.semantic_id
+# 3: documents.revision/added_in_version/deleted, the vectors table (refresh)
+FORMAT_VERSION = 3
 
 DOCUMENTS = pa.schema(
     [
@@ -23,6 +25,11 @@ DOCUMENTS = pa.schema(
         pa.field("prefix", pa.string(), nullable=False),  # whitespace before the first unit
         pa.field("unit_count", pa.int64(), nullable=False),
         pa.field("metadata", pa.string()),  # JSONL/Parquet: the record's other fields, as JSON
+        pa.field("revision", pa.int32(), nullable=False),  # 1, then +1 each time a refresh sees new content
+        pa.field("added_in_version", pa.int32(), nullable=False),  # the store version that wrote this revision
+        # Absent from a refresh's input with --delete-missing: the row stays (with its last revision's
+        # bytes and sha256), its occurrences and scenes do not; earlier versions still hold them.
+        pa.field("deleted", pa.bool_(), nullable=False),
     ]
 )
 
@@ -114,6 +121,16 @@ CODEBOOKS = pa.schema(
     ]
 )
 
+# Every distinct unit's embedding, kept so that a refresh embeds only new units and can compare them
+# with the stored ones. float16: half the bytes, and far finer than the near-duplicate threshold.
+VECTORS = pa.schema(
+    [
+        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("hyperword", pa.int32(), nullable=False),  # as in units (a retrain rewrites both)
+        pa.field("vector", pa.list_(pa.float16()), nullable=False),  # unit length, model dimension
+    ]
+)
+
 TABLES = {
     "documents": DOCUMENTS,
     "units": UNITS,
@@ -123,6 +140,7 @@ TABLES = {
     "dead_letters": DEAD_LETTERS,
     "scenes": SCENES,
     "codebooks": CODEBOOKS,
+    "vectors": VECTORS,
 }
 
 # Rows are written sorted by these columns so that the same input gives the same files anywhere.
@@ -135,4 +153,5 @@ SORT_KEYS = {
     "dead_letters": ("source", "record", "reason"),
     "scenes": ("doc_id", "level", "index"),
     "codebooks": ("level", "code"),
+    "vectors": ("unit_id",),
 }

@@ -36,3 +36,7 @@ class StoreError(HypersceneError):
 
 class VerificationFailed(HypersceneError):
     code = "E007"
+
+
+class StoreBusy(HypersceneError):
+    code = "E008"

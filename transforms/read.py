@@ -281,26 +281,29 @@ class _ReadDoFn(beam.DoFn):
 
     def process(self, f: InputFile):
         with self._progress.timed(1):
-            records = self._read(f)
+            records = read_input_file(f, self._text_field, self._id_field)
         for tag, record in records:
             yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
 
-    def _read(self, f: InputFile) -> list:
-        stored = None
-        try:
-            with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
-                stored = h.read()
-            raw = decompress_strictly(f.path, stored)  # .gz, .zst, .bz2, ... by suffix
-            if f.format == "parquet":
-                records = list(read_parquet(f, raw, self._text_field, self._id_field))
-            else:
-                if f.format == "jsonl":
-                    records = list(read_jsonl(f, raw, self._text_field, self._id_field))
-                else:
-                    records = list(read_text_file(f, raw))
-        except Exception as e:  # unreadable or corrupt: one dead letter for the whole file, as stored
-            records = [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", stored))]
-        return records
+
+def read_input_file(f: InputFile, text_field: str = "text", id_field: str | None = None) -> list[tuple[str, dict]]:
+    """One input file -> ("documents", document) and ("dead_letters", dead letter) records."""
+    stored = None
+    try:
+        with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
+            stored = h.read()
+        raw = decompress_strictly(f.path, stored)  # .gz, .zst, .bz2, ... by suffix
+        if f.format == "parquet":
+            return list(read_parquet(f, raw, text_field, id_field))
+        if f.format == "jsonl":
+            return list(read_jsonl(f, raw, text_field, id_field))
+        return list(read_text_file(f, raw))
+    except Exception as e:  # unreadable or corrupt: one dead letter for the whole file, as stored
+        return [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", stored))]
+
+
+def duplicate_id_reason(doc_id: str, kept_path: str) -> str:
+    return f"duplicate document id {doc_id!r} (kept the one in {kept_path})"
 
 
 def _first_of_each_id(item):
@@ -309,7 +312,7 @@ def _first_of_each_id(item):
     docs = sorted(docs, key=lambda d: (d["path"], d["record"] if d["record"] is not None else -1))
     yield docs[0]
     for dup in docs[1:]:
-        reason = f"duplicate document id {doc_id!r} (kept the one in {docs[0]['path']})"
+        reason = duplicate_id_reason(doc_id, docs[0]["path"])
         yield beam.pvalue.TaggedOutput(
             "dead_letters", dead_letter(dup["source"], dup["record"], reason, dup["text"].encode("utf-8"))
         )

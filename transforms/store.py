@@ -16,19 +16,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import posixpath
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.schemas import FORMAT_VERSION, SORT_KEYS, TABLES
-from hyperscene.transforms.errors import StoreError
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.errors import StoreBusy, StoreError
 from hyperscene.transforms.progress import stage_timer
 
 MANIFEST = "manifest.json"
@@ -77,14 +80,16 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def write_table_file(version_path: str, name: str, shard: int, table) -> dict:
+def write_table_file(version_path: str, name: str, shard: int, table, file_name: str | None = None) -> dict:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
     dictionary = [c for c in table.column_names if c in DICTIONARY_COLUMNS]
-    pq.write_table(table, buffer, compression="zstd", compression_level=ZSTD_LEVEL, use_dictionary=dictionary)
+    # float16 vectors barely compress: a fast level keeps most of the little there is to gain.
+    level = 1 if name == "vectors" else ZSTD_LEVEL
+    pq.write_table(table, buffer, compression="zstd", compression_level=level, use_dictionary=dictionary)
     data = buffer.getvalue()
-    relative = f"{name}/part-{shard:05d}.parquet"
+    relative = f"{name}/{file_name or f'part-{shard:05d}.parquet'}"
     _write_bytes(FileSystems.join(version_path, relative), data)
     return {"table": name, "path": relative, "rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -150,6 +155,39 @@ def _write_shard(shard: int, parts, path: str, name: str) -> dict:
         return write_table_file(path, name, shard, parts_to_table(name, parts))
 
 
+def vector_file_name(version: int, bucket: int) -> str:
+    """Vector files are named by the version that embedded them: a refresh copies the earlier ones
+    as they are and adds its own beside them."""
+    return f"part-v{version:06d}-{bucket:05d}.parquet"
+
+
+def vector_table(bucket: UnitBucket) -> "pa.Table":
+    """A bucket's units as ``vectors`` rows: id, hyperword, and the vector rounded to float16."""
+    import pyarrow as pa
+
+    from hyperscene.transforms.embed import load_vectors
+
+    vectors = load_vectors(bucket).astype(np.float16)
+    column = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, vectors.size + 1, max(vectors.shape[1], 1), dtype=np.int32)), pa.array(vectors.ravel()))
+    return pa.Table.from_arrays([bucket.units.column("unit_id"), bucket.units.column("hyperword"), column],
+                                schema=TABLES["vectors"])
+
+
+def read_vectors(table) -> np.ndarray:
+    """The ``vector`` column of a vectors table as a float32 matrix."""
+    column = table.column("vector").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), -1).astype(np.float32)
+
+
+def write_vector_file(bucket: UnitBucket, version_path: str, version: int) -> dict:
+    with stage_timer("write", len(bucket)):
+        return write_table_file(version_path, "vectors", 0, vector_table(bucket), vector_file_name(version, bucket.bucket))
+
+
 @dataclass
 class ManifestInfo:
     """What the launcher knows before the pipeline runs."""
@@ -158,6 +196,9 @@ class ManifestInfo:
     model: dict
     started_at: float
     version: int = 1
+    # Extra manifest sections: "codebook" (where the hyperword codebook was trained, and how far
+    # units sat from it then: the baseline of drift), "refresh" (what a refresh changed).
+    sections: dict = field(default_factory=dict)
 
 
 def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: dict) -> dict:
@@ -171,15 +212,34 @@ def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: di
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(finished)),
         "config": info.config,
         "model": info.model,
-        "counts": dict(sorted(stats.items())),
+        # Names starting with "_" are figures the sections are computed from, not counts.
+        "counts": dict(sorted((k, v) for k, v in stats.items() if not k.startswith("_"))),
         "timings": {"wall_seconds": round(finished - info.started_at, 3)},
+        **_sections(info.sections, stats),
         "files": sorted(files, key=lambda f: f["path"]),
     }
     manifest["counts"]["store_bytes"] = sum(f["bytes"] for f in files)
+    manifest["counts"]["vector_bytes"] = sum(f["bytes"] for f in files if f["table"] == "vectors")
     tmp = FileSystems.join(version_path, MANIFEST + ".tmp")
     _write_bytes(tmp, json.dumps(manifest, indent=2, sort_keys=False).encode("utf-8"))
     FileSystems.rename([tmp], [FileSystems.join(version_path, MANIFEST)])
     return manifest
+
+
+def _sections(sections: dict, stats: dict) -> dict:
+    """Manifest sections, with the codebook's baseline distance filled in from this run's units
+    when this run trained it (``baseline_mean_distance`` None)."""
+    sections = json.loads(json.dumps(sections))  # a copy: the same info may publish twice on a retry
+    codebook = sections.get("codebook")
+    if codebook is not None and codebook.get("baseline_mean_distance") is None:
+        units = stats.get("distinct_units", 0)
+        codebook["baseline_mean_distance"] = round(stats.get("_hyperword_distance_total", 0.0) / units, 6) if units else None
+    refresh = sections.get("refresh")
+    if refresh is not None and refresh.get("drift") is None:
+        from hyperscene.transforms.refresh import drift_section
+
+        refresh["drift"] = drift_section(stats, (codebook or {}).get("baseline_mean_distance"))
+    return sections
 
 
 class PublishVersion(beam.PTransform):
@@ -205,6 +265,100 @@ class PublishVersion(beam.PTransform):
 
 def _publish_with(files, path, info, stats):
     return _publish(path, info, files, stats)
+
+
+LOCK = "_lock"
+
+
+class StoreLock:
+    """The store's writer lock: one compress or refresh at a time.
+
+    Taken by creating ``STORE/_lock`` exclusively; it names the process holding it. A lock left by
+    a process of this machine that no longer runs (killed) is taken over, so a crashed refresh
+    never blocks the next. On object stores (gs://, s3://) the check and the creation are two
+    steps, so two writers started within the same moment can both pass: schedule them apart.
+    """
+
+    def __init__(self, store: str, command: str):
+        self.path = FileSystems.join(store, LOCK)
+        self._command = command
+        self._held = False
+
+    def __enter__(self):
+        import os
+        import socket
+
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self._command,
+              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for _ in range(2):
+            if self._create(json.dumps(me).encode("utf-8")):
+                self._held = True
+                return self
+            holder = self._holder()
+            if holder is not None and not _is_dead(holder):
+                raise StoreBusy(
+                    f"another {holder.get('command', 'writer')} is writing this store (pid {holder.get('pid')} on "
+                    f"{holder.get('host')}, since {holder.get('started_at')}): wait for it to finish. If no such process "
+                    f"runs, remove {self.path}")
+            logging.getLogger("hyperscene").warning("taking over the lock of a %s that no longer runs (pid %s)",
+                                                    (holder or {}).get("command", "writer"), (holder or {}).get("pid"))
+            try:
+                FileSystems.delete([self.path])
+            except Exception:
+                pass
+        raise StoreBusy(f"could not take the lock {self.path}: remove it if no compress or refresh runs")
+
+    def __exit__(self, *exc):
+        if self._held:
+            try:
+                FileSystems.delete([self.path])
+            except Exception as e:  # the work is done or failed already; a left lock is taken over next time
+                logging.getLogger("hyperscene").warning("could not remove the lock %s: %s", self.path, e)
+            self._held = False
+        return False
+
+    def _create(self, data: bytes) -> bool:
+        import os
+
+        if FileSystems.get_scheme(self.path) is None:  # local: O_EXCL makes check and creation one step
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return True
+        if FileSystems.exists(self.path):
+            return False
+        _write_bytes(self.path, data)
+        return True
+
+    def _holder(self) -> dict | None:
+        try:
+            return json.loads(_read_bytes(self.path))
+        except Exception:  # half-written by a writer killed at that moment, or gone meanwhile
+            return None
+
+
+def _is_dead(holder: dict) -> bool:
+    """Whether the lock's process is known to have ended: only a process of this machine can be checked."""
+    import os
+    import socket
+
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed process its parent has not reaped yet still answers the signal: a zombie
+        with open(f"/proc/{holder['pid']}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class StoreVersion:

@@ -1,0 +1,353 @@
+"""``hyperscene refresh``: add new and changed documents to a store as a new version.
+
+The input is the whole corpus as it stands now. Documents whose id and sha256 the latest version
+already holds are skipped; new ones are added, changed ones become a new revision, and with
+``--delete-missing`` the ones no longer in the input are marked deleted. Only units never stored
+are embedded; they are assigned to the frozen hyperwords and compared with the stored canonical
+units for near-duplicates, and the new documents' scenes are coded with the frozen level codebooks
+(see :mod:`hyperscene.transforms.refresh`). Nothing to change: no new version, and it says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from hyperscene.pipelines import cliutil
+from hyperscene.pipelines.compress import _remove_scratch, local_worker_flags
+from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
+from hyperscene.schemas import FORMAT_VERSION
+from hyperscene.transforms import refresh as rf
+from hyperscene.transforms.dedup import bucket_count, split_by_bucket
+from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
+from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
+from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
+from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
+from hyperscene.transforms.progress import stage_report
+from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
+from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.store import (
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, version_dir, work_dir, write_vector_file,
+)
+from hyperscene.transforms.tokens import CountTokens
+
+logger = logging.getLogger("hyperscene")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperscene refresh",
+        description="Add new and changed documents to a store as a new version, with the store's frozen codebooks. "
+        "Give the whole corpus as it is now: unchanged documents are skipped. Unrecognised --flags go to Apache Beam.",
+    )
+    p.add_argument("store", help="a store written by hyperscene compress")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories (recursive) or quoted glob patterns")
+    p.add_argument("--delete-missing", action="store_true",
+                   help="mark stored documents that are not in the input as deleted in the new version (default: keep them)")
+    g = p.add_argument_group("input (default: as the store was compressed)")
+    g.add_argument("--input-format", choices=INPUT_FORMATS)
+    g.add_argument("--text-field")
+    g.add_argument("--id-field")
+    g = p.add_argument_group("execution (the model, segmentation and codebooks are the store's own)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
+    g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda)")
+    g.add_argument("--cache-dir", help="where distilled static and exported OpenVINO models are kept")
+    g.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1)")
+    return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    args, beam_args = build_parser().parse_known_args(argv)
+    cliutil.check_beam_args(beam_args)
+    if args.workers < 1:
+        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    return args, beam_args + local_worker_flags(args.workers, beam_args)
+
+
+def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list[str]) -> CompressConfig:
+    """The compress settings the store was written with, and this run's input and execution options."""
+    saved = dict(stored.manifest["config"])
+    saved.update(
+        inputs=tuple(args.inputs), out=stored.store, level_codebook_sizes=tuple(saved.get("level_codebook_sizes", ())),
+        device=args.device, batch_size=args.batch_size, beam_args=tuple(beam_args),
+        input_format=args.input_format or saved.get("input_format", "auto"),
+        text_field=args.text_field or saved.get("text_field", "text"),
+        id_field=args.id_field if args.id_field is not None else saved.get("id_field"),
+    )
+    if args.cache_dir:
+        saved["cache_dir"] = args.cache_dir
+    known = CompressConfig.__dataclass_fields__
+    return CompressConfig(**{k: v for k, v in saved.items() if k in known})
+
+
+def scan_input(files, text_field: str, id_field: str | None) -> tuple[dict[str, dict], list[dict]]:
+    """Read every input file once: {doc_id: (sha256, bytes, path)} of the document each id keeps
+    (the first by path and record, as ReadDocuments decides), and the input's dead letters, those
+    for repeated ids included. Texts are not kept."""
+    chosen: dict[str, dict] = {}
+    dead: list[dict] = []
+    for f in sorted(files, key=lambda f: f.path):  # records come in order within a file
+        for tag, record in read_input_file(f, text_field, id_field):
+            if tag != "documents":
+                dead.append(record)
+            elif record["doc_id"] in chosen:
+                kept = chosen[record["doc_id"]]["path"]
+                dead.append(dead_letter(record["source"], record["record"], duplicate_id_reason(record["doc_id"], kept),
+                                        record["text"].encode("utf-8")))
+            else:
+                chosen[record["doc_id"]] = {"sha256": record["sha256"], "bytes": record["bytes"], "path": record["path"]}
+    return chosen, dead
+
+
+def stored_files(stored: StoreVersion, table: str) -> list[str]:
+    return [FileSystems.join(stored.path, f["path"]) for f in stored.files(table)]
+
+
+def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """The hyperword centroids and each scene level's codebook, as the store holds them."""
+    hyperwords = stored.read("hyperwords", ["hyperword", "centroid"]).sort_by("hyperword")
+    centroids = np.array(hyperwords.column("centroid").to_pylist(), dtype=np.float32)
+    rows = stored.read("codebooks", ["level", "code", "centroid"]).sort_by([("level", "ascending"), ("code", "ascending")])
+    levels = []
+    level_column = rows.column("level").to_numpy()
+    for level in np.unique(level_column):
+        levels.append((int(level), np.array(rows.filter(level_column == level).column("centroid").to_pylist(), dtype=np.float32)))
+    return centroids, levels
+
+
+def _stored(p, name: str, paths: list[str], **kwargs):
+    return p | f"Stored {name}" >> beam.Create(paths) | f"Read stored {name}" >> beam.FlatMap(rf.read_stored, **kwargs)
+
+
+def _count(name):
+    """(name, rows) of a PCollection of Arrow tables and row dicts."""
+    return beam.Map(lambda t: (name, t.num_rows if hasattr(t, "num_rows") else 1))
+
+
+def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.RefreshPlan, files, new_dead: list[dict],
+                   model_folder: str, embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str,
+                   copied_vectors: list[dict], process_bytes: int):
+    version = info.version
+    n = bucket_count(process_bytes)
+    centroids, level_books = frozen_codebooks(stored)
+    scene_cfg = cfg.scene_config()
+    top = max((level for level, _ in level_books), default=None)
+    if top is not None and (scene_cfg.levels is None or scene_cfg.levels > top):
+        scene_cfg = type(scene_cfg)(**{**scene_cfg.__dict__, "levels": top})
+
+    # New and changed documents, segmented and bucketed as compress does.
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
+    process = plan.process
+    docs = read["documents"] | "ToProcess" >> beam.Filter(lambda d: d["doc_id"] in process)
+    segmented = docs | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
+    revisions = plan.revisions
+    new_documents = segmented.documents | "Revision" >> beam.Map(
+        lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
+
+    # The join with the stored units, bucket by bucket.
+    joined = {
+        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=n),
+        "stored": _stored(p, "units", stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "removed": _stored(p, "removed", stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
+        | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "members": _stored(p, "members", stored_files(stored, "provenance"), columns=["unit_id"])
+        | "MembersByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+    }
+    merged = joined | "MergeWithStore" >> rf.MergeWithStore()
+
+    # Fresh units: counted, embedded, assigned to the frozen hyperwords.
+    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
+    frozen = p | "Hyperwords" >> beam.Create([centroids])
+    fresh = (
+        merged.fresh
+        | "CountTokens" >> CountTokens(model_folder)
+        | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
+        | "Assign" >> beam.Map(rf.assign_frozen, centroids=beam.pvalue.AsSingleton(frozen))
+    )
+
+    # Known units of the new documents: their stored vectors.
+    vector_paths = stored_files(stored, "vectors")
+    known_ids = merged.known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
+    known_vectors = (
+        p | "StoredVectors" >> beam.Create(vector_paths)
+        | "KnownVectors" >> beam.FlatMap(rf.stored_vectors_of, unit_ids=beam.pvalue.AsList(known_ids))
+        | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
+    )
+    known = (
+        {"units": merged.known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)), "vectors": known_vectors}
+        | "JoinKnown" >> beam.CoGroupByKey()
+        | "AttachVectors" >> beam.FlatMap(rf.attach_vectors, dimension=dimension)
+    )
+
+    levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books))
+
+    # Near-duplicates of fresh units, against the stored canonical units of their hyperwords.
+    touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
+    member_ids = joined["members"] | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
+    canonical = (
+        p | "StoredVectors2" >> beam.Create(vector_paths)
+        | "Canonical" >> beam.FlatMap(rf.stored_vectors_of, hyperwords=beam.pvalue.AsList(touched), exclude=beam.pvalue.AsList(member_ids))
+        | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
+    )
+    matched = (
+        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(rf.fresh_parts, n_groups=n), "stored": canonical}
+        | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold)
+    )
+
+    # The new version's tables: what still holds of the stored ones, and the new rows.
+    units = (merged.units, fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)) | "Units" >> beam.Flatten()
+    hw_stats = units | "HyperwordMembers" >> beam.FlatMap(rf.hyperword_members) | "HyperwordStats" >> beam.CombinePerKey(rf.HyperwordStats())
+    scenes = (_stored(p, "scenes", stored_files(stored, "scenes"), keep_docs_not_in=plan.removed), levels["scenes"]) | "Scenes" >> beam.Flatten()
+    code_stats = scenes | "SceneMembers" >> beam.FlatMap(rf.scene_members) | "CodeStats" >> beam.CombinePerKey(CodeStats())
+    dead_rows = _stored(p, "dead_letters", stored_files(stored, "dead_letters"))
+    if new_dead:
+        dead_rows = (dead_rows, p | "NewDeadLetters" >> beam.Create(new_dead)) | "DeadLetters" >> beam.Flatten()
+    documents = (
+        _stored(p, "documents", stored_files(stored, "documents")) | "UpdateDocuments" >> beam.Map(rf.update_documents, plan=plan),
+        new_documents,
+    ) | "Documents" >> beam.Flatten()
+    tables = {
+        "documents": documents,
+        "units": units,
+        "occurrences": (_stored(p, "occurrences", stored_files(stored, "occurrences"), keep_docs_not_in=plan.removed),
+                        levels["occurrences"]) | "Occurrences" >> beam.Flatten(),
+        "hyperwords": frozen | "HyperwordRows" >> beam.FlatMap(rf.hyperword_rows, stats=beam.pvalue.AsDict(hw_stats)),
+        "provenance": (_stored(p, "provenance", stored_files(stored, "provenance")), matched.provenance) | "Provenance" >> beam.Flatten(),
+        "dead_letters": dead_rows,
+        "scenes": scenes,
+        "codebooks": p | "LevelCodebooks2" >> beam.Create(level_books)
+        | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
+    }
+    large = {"units", "occurrences", "scenes"}
+    written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()]
+    written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
+    written.append(p | "CopiedVectors" >> beam.Create(copied_vectors))
+    files_written = written | "AllFiles" >> beam.Flatten()
+
+    stats = [
+        tables["documents"] | "DocStats" >> beam.FlatMap(_document_stats),
+        units | "UnitStats" >> beam.FlatMap(rf.unit_stats),
+        merged.stats,
+        matched.stats,
+        dead_rows | "NDead" >> _count("dead_letters"),
+        scenes | "LevelStats" >> beam.FlatMap(_level_stats),
+        fresh | "FreshStats" >> beam.FlatMap(rf.fresh_stats),
+        known | "KnownStats" >> beam.FlatMap(rf.known_stats),
+        p | "FixedStats" >> beam.Create([("codebook_size", len(centroids)), ("fresh_units", 0), ("known_units", 0),
+                                          ("near_duplicate_units", 0), ("near_duplicate_occurrences", 0)]
+                                         + [(f"level_{level}_codebook_size", len(c)) for level, c in level_books]),
+    ] | "AllStats" >> beam.Flatten()
+    return (files_written, stats) | "Publish" >> PublishVersion(path, info)
+
+
+def _document_stats(rows):
+    import pyarrow as pa
+
+    if isinstance(rows, dict):
+        rows = pa.Table.from_pylist([{"deleted": rows["deleted"], "bytes": rows["bytes"]}])
+    return rf.document_stats(rows)
+
+
+def copy_vectors(stored: StoreVersion, path: str) -> list[dict]:
+    """The stored vector files, copied as they are into the new version (whose folder stays
+    self-contained); their manifest entries hold as they were."""
+    entries = stored.files("vectors")
+    entries = [e for e in entries if e["rows"]]  # an empty placeholder is rewritten if nothing else comes
+    sources = [FileSystems.join(stored.path, e["path"]) for e in entries]
+    targets = [FileSystems.join(path, e["path"]) for e in entries]
+    for target in targets:
+        folder = FileSystems.split(target)[0]
+        if FileSystems.get_scheme(folder) is None:
+            import os
+
+            os.makedirs(folder, exist_ok=True)
+    if sources:
+        FileSystems.copy(sources, targets)
+    return [dict(e) for e in entries]
+
+
+def prepare_version(store: str, version: int) -> str:
+    path = version_dir(store, version)
+    for leftover in (path, work_dir(store, version)):
+        if FileSystems.exists(leftover):
+            logger.info("clearing unpublished files of an interrupted run in %s", leftover)
+            FileSystems.delete([leftover])
+    return path
+
+
+def run(argv: list[str]) -> dict:
+    """Refresh; returns the new version's manifest plus ``stages``, or, when nothing changed,
+    ``{"version": the latest, "changed": False, "refresh": counts}``."""
+    started = time.time()
+    args, beam_args = parse(argv)
+    cliutil.return_freed_memory()
+    with StoreLock(args.store, "refresh"):
+        stored = StoreVersion(args.store)
+        if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
+            raise StoreError(f"{args.store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
+                             f"refresh needs format {FORMAT_VERSION}; compress the corpus again into a new store")
+        cfg = store_config(stored, args, beam_args)
+        files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
+        incoming, dead = scan_input(files, cfg.text_field, cfg.id_field)
+        stored_docs = stored.read("documents", ["doc_id", "sha256", "revision", "deleted"]).to_pylist()
+        stored_dead = [(d["source"], d["record"], d["reason"]) for d in stored.read("dead_letters", ["source", "record", "reason"]).to_pylist()]
+        plan = rf.plan_refresh(stored_docs, {d: c["sha256"] for d, c in incoming.items()}.items(), args.delete_missing,
+                               stored_dead, [(d["source"], d["record"], d["reason"]) for d in dead])
+        logger.info("refresh of %s (version %d): %s", args.store, stored.version,
+                    ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items()))
+        if plan.empty:
+            logger.info("nothing changed: the store stays at version %d", stored.version)
+            return {"version": stored.version, "changed": False, "refresh": plan.as_dict()}
+        new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in set(stored_dead)]
+
+        load_spacy(cfg.lang, cfg.spacy_model)
+        folder, source = resolve_model(cfg.model, cfg.allow_download)
+        try:
+            embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
+            model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
+        except Exception as e:
+            raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
+        identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder)
+        del model
+        if identity.fingerprint != stored.manifest["model"].get("fingerprint"):
+            raise StoreError(f"the model {cfg.model!r} found here differs from the one the store was written with "
+                             f"(fingerprint {identity.fingerprint[:12]} vs {stored.manifest['model'].get('fingerprint', '?')[:12]}): "
+                             "its vectors would not be comparable; install the same model, or compress into a new store")
+
+        version = stored.version + 1
+        path = prepare_version(args.store, version)
+        scratch = work_dir(args.store, version)
+        paths = {c["path"] for d, c in incoming.items() if d in plan.process}
+        to_read = [f for f in files if f.path in paths]
+        process_bytes = sum(c["bytes"] for d, c in incoming.items() if d in plan.process)
+        copied = copy_vectors(stored, path)
+        info = ManifestInfo(
+            config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
+                                                    if k in ("inputs", "input_format", "text_field", "id_field")}},
+            model=stored.manifest["model"], started_at=started, version=version,
+            sections={"codebook": stored.manifest.get("codebook", {}),
+                      "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
+        )
+        options = PipelineOptions(list(cfg.beam_args))
+        p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
+        build_pipeline(p, cfg, stored, plan, to_read, new_dead, folder, embedder_folder, identity.dimension, info, path,
+                       scratch, copied, process_bytes)
+        try:
+            result = p.run()
+            result.wait_until_finish()
+        finally:
+            _remove_scratch(scratch)
+    stages = stage_report(result)
+    manifest = StoreVersion(args.store, version).manifest
+    drift = manifest["refresh"]["drift"]
+    logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
+                "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
+                drift["fresh_mean_distance"], drift["baseline_mean_distance"], drift["ratio"])
+    return {**manifest, "changed": True, "stages": stages}
