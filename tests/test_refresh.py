@@ -1,0 +1,278 @@
+"""hyperscene refresh: the plan, the per-bucket join, near-duplicates against stored units, and
+end-to-end refreshes of a small store (static embedder, so they stay quick)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import SAMPLE_CORPUS, files_under
+from hyperscene.pipelines import compress, decompress, refresh
+from hyperscene.pipelines.cli import main
+from hyperscene.transforms.errors import StoreBusy, StoreError
+from hyperscene.transforms.refresh import match_fresh_units, merge_bucket, plan_refresh
+from hyperscene.transforms.store import LOCK, StoreLock, StoreVersion, published_versions
+
+
+def doc(doc_id, sha, revision=1, deleted=False):
+    return {"doc_id": doc_id, "sha256": sha, "revision": revision, "deleted": deleted}
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+def test_plan_sorts_documents_into_new_changed_unchanged_and_missing():
+    stored = [doc("a", "1"), doc("b", "2", revision=3), doc("c", "3"), doc("gone", "4", deleted=True)]
+    plan = plan_refresh(stored, [("a", "1"), ("b", "20"), ("d", "5"), ("gone", "4")], delete_missing=False)
+    assert plan.process == {"b", "d", "gone"}
+    assert plan.revisions == {"b": 4, "d": 1, "gone": 2}  # a deleted document that comes back is a new revision
+    assert plan.removed == {"b", "gone"} and plan.deleted == frozenset()
+    assert (plan.new, plan.changed, plan.unchanged, plan.missing) == (1, 2, 1, 1)
+    assert not plan.empty
+
+
+def test_plan_deletes_missing_documents_only_when_asked():
+    stored = [doc("a", "1"), doc("b", "2")]
+    assert plan_refresh(stored, [("a", "1")], delete_missing=False).empty
+    plan = plan_refresh(stored, [("a", "1")], delete_missing=True)
+    assert plan.deleted == {"b"} and plan.removed == {"b"} and plan.process == frozenset()
+
+
+def test_plan_counts_only_dead_letters_the_store_lacks():
+    stored = [doc("a", "1")]
+    known = [("bad.txt", None, "invalid UTF-8")]
+    assert plan_refresh(stored, [("a", "1")], False, known, known).empty
+    plan = plan_refresh(stored, [("a", "1")], False, known, known + [("worse.txt", None, "unreadable")])
+    assert plan.new_dead_letters == 1 and not plan.empty
+
+
+# --- the per-bucket join ------------------------------------------------------------------------
+
+
+def units_rows(ids, counts, hyperwords):
+    return pa.table({
+        "unit_id": ids, "text": [f"text {u}" for u in ids], "occurrence_count": pa.array(counts, pa.int64()),
+        "token_count": pa.array([2] * len(ids), pa.int64()), "word_count": pa.array([2] * len(ids), pa.int64()),
+        "hyperword": pa.array(hyperwords, pa.int32()), "hyperword_score": pa.array([0.9] * len(ids), pa.float32()),
+    })
+
+
+def occurrences(doc_id, unit_texts):
+    from hyperscene.transforms.dedup import unit_id
+
+    return pa.table({
+        "doc_id": [doc_id] * len(unit_texts), "position": pa.array(range(len(unit_texts)), pa.int64()),
+        "text": unit_texts, "separator": [" "] * len(unit_texts), "unit_id": [unit_id(t) for t in unit_texts],
+    })
+
+
+def test_merge_bucket_splits_fresh_from_known_units_and_recounts():
+    from hyperscene.transforms.dedup import unit_id
+
+    old, gone = unit_id("known"), unit_id("gone")
+    stored = units_rows(sorted([old, gone]), [2, 1] if old < gone else [1, 2], [5, 6] if old < gone else [6, 5])
+    new = occurrences("d", ["known", "fresh", "fresh"])
+    merged = merge_bucket(0, [new], [stored], removed=[pa.array([gone, old])], members=[pa.array([gone])])
+
+    counts = dict(zip(merged.stored_units["unit_id"].to_pylist(), merged.stored_units["occurrence_count"].to_pylist()))
+    assert counts == {old: 2 - 1 + 1, gone: 0}  # one occurrence left with a removed document, one came
+    assert merged.fresh.units["unit_id"].to_pylist() == [unit_id("fresh")]
+    assert merged.fresh.units["occurrence_count"].to_pylist() == [2]
+    assert merged.fresh.occurrences.num_rows == 2
+    assert merged.known.units["unit_id"].to_pylist() == [old]
+    assert merged.known.occurrences["hyperword"].to_pylist() == [dict(zip(stored["unit_id"].to_pylist(), stored["hyperword"].to_pylist()))[old]]
+    assert merged.member_units == 0 and merged.member_occurrences == 0  # the member lost its last occurrence
+
+
+# --- near-duplicates of fresh units -------------------------------------------------------------
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def fresh_table(ids, counts):
+    return pa.table({"unit_id": ids, "occurrence_count": pa.array(counts, pa.int64())})
+
+
+def test_fresh_units_merge_into_stored_canonicals_which_stay_canonical():
+    stored = np.stack([unit([1, 0, 0]), unit([0, 1, 0])])
+    fresh = np.stack([unit([1, 0.05, 0]), unit([0, 0, 1]), unit([0, 0.02, 1])])
+    rows = match_fresh_units(7, ["s1", "s2"], stored, fresh_table(["f1", "f2", "f3"], [1, 5, 1]), fresh, 0.95)
+    merged = {r["unit_id"]: r["canonical_unit_id"] for r in rows}
+    assert merged == {"f1": "s1", "f3": "f2"}  # f2 ranks first by count and becomes a canonical itself
+    assert all(r["hyperword"] == 7 and r["score"] >= 0.95 for r in rows)
+
+
+def test_a_fresh_unit_never_merges_into_a_member_chain():
+    # f2 is near f1 only; f1 merges into s1; f2 must not chain into s1 through f1.
+    stored = np.stack([unit([1, 0, 0])])
+    f1, f2 = unit([1, 0.3, 0]), unit([1, 0.6, 0])
+    assert float(stored[0] @ f1) >= 0.95 and float(f1 @ f2) >= 0.95 and float(stored[0] @ f2) < 0.95
+    rows = match_fresh_units(0, ["s1"], stored, fresh_table(["f1", "f2"], [2, 1]), np.stack([f1, f2]), 0.95)
+    assert {r["unit_id"]: r["canonical_unit_id"] for r in rows} == {"f1": "s1"}
+
+
+def test_no_stored_canonicals_is_the_compress_rule():
+    from hyperscene.transforms.near_dup import group_near_duplicates
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 8)).astype(np.float32)
+    vectors = np.concatenate([base, base + rng.normal(scale=0.05, size=base.shape).astype(np.float32)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"u{i:02d}" for i in range(len(vectors))]
+    counts = [1 + (i % 3) for i in range(len(vectors))]
+    expected = {(ids[m], ids[c]) for m, c, _ in group_near_duplicates(ids, vectors, counts, 0.95)}
+    rows = match_fresh_units(0, [], np.zeros((0, 8), np.float32), fresh_table(ids, counts), vectors, 0.95)
+    assert {(r["unit_id"], r["canonical_unit_id"]) for r in rows} == expected and expected
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Two sample documents, small enough that each compress or refresh takes seconds."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "in").mkdir()
+    shutil.copy(SAMPLE_CORPUS / "sign-of-the-four.md", root / "in" / "sign.md")
+    text = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()
+    (root / "in" / "alice.txt").write_bytes(text[: len(text) // 3])
+    return root / "in"
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory, corpus) -> Path:
+    store = tmp_path_factory.mktemp("base") / "store"
+    compress.run([str(corpus), "--out", str(store), "--embedder", "static"])
+    return store
+
+
+def grown(tmp_path: Path, corpus: Path) -> Path:
+    """The corpus with alice.txt changed and a new document."""
+    out = tmp_path / "grown"
+    shutil.copytree(corpus, out)
+    alice = (out / "alice.txt").read_bytes()
+    (out / "alice.txt").write_bytes(alice.replace(b"Rabbit", b"Hare", 3) + b"\r\nAnd then, quite suddenly, it ended.\r\n")
+    text = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()
+    (out / "new.txt").write_bytes(text[len(text) // 3: len(text) // 2])
+    return out
+
+
+def restored(store: Path, out: Path, version: int | None = None) -> dict[str, bytes]:
+    decompress.run([str(store), "--out", str(out)] + ([] if version is None else ["--version", str(version)]))
+    return files_under(out)
+
+
+def test_refresh_adds_a_version_that_round_trips_and_keeps_the_old_one(tmp_path, corpus, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    source = grown(tmp_path, corpus)
+    result = refresh.run([str(store), str(source)])
+
+    assert result["version"] == 2 and result["changed"]
+    assert {k: result["refresh"][k] for k in ("new_documents", "changed_documents", "unchanged_documents")} == \
+        {"new_documents": 1, "changed_documents": 1, "unchanged_documents": 1}
+    assert restored(store, tmp_path / "v2") == files_under(source)
+    assert restored(store, tmp_path / "v1", version=1) == files_under(corpus)
+    assert main(["verify", str(store)]) == 0 and main(["verify", str(store), "--version", "1"]) == 0
+
+    v1, v2 = StoreVersion(str(store), 1), StoreVersion(str(store), 2)
+    docs = {d["doc_id"]: d for d in v2.read("documents").to_pylist()}
+    assert (docs["alice.txt"]["revision"], docs["alice.txt"]["added_in_version"]) == (2, 2)
+    assert (docs["sign.md"]["revision"], docs["sign.md"]["added_in_version"]) == (1, 1)
+    assert (docs["new.txt"]["revision"], docs["new.txt"]["added_in_version"]) == (1, 2)
+
+    # Frozen codebooks: the same centroids, and every stored unit keeps its hyperword.
+    assert v1.read("hyperwords", ["centroid"]).equals(v2.read("hyperwords", ["centroid"]))
+    assert v1.read("codebooks", ["level", "code", "centroid"]).equals(v2.read("codebooks", ["level", "code", "centroid"]))
+    before = dict(zip(*(v1.read("units", ["unit_id", "hyperword"])[c].to_pylist() for c in ("unit_id", "hyperword"))))
+    after = dict(zip(*(v2.read("units", ["unit_id", "hyperword"])[c].to_pylist() for c in ("unit_id", "hyperword"))))
+    assert {u: after[u] for u in before} == before
+    # Only units never stored were embedded, and every unit has exactly one vector.
+    fresh = set(after) - set(before)
+    assert result["counts"]["fresh_units"] == len(fresh) > 0
+    vector_ids = v2.read("vectors", ["unit_id"])["unit_id"].to_pylist()
+    assert sorted(vector_ids) == sorted(after)
+    # Stored merges stay; the old scenes of unchanged documents are the same rows.
+    assert set(v1.read("provenance")["unit_id"].to_pylist()) <= set(v2.read("provenance")["unit_id"].to_pylist())
+    sign = lambda v: v.read("scenes").filter(pa.compute.equal(v.read("scenes")["doc_id"], "sign.md"))
+    assert sign(v1).equals(sign(v2))
+    assert result["refresh"]["drift"]["fresh_units"] == len(fresh) and result["refresh"]["drift"]["ratio"] > 0
+
+
+def test_an_unchanged_input_makes_no_version(tmp_path, corpus, base_store, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    before = files_under(store)
+    assert main(["refresh", str(store), str(corpus)]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    assert files_under(store) == before and published_versions(str(store)) == [1]
+
+
+def test_delete_missing_marks_documents_deleted(tmp_path, corpus, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    only_sign = tmp_path / "only"
+    only_sign.mkdir()
+    shutil.copy(corpus / "sign.md", only_sign / "sign.md")
+    assert refresh.run([str(store), str(only_sign)])["changed"] is False  # missing, but kept without the flag
+
+    result = refresh.run([str(store), str(only_sign), "--delete-missing"])
+    assert result["version"] == 2 and result["counts"]["documents"] == 1 and result["counts"]["deleted_documents"] == 1
+    v2 = StoreVersion(str(store))
+    assert [d["doc_id"] for d in v2.read("documents").to_pylist() if d["deleted"]] == ["alice.txt"]
+    assert "alice.txt" not in set(v2.read("occurrences")["doc_id"].to_pylist()) | set(v2.read("scenes")["doc_id"].to_pylist())
+    assert restored(store, tmp_path / "out") == {"sign.md": (corpus / "sign.md").read_bytes()}
+    with pytest.raises(StoreError, match="deleted in version 2.*--version 1"):
+        decompress.run([str(store), "--doc", "alice.txt"])
+    assert main(["verify", str(store)]) == 0
+
+
+def test_a_second_writer_fails_while_the_lock_is_held(tmp_path, corpus, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    before = files_under(store)
+    with StoreLock(str(store), "refresh"):
+        with pytest.raises(StoreBusy, match=r"another refresh is writing this store \(pid \d+"):
+            refresh.run([str(store), str(grown(tmp_path, corpus))])
+    assert files_under(store) == before
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (store / LOCK).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "command": "refresh"}))
+    with StoreLock(str(store), "refresh"):
+        assert json.loads((store / LOCK).read_text())["pid"] == os.getpid()
+    assert not (store / LOCK).exists()
+    # A live process on another machine cannot be checked: its lock holds.
+    (store / LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere", "command": "compress"}))
+    with pytest.raises(StoreBusy, match="another compress"):
+        with StoreLock(str(store), "refresh"):
+            pass
+
+
+def test_refresh_refuses_a_store_written_by_another_model(tmp_path, corpus, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    manifest = store / "v000001" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["model"]["fingerprint"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match="differs from the one the store was written with"):
+        refresh.run([str(store), str(grown(tmp_path, corpus))])
+    assert published_versions(str(store)) == [1]
