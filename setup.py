@@ -29,7 +29,7 @@ setup(
         "model2vec[distill]>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy"],
+        "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy", "datasets>=3"],
         # --embedder openvino: optimum-intel's runtime dependencies. optimum-intel itself must be
         # installed apart with --no-deps (`pip install --no-deps optimum-intel==2.2.0`, as the
         # Makefile does): it declares torchvision, which no build pairs with the CPU torch wheel.
