@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 
 import apache_beam as beam
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories (recursive) or quoted glob patterns")
     p.add_argument("--delete-missing", action="store_true",
                    help="mark stored documents that are not in the input as deleted in the new version (default: keep them)")
+    p.add_argument("--retrain-if-drift", type=float, metavar="RATIO",
+                   help="when the new units' mean distance to their hyperwords exceeds RATIO times the distance when the "
+                        "codebook was trained (drift.ratio in the manifest), retrain the codebooks into one more version "
+                        "and report how many ids stayed (default: never; 1.1 retrains at 10%% drift)")
     g = p.add_argument_group("input (default: as the store was compressed)")
     g.add_argument("--input-format", choices=INPUT_FORMATS)
     g.add_argument("--text-field")
@@ -67,6 +72,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     cliutil.check_beam_args(beam_args)
     if args.workers < 1:
         raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    if args.retrain_if_drift is not None and not args.retrain_if_drift > 0:
+        raise InvalidOption(f"--retrain-if-drift is a ratio of distances, above 0, not {args.retrain_if_drift}")
     return args, beam_args + local_worker_flags(args.workers, beam_args)
 
 
@@ -234,6 +241,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     stats = [
         tables["documents"] | "DocStats" >> beam.FlatMap(_document_stats),
         units | "UnitStats" >> beam.FlatMap(rf.unit_stats),
+        tables["provenance"] | "NMerges" >> _count("near_duplicate_units"),
         merged.stats,
         matched.stats,
         dead_rows | "NDead" >> _count("dead_letters"),
@@ -241,7 +249,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         fresh | "FreshStats" >> beam.FlatMap(rf.fresh_stats),
         known | "KnownStats" >> beam.FlatMap(rf.known_stats),
         p | "FixedStats" >> beam.Create([("codebook_size", len(centroids)), ("fresh_units", 0), ("known_units", 0),
-                                          ("near_duplicate_units", 0), ("near_duplicate_occurrences", 0)]
+                                          ("near_duplicate_occurrences", 0)]
                                          + [(f"level_{level}_codebook_size", len(c)) for level, c in level_books]),
     ] | "AllStats" >> beam.Flatten()
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)
@@ -255,22 +263,19 @@ def _document_stats(rows):
     return rf.document_stats(rows)
 
 
-def copy_vectors(stored: StoreVersion, path: str) -> list[dict]:
-    """The stored vector files, copied as they are into the new version (whose folder stays
+def copy_files(stored: StoreVersion, path: str, tables: tuple[str, ...]) -> list[dict]:
+    """The stored files of ``tables``, copied as they are into the new version (whose folder stays
     self-contained); their manifest entries hold as they were."""
-    entries = stored.files("vectors")
-    entries = [e for e in entries if e["rows"]]  # an empty placeholder is rewritten if nothing else comes
+    entries = [dict(e) for e in stored.manifest["files"] if e["table"] in tables and e["rows"]]
     sources = [FileSystems.join(stored.path, e["path"]) for e in entries]
     targets = [FileSystems.join(path, e["path"]) for e in entries]
     for target in targets:
         folder = FileSystems.split(target)[0]
-        if FileSystems.get_scheme(folder) is None:
-            import os
-
+        if FileSystems.get_scheme(folder) is None:  # local folders must exist; object stores have none
             os.makedirs(folder, exist_ok=True)
     if sources:
         FileSystems.copy(sources, targets)
-    return [dict(e) for e in entries]
+    return entries
 
 
 def prepare_version(store: str, version: int) -> str:
@@ -327,7 +332,7 @@ def run(argv: list[str]) -> dict:
         paths = {c["path"] for d, c in incoming.items() if d in plan.process}
         to_read = [f for f in files if f.path in paths]
         process_bytes = sum(c["bytes"] for d, c in incoming.items() if d in plan.process)
-        copied = copy_vectors(stored, path)
+        copied = copy_files(stored, path, ("vectors",))
         info = ManifestInfo(
             config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
                                                     if k in ("inputs", "input_format", "text_field", "id_field")}},
@@ -344,10 +349,15 @@ def run(argv: list[str]) -> dict:
             result.wait_until_finish()
         finally:
             _remove_scratch(scratch)
-    stages = stage_report(result)
-    manifest = StoreVersion(args.store, version).manifest
-    drift = manifest["refresh"]["drift"]
-    logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
-                "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
-                drift["fresh_mean_distance"], drift["baseline_mean_distance"], drift["ratio"])
+        stages = stage_report(result)
+        manifest = StoreVersion(args.store, version).manifest
+        drift = manifest["refresh"]["drift"]
+        logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
+                    "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
+                    drift["fresh_mean_distance"], drift["baseline_mean_distance"], drift["ratio"])
+        if args.retrain_if_drift is not None and drift["ratio"] is not None and drift["ratio"] > args.retrain_if_drift:
+            from hyperscene.pipelines.retrain import retrain
+
+            retrained = retrain(args.store, beam_args, f"drift ratio {drift['ratio']} > {args.retrain_if_drift} in version {version}")
+            return {**retrained, "changed": True, "refreshed_version": version, "stages": {**stages, **retrained["stages"]}}
     return {**manifest, "changed": True, "stages": stages}

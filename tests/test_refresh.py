@@ -276,3 +276,68 @@ def test_refresh_refuses_a_store_written_by_another_model(tmp_path, corpus, base
     with pytest.raises(StoreError, match="differs from the one the store was written with"):
         refresh.run([str(store), str(grown(tmp_path, corpus))])
     assert published_versions(str(store)) == [1]
+
+
+# --- retrain ------------------------------------------------------------------------------------
+
+
+def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(base_store):
+    """recode_document (retrain) and encode_document (compress) agree: with the codebooks and
+    hyperwords a version holds, every scene's code, score, child codes and every semantic id come out
+    as stored."""
+    from hyperscene.pipelines.refresh import frozen_codebooks
+    from hyperscene.transforms.retrain import recode_document
+
+    v1 = StoreVersion(str(base_store))
+    _, books = frozen_codebooks(v1)
+    scenes, occurrences = v1.read("scenes"), v1.read("occurrences")
+    for doc_id in set(occurrences["doc_id"].to_pylist()):
+        occ = occurrences.filter(pa.compute.equal(occurrences["doc_id"], doc_id))
+        occ = occ.append_column("previous_semantic_id", occ["semantic_id"]).drop_columns(["semantic_id"])
+        mine = scenes.filter(pa.compute.equal(scenes["doc_id"], doc_id)).sort_by([("level", "ascending"), ("index", "ascending")])
+        table, recoded, members, (kept, compared) = recode_document(doc_id, occ, mine, dict(books))
+        assert table.select(["scene_id", "code", "child_codes"]).to_pylist() == mine.select(["scene_id", "code", "child_codes"]).to_pylist()
+        np.testing.assert_allclose(table["code_score"].to_numpy(), mine["code_score"].to_numpy(), atol=1e-6)
+        assert kept == compared == occ.num_rows
+        assert recoded["semantic_id"].to_pylist() == occ.sort_by("position")["previous_semantic_id"].to_pylist()
+
+
+def test_kmeans_started_from_its_own_result_keeps_ids():
+    from hyperscene.transforms.codebook import assign, train_codebook
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    first = train_codebook(vectors, 20, seed=0)
+    again = train_codebook(vectors, 20, seed=5, init=first)  # another seed: only the start can keep the ids
+    same = (assign(vectors, first)[0] == assign(vectors, again)[0]).mean()
+    assert same > 0.9
+    grown = train_codebook(vectors, 24, seed=0, init=first)
+    assert grown.shape == (24, 16)
+
+
+def test_refresh_retrains_on_drift_into_one_more_version(tmp_path, corpus, base_store):
+    store = tmp_path / "store"
+    shutil.copytree(base_store, store)
+    source = grown(tmp_path, corpus)
+    result = refresh.run([str(store), str(source), "--retrain-if-drift", "0.01"])  # any drift at all
+    assert result["refreshed_version"] == 2 and result["version"] == 3
+    assert published_versions(str(store)) == [1, 2, 3]
+    retrain = result["retrain"]
+    assert retrain["from_version"] == 2 and "drift ratio" in retrain["reason"]
+    stability = retrain["stability"]
+    assert stability["units"] == StoreVersion(str(store), 2).read("units").num_rows
+    assert 0 < stability["units_kept_hyperword"] <= stability["units"]
+    assert stability["occurrences"] == result["counts"]["units"]
+    assert result["codebook"]["trained_in_version"] == 3 and result["codebook"]["baseline_mean_distance"] > 0
+    assert restored(store, tmp_path / "v3") == files_under(source)
+    assert main(["verify", str(store)]) == 0
+    v3 = StoreVersion(str(store))
+    hyperwords = dict(zip(v3.read("units")["unit_id"].to_pylist(), v3.read("units")["hyperword"].to_pylist()))
+    vectors = dict(zip(v3.read("vectors")["unit_id"].to_pylist(), v3.read("vectors")["hyperword"].to_pylist()))
+    assert hyperwords == vectors  # the vectors table follows the new assignment
+    occ = v3.read("occurrences")
+    assert [s[-1] for s in occ["semantic_id"].to_pylist()] == occ["hyperword"].to_pylist()
+    # A refresh below the threshold retrains nothing.
+    assert refresh.run([str(store), str(corpus), "--retrain-if-drift", "100"])["version"] == 4
+    assert "retrain" not in StoreVersion(str(store)).manifest

@@ -30,10 +30,14 @@ def default_codebook_size(n_units: int) -> int:
     return int(min(n_units, max(1, round(2 * math.sqrt(n_units)))))
 
 
-def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
+def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KMEANS_ITERATIONS,
+                   init: np.ndarray | None = None) -> np.ndarray:
     """Unit-length centroids, shape (k', d) with k' = min(k, len(vectors)).
 
     Rows of ``vectors`` must come in a fixed order (sorted by unit id) for a reproducible result.
+    ``init`` (a retrain's earlier codebook) starts k-means from those centroids instead of random
+    points, so that code i stays near where it was and most ids keep their meaning. Codes beyond
+    its rows start from the first sample rows; rows beyond k are dropped.
     """
     import faiss
 
@@ -41,8 +45,10 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     k = min(k, n)
     if k == 0:
         return np.zeros((0, d), dtype=np.float32)
-    if k == n:
+    if k == n and init is None:
         return np.ascontiguousarray(vectors, dtype=np.float32)
+    if init is not None:
+        init = np.concatenate([init[:k], vectors[: max(0, k - len(init))]]).astype(np.float32)
     kmeans = faiss.Kmeans(
         d,
         k,
@@ -53,7 +59,7 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
         max_points_per_centroid=POINTS_PER_CENTROID,
         verbose=False,
     )
-    kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32), init_centroids=init)
     centroids = kmeans.centroids.astype(np.float32)
     return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
 
@@ -109,13 +115,13 @@ class SmallestIds(beam.CombineFn):
         return acc[0] if acc else (np.array([], dtype="U32"), None)
 
 
-def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: int):
+def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: int, init: np.ndarray | None = None):
     ids, vectors = sample
     k = size or default_codebook_size(n_units)
     if vectors is None:
         return np.zeros((0, dim), dtype=np.float32)
     with stage_timer("train codebook", len(ids)):
-        return train_codebook(vectors, k, seed)
+        return train_codebook(vectors, k, seed, init=init)
 
 
 class _AssignDoFn(beam.DoFn):
@@ -141,11 +147,13 @@ def assign_bucket(bucket: UnitBucket, ids: np.ndarray, scores: np.ndarray) -> Un
 
 
 class TrainCodebook(beam.PTransform):
-    """Embedded UnitBuckets -> a singleton PCollection holding the centroid matrix."""
+    """Embedded UnitBuckets -> a singleton PCollection holding the centroid matrix (see
+    :func:`train_codebook` for ``init``)."""
 
-    def __init__(self, size: int | None, seed: int, dimension: int, sample_size: int = DEFAULT_SAMPLE):
+    def __init__(self, size: int | None, seed: int, dimension: int, sample_size: int = DEFAULT_SAMPLE,
+                 init: np.ndarray | None = None):
         super().__init__()
-        self._size, self._seed, self._dim, self._sample = size, seed, dimension, sample_size
+        self._size, self._seed, self._dim, self._sample, self._init = size, seed, dimension, sample_size, init
 
     def expand(self, buckets):
         n_units = buckets | "CountUnits" >> beam.Map(len) | "Sum" >> beam.CombineGlobally(sum)
@@ -156,6 +164,7 @@ class TrainCodebook(beam.PTransform):
             size=self._size,
             seed=self._seed,
             dim=self._dim,
+            init=self._init,
         )
 
 

@@ -126,7 +126,7 @@ class MergedBucket:
     fresh: UnitBucket | None  # never-seen units of the new documents, with their occurrences
     known: UnitBucket | None  # stored units the new documents use, with those occurrences
     member_units: int  # stored near-duplicate members still used in the new version
-    member_occurrences: int  # their occurrences
+    member_occurrences: int  # occurrences of stored near-duplicate members in the new version
     stored_distance: float  # sum of 1 - hyperword_score over the stored units (for drift)
     stored_count: int
 
@@ -337,7 +337,6 @@ class _MergeDoFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("fresh", merged.fresh)
         if merged.known is not None:
             yield beam.pvalue.TaggedOutput("known", merged.known)
-        yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_units", merged.member_units))
         yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", merged.member_occurrences))
         yield beam.pvalue.TaggedOutput("stats", ("_stored_distance_total", merged.stored_distance))
         yield beam.pvalue.TaggedOutput("stats", ("_stored_units", merged.stored_count))
@@ -442,7 +441,6 @@ class _MatchDoFn(beam.DoFn):
                                           units.take(pa.array(mine)), vectors[mine], self._threshold)
         if rows:
             yield pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_occurrences"} for r in rows], schema=PROVENANCE)
-            yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_units", len(rows)))
             yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", sum(r["_occurrences"] for r in rows)))
 
 

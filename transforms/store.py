@@ -239,6 +239,11 @@ def _sections(sections: dict, stats: dict) -> dict:
         from hyperscene.transforms.refresh import drift_section
 
         refresh["drift"] = drift_section(stats, (codebook or {}).get("baseline_mean_distance"))
+    retrain = sections.get("retrain")
+    if retrain is not None and retrain.get("stability") is None:
+        from hyperscene.transforms.retrain import stability_section
+
+        retrain["stability"] = stability_section(stats)
     return sections
 
 

@@ -1,0 +1,143 @@
+"""The cost of a refresh with a little new data, against compressing everything again.
+
+    python benchmarks/refresh_cost.py --tokens 1M --new 0.01,0.1 -- --embedder static
+    python benchmarks/refresh_cost.py --tokens 1M --new 0.01,0.1            # MiniLM (torch)
+
+A token slice of the corpus (whole files in name order, as compress_slice.py takes it) is cut into
+documents of about ``--doc-kb`` KB at paragraph breaks, so that 1% of the data is a few documents.
+Then: one full compress of all documents (timed); and for each fraction F, a compress of the
+documents less the last F of them by bytes (in an order set by a hash of their names), followed by a
+refresh with all documents (timed). Each run is its own process; its wall time and peak resident
+memory are measured from outside. The refreshed store is checked byte for byte against the input.
+Arguments after ``--`` go to both compress and refresh (compress only for model options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from compress_slice import DEFAULT_CORPUS, make_slice, parse_tokens  # noqa: E402
+
+PARAGRAPH = re.compile(rb"\r?\n\r?\n")
+HYPERSCENE = [sys.executable, "-m", "hyperscene.pipelines.cli"]
+COMPRESS_ONLY = ("--embedder", "--model", "--seed", "--codebook-size", "--levels", "--near-dup-threshold", "--lang")
+
+
+def split_documents(source: Path, dest: Path, doc_bytes: int) -> list[Path]:
+    """Every file of ``source`` cut at paragraph breaks into documents of about ``doc_bytes``."""
+    written = []
+    for f in sorted(source.rglob("*.txt")):
+        text = f.read_bytes()
+        start, part = 0, 0
+        while start < len(text):
+            found = PARAGRAPH.search(text, start + doc_bytes)
+            end = found.end() if found else len(text)
+            out = dest / f"{f.stem}.{part:03d}.txt"
+            out.write_bytes(text[start:end])
+            written.append(out)
+            start, part = end, part + 1
+    return written
+
+
+def timed(args: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS MiB, stderr tail) of one hyperscene run in its own process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(HYPERSCENE + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"hyperscene {' '.join(args[:1])} failed ({proc.returncode}):\n{err[-3000:]}")
+    return wall, usage.ru_maxrss // 1024, err
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--tokens", default="1M", help="slice size: 1M, 500k, all (default: 1M)")
+    ap.add_argument("--doc-kb", type=int, default=16, help="document size to cut the slice into (default: 16 KB)")
+    ap.add_argument("--new", default="0.01,0.1", help="fractions of new data, by bytes (default: 0.01,0.1)")
+    ap.add_argument("--keep", type=Path, help="keep the work folder here")
+    ap.add_argument("extra", nargs="*", help="after --: options for compress (and refresh, where it takes them)")
+    args = ap.parse_args()
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="refresh-cost-"))
+    work.mkdir(parents=True, exist_ok=True)
+    sliced = work / "slice"
+    if sliced.exists():
+        shutil.rmtree(sliced)
+    sliced.mkdir()
+    n_files, tokens = make_slice(args.corpus, parse_tokens(args.tokens), sliced)
+    full = work / "all"
+    if full.exists():
+        shutil.rmtree(full)
+    full.mkdir()
+    docs = split_documents(sliced, full, args.doc_kb * 1024)
+    total = sum(d.stat().st_size for d in docs)
+    print(f"slice: {n_files} files, {tokens:,} tokens, cut into {len(docs)} documents ({total:,} bytes)", flush=True)
+    refresh_extra = [a for i, a in enumerate(args.extra)
+                     if not a.startswith(COMPRESS_ONLY) and not (i and args.extra[i - 1] in COMPRESS_ONLY)]
+
+    shutil.rmtree(work / "store-full", ignore_errors=True)
+    full_s, full_mb, _ = timed(["compress", str(full), "--out", str(work / "store-full"), *args.extra])
+    print(f"full compress: {full_s:.1f} s, peak {full_mb:,} MiB", flush=True)
+
+    order = sorted(docs, key=lambda d: hashlib.sha256(d.name.encode()).hexdigest())
+    rows = []
+    for fraction in [float(x) for x in args.new.split(",")]:
+        new, size = [], 0
+        for d in reversed(order):
+            if size >= fraction * total:
+                break
+            new.append(d)
+            size += d.stat().st_size
+        base = work / f"base-{fraction}"
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir()
+        for d in docs:
+            if d not in new:
+                os.link(d, base / d.name)
+        store = work / f"store-{fraction}"
+        shutil.rmtree(store, ignore_errors=True)
+        base_s, _, _ = timed(["compress", str(base), "--out", str(store), *args.extra])
+        refresh_s, refresh_mb, err = timed(["refresh", str(store), str(full), *refresh_extra])
+        manifest = json.loads((store / "v000002" / "manifest.json").read_text())
+        restored = work / f"restored-{fraction}"
+        shutil.rmtree(restored, ignore_errors=True)
+        timed(["decompress", str(store), "--out", str(restored)])
+        exact = all((restored / d.name).read_bytes() == d.read_bytes() for d in docs)
+        rows.append({
+            "new_fraction": fraction, "new_documents": len(new), "new_bytes": size,
+            "fresh_units": manifest["counts"].get("fresh_units"), "known_units": manifest["counts"].get("known_units"),
+            "base_compress_s": round(base_s, 1), "refresh_s": round(refresh_s, 1), "full_compress_s": round(full_s, 1),
+            "refresh_over_full": round(refresh_s / full_s, 3), "refresh_peak_mib": refresh_mb, "full_peak_mib": full_mb,
+            "drift_ratio": manifest["refresh"]["drift"]["ratio"], "round_trip": exact,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+
+    print("\n| new data | new docs | fresh units | refresh | full compress | refresh / full | refresh peak | round trip |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['new_fraction']:.0%} ({r['new_bytes']:,} B) | {r['new_documents']} | {r['fresh_units']:,} | "
+              f"{r['refresh_s']} s | {r['full_compress_s']} s | {r['refresh_over_full']} | {r['refresh_peak_mib']:,} MiB | "
+              f"{'exact' if r['round_trip'] else 'MISMATCH'} |")
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

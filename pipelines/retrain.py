@@ -1,0 +1,175 @@
+"""``hyperscene retrain``: train a store's codebooks again, as a new version, keeping ids where they can be.
+
+Run by ``hyperscene refresh --retrain-if-drift X`` when a refresh's units sit too far from their
+hyperwords, or by hand. Nothing is embedded or segmented again: the stored vectors and scene
+centroids are reused (see :mod:`hyperscene.transforms.retrain`). The new version's manifest holds
+the id-stability report under ``retrain.stability``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from hyperscene.pipelines import cliutil
+from hyperscene.pipelines.compress import _hyperword_rows, local_worker_flags
+from hyperscene.pipelines.refresh import _stored, copy_files, frozen_codebooks, prepare_version, stored_files
+from hyperscene.schemas import FORMAT_VERSION, TABLES
+from hyperscene.transforms import refresh as rf
+from hyperscene.transforms import retrain as rt
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
+from hyperscene.transforms.dedup import bucket_count
+from hyperscene.transforms.errors import InvalidOption, StoreError
+from hyperscene.transforms.levels import CodeStats, _level_stats, codebook_rows
+from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
+from hyperscene.transforms.progress import stage_report, stage_timer
+from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, write_vector_file
+
+logger = logging.getLogger("hyperscene")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperscene retrain",
+        description="Train the codebooks of a store's latest version again, started from the stored ones, and write "
+        "the result as a new version with an id-stability report. Unrecognised --flags go to Apache Beam.",
+    )
+    p.add_argument("store", help="a store written by hyperscene compress")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1)")
+    return p
+
+
+class _RecodeDoFn(beam.DoFn):
+    def process(self, item, codebooks: dict):
+        doc_id, joined = item
+        occurrences, scenes = list(joined["occurrences"]), list(joined["scenes"])
+        if not occurrences:  # an empty document: no units, so no codes to change
+            yield from scenes
+            return
+        scenes = pa.concat_tables(scenes) if scenes else TABLES["scenes"].empty_table()
+        occurrences = pa.concat_tables(occurrences)
+        with stage_timer("recode scenes", occurrences.num_rows):
+            table, occ, members, (kept, compared) = rt.recode_document(doc_id, occurrences, scenes, codebooks)
+        yield table
+        yield beam.pvalue.TaggedOutput("occurrences", occ)
+        for level, code, sid, score in members:
+            yield beam.pvalue.TaggedOutput("members", ((level, code), (score, sid)))
+        yield beam.pvalue.TaggedOutput("stats", ("_occurrences_kept_semantic_id", kept))
+        yield beam.pvalue.TaggedOutput("stats", ("_occurrences_compared", compared))
+
+
+def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copied: list[dict]):
+    cfg = stored.manifest["config"]
+    version, seed = info.version, cfg.get("seed", 0)
+    n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
+    centroids, level_books = frozen_codebooks(stored)
+    dimension = stored.manifest["model"]["dimension"]
+    threshold = cfg.get("near_dup_threshold") or DEFAULT_THRESHOLDS[cfg.get("embedder", "torch")]
+
+    buckets = (
+        {
+            "units": _stored(p, "units", stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "vectors": _stored(p, "vectors", stored_files(stored, "vectors")) | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "occurrences": _stored(p, "occurrences", stored_files(stored, "occurrences"), columns=rt.OCCURRENCE_COLUMNS)
+            | "OccurrencesByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        }
+        | "Join" >> beam.CoGroupByKey()
+        | "Buckets" >> beam.FlatMap(rt.bucket_from_store, dimension=dimension)
+    )
+    trained = buckets | "TrainCodebook" >> TrainCodebook(cfg.get("codebook_size"), seed, dimension,
+                                                         cfg.get("codebook_sample") or 200_000, init=centroids)
+    assigned = buckets | "AssignHyperwords" >> AssignHyperwords(trained)
+    near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n)
+    hyperwords = trained | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
+
+    stored_scenes = _stored(p, "scenes", stored_files(stored, "scenes"))
+    books = (
+        stored_scenes
+        | "LevelSamples" >> beam.FlatMap(rt.level_samples)
+        | "ByLevel" >> beam.GroupByKey()
+        | "RetrainLevels" >> beam.MapTuple(rt.retrain_level, init=dict(level_books),
+                                           sizes=tuple(cfg.get("level_codebook_sizes") or ()), seed=seed)
+    )
+    recoded = (
+        {"occurrences": assigned | "OccurrencesByDoc" >> beam.FlatMap(rt.document_occurrences),
+         "scenes": stored_scenes | "ScenesByDoc" >> beam.FlatMap(rt.by_document)}
+        | "JoinDocs" >> beam.CoGroupByKey()
+        | "Recode" >> beam.ParDo(_RecodeDoFn(), codebooks=beam.pvalue.AsDict(books)).with_outputs(
+            "occurrences", "members", "stats", main="scenes")
+    )
+    code_stats = recoded.members | "CodeStats" >> beam.CombinePerKey(CodeStats())
+    units = assigned | "UnitRows" >> beam.Map(rt.unit_rows)
+    tables = {
+        "units": units,
+        "occurrences": recoded.occurrences,
+        "hyperwords": hyperwords,
+        "provenance": near.provenance,
+        "scenes": recoded.scenes,
+        "codebooks": books | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
+    }
+    shards = cfg.get("num_shards", 1)
+    written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in {"units", "occurrences", "scenes"} else 1)
+               for name, rows in tables.items()]
+    written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
+    written.append(p | "CopiedFiles" >> beam.Create(copied))
+    files_written = written | "AllFiles" >> beam.Flatten()
+
+    counts = stored.manifest["counts"]
+    kept_counts = [(k, counts[k]) for k in ("documents", "deleted_documents", "input_bytes", "dead_letters") if k in counts]
+    stats = [
+        p | "KeptCounts" >> beam.Create(kept_counts + [("near_duplicate_units", 0), ("near_duplicate_occurrences", 0)]),
+        units | "UnitStats" >> beam.FlatMap(rf.unit_stats),
+        assigned | "Stability" >> beam.FlatMap(rt.unit_stability),
+        near.provenance | "NMerges" >> beam.Map(lambda t: ("near_duplicate_units", t.num_rows)),
+        near.clusters | "NMergedOcc" >> beam.Map(lambda c: ("near_duplicate_occurrences", c["near_duplicate_occurrences"])),
+        trained | "NCodes" >> beam.Map(lambda c: ("codebook_size", len(c))),
+        recoded.scenes | "LevelStats" >> beam.FlatMap(_level_stats),
+        books | "LevelSizes" >> beam.MapTuple(lambda level, c: (f"level_{level}_codebook_size", len(c))),
+        recoded.stats,
+    ] | "AllStats" >> beam.Flatten()
+    return (files_written, stats) | "Publish" >> PublishVersion(path, info)
+
+
+def retrain(store: str, beam_args: list[str], reason: str, started: float | None = None) -> dict:
+    """Retrain the latest version into the next one; the caller holds the store's lock."""
+    started = started or time.time()
+    stored = StoreVersion(store)
+    if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
+        raise StoreError(f"{store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
+                         f"retrain needs format {FORMAT_VERSION}; compress the corpus again into a new store")
+    version = stored.version + 1
+    path = prepare_version(store, version)
+    copied = copy_files(stored, path, ("documents", "dead_letters"))
+    info = ManifestInfo(
+        config=stored.manifest["config"], model=stored.manifest["model"], started_at=started, version=version,
+        sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
+                  "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
+    )
+    logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
+    options = PipelineOptions(list(beam_args))
+    p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
+    build_pipeline(p, stored, info, path, copied)
+    result = p.run()
+    result.wait_until_finish()
+    manifest = StoreVersion(store, version).manifest
+    s = manifest["retrain"]["stability"]
+    logger.info("version %d published: %s of %s units kept their hyperword (%s), %s of %s occurrences their semantic id (%s)",
+                version, f"{s['units_kept_hyperword']:,}", f"{s['units']:,}", s["units_kept_hyperword_share"],
+                f"{s['occurrences_kept_semantic_id']:,}", f"{s['occurrences']:,}", s["occurrences_kept_semantic_id_share"])
+    return {**manifest, "stages": stage_report(result)}
+
+
+def run(argv: list[str]) -> dict:
+    started = time.time()
+    args, beam_args = build_parser().parse_known_args(argv)
+    cliutil.check_beam_args(beam_args)
+    if args.workers < 1:
+        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    beam_args += local_worker_flags(args.workers, beam_args)
+    with StoreLock(args.store, "retrain"):
+        return retrain(args.store, beam_args, "asked for", started)

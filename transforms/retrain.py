@@ -1,0 +1,175 @@
+"""Retrain: new codebooks for a store whose units have drifted from them, with ids kept where they can be.
+
+Every codebook (the hyperwords, and each scene level's) is trained again by k-means started from
+the stored centroids (``codebook.train_codebook(init=...)``), so code i stays near where it was;
+the stored vectors and scene centroids are used as they are, nothing is embedded and no scene is
+cut again. Every unit is assigned again, near-duplicate groups are found again within the new
+clusters (the rule of compress), and every scene gets its new code, its children's codes and every
+occurrence its new semantic id (:func:`recode_document`). The id-stability report counts how many
+units kept their hyperword and how many occurrences kept their semantic id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hyperscene.schemas import TABLES
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
+from hyperscene.transforms.progress import stage_timer
+from hyperscene.transforms.store import read_vectors
+
+UNIT_COLUMNS = ["unit_id", "text", "occurrence_count", "token_count", "word_count"]
+OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "semantic_id"]
+LEVEL_SAMPLE = 200_000
+
+
+def bucket_from_store(item, dimension: int) -> Iterator[UnitBucket]:
+    """(bucket, {"units", "vectors", "occurrences"}: stored rows of one bucket) -> a UnitBucket with
+    the vectors, and the stored hyperword and semantic ids kept as ``previous_*`` columns."""
+    bucket, joined = item
+    units = list(joined["units"])
+    if not units:
+        return
+    units = pa.concat_tables(units).sort_by("unit_id")
+    vectors = pa.concat_tables(list(joined["vectors"])) if joined["vectors"] else TABLES["vectors"].empty_table()
+    rows = pc.index_in(units["unit_id"], value_set=vectors["unit_id"])
+    if rows.null_count:
+        missing = units["unit_id"].filter(pc.is_null(rows))[0].as_py()
+        raise ValueError(f"the store's vectors table lacks unit {missing}: the store is damaged (check it with hyperscene verify)")
+    matrix = read_vectors(vectors.take(rows)) if len(units) else np.zeros((0, dimension), np.float32)
+    occurrences = list(joined["occurrences"])
+    occurrences = pa.concat_tables(occurrences) if occurrences else TABLES["occurrences"].empty_table().select(OCCURRENCE_COLUMNS)
+    occurrences = occurrences.rename_columns([c if c != "semantic_id" else "previous_semantic_id" for c in occurrences.column_names])
+    at = pc.index_in(occurrences["unit_id"], value_set=units["unit_id"])
+    occurrences = occurrences.append_column("previous_hyperword", pc.take(units["hyperword"], at))
+    kept = units.select(UNIT_COLUMNS).append_column("previous_hyperword", units["hyperword"])
+    yield UnitBucket(bucket, kept, occurrences, vectors=matrix)
+
+
+def unit_rows(bucket: UnitBucket) -> pa.Table:
+    return bucket.units.select(["unit_id", "text", "occurrence_count", "token_count", "word_count", "hyperword", "hyperword_score"])
+
+
+def unit_stability(bucket: UnitBucket) -> Iterator[tuple[str, float]]:
+    same = pc.equal(bucket.units["hyperword"], bucket.units["previous_hyperword"])
+    yield "_units_kept_hyperword", int(pc.sum(same.cast(pa.int64())).as_py() or 0)
+    yield "_units_compared", bucket.units.num_rows
+    # The baseline of later drift: over the units in use (distinct_units), as compress measures it.
+    scores = bucket.units["hyperword_score"].to_numpy()
+    used = bucket.units["occurrence_count"].to_numpy() > 0
+    yield "_hyperword_distance_total", float(np.sum(1.0 - scores[used], dtype=np.float64))
+
+
+def document_occurrences(bucket: UnitBucket) -> Iterator[tuple[str, pa.Table]]:
+    """A bucket's occurrences, with their new hyperwords, split by document."""
+    occurrences = bucket.occurrences
+    docs = pc.dictionary_encode(occurrences["doc_id"]).combine_chunks()
+    codes = docs.indices.to_numpy()
+    for code in np.unique(codes):
+        yield docs.dictionary[code].as_py(), occurrences.filter(pa.array(codes == code))
+
+
+def by_document(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    docs = pc.dictionary_encode(table["doc_id"]).combine_chunks()
+    codes = docs.indices.to_numpy()
+    for code in np.unique(codes):
+        yield docs.dictionary[code].as_py(), table.filter(pa.array(codes == code))
+
+
+def level_samples(scenes: pa.Table) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+    """(level, (sample keys, centroids)) of stored scene rows: keys are hashes of scene ids, as
+    levels.level_centroids orders a level's sample."""
+    levels = scenes["level"].to_numpy()
+    ids = scenes["scene_id"].to_pylist()
+    centroids = read_list_matrix(scenes["centroid"])
+    for level in np.unique(levels):
+        rows = np.flatnonzero(levels == level)
+        keys = np.asarray([hashlib.blake2b(ids[i].encode(), digest_size=8).hexdigest() for i in rows], dtype="U16")
+        yield int(level), (keys, centroids[rows])
+
+
+def retrain_level(level: int, parts, init: dict[int, np.ndarray], sizes: tuple[int, ...] = (), seed: int = 0,
+                  sample: int = LEVEL_SAMPLE) -> tuple[int, np.ndarray]:
+    parts = list(parts)
+    keys = np.concatenate([k for k, _ in parts])
+    centroids = np.concatenate([c for _, c in parts])
+    order = np.argsort(keys, kind="stable")[:sample]
+    size = sizes[level - 1] if level <= len(sizes) else default_codebook_size(len(keys))
+    with stage_timer("retrain level codebooks", len(order)):
+        return level, train_codebook(centroids[order], size, seed + level, init=init.get(level))
+
+
+def read_list_matrix(column) -> np.ndarray:
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if len(column) == 0:
+        return np.zeros((0, 0), np.float32)
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
+
+
+def _list_column(matrix_rows: list[np.ndarray], type_) -> pa.ListArray:
+    lengths = np.array([len(r) for r in matrix_rows], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate(matrix_rows) if len(matrix_rows) else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type_), type=pa.list_(pa.field("element", type_)))
+
+
+def recode_document(doc_id: str, occurrences: pa.Table, scenes: pa.Table, codebooks: dict[int, np.ndarray]):
+    """One document's new codes: its scenes rows with ``code``, ``code_score`` and ``child_codes``
+    from the new codebooks, and its occurrences with their new ``semantic_id``.
+
+    Returns (scenes, occurrences, [(level, code, scene_id, score)], (kept semantic ids, compared)).
+    """
+    occurrences = occurrences.sort_by("position")
+    hyperwords = occurrences["hyperword"].to_numpy().astype(np.int32)
+    n = len(hyperwords)
+    scenes = scenes.sort_by([("level", "ascending"), ("index", "ascending")])
+    levels = scenes["level"].to_numpy()
+    firsts = scenes["first_position"].to_numpy()
+    lasts = scenes["last_position"].to_numpy()
+    centroids = read_list_matrix(scenes["centroid"])
+    codes = np.zeros(len(levels), np.int32)
+    scores = np.zeros(len(levels), np.float32)
+    children: list[np.ndarray] = [np.zeros(0, np.int32)] * len(levels)
+    lower_first, lower_codes = np.arange(n), hyperwords
+    by_level = {}
+    for level in np.unique(levels):
+        rows = np.flatnonzero(levels == level)
+        ids, sc = assign(centroids[rows], codebooks[int(level)])
+        codes[rows], scores[rows] = ids, sc
+        for r in rows:  # the children of a scene are the lower-level items whose first unit it spans
+            lo, hi = np.searchsorted(lower_first, [firsts[r], lasts[r] + 1])
+            children[r] = lower_codes[lo:hi].astype(np.int32)
+        lower_first, lower_codes = firsts[rows], ids
+        by_level[int(level)] = (firsts[rows], ids)
+
+    columns = [by_level[level][1][np.searchsorted(by_level[level][0], np.arange(n), side="right") - 1]
+               for level in sorted(by_level, reverse=True)] + [hyperwords]
+    matrix = np.stack(columns, axis=1).astype(np.int32) if n else np.zeros((0, len(columns)), np.int32)
+    semantic = pa.ListArray.from_arrays(pa.array(np.arange(0, matrix.size + 1, max(matrix.shape[1], 1), dtype=np.int32)),
+                                        pa.array(matrix.ravel(), pa.int32()))
+    previous = occurrences["previous_semantic_id"].to_pylist()
+    kept = sum(1 for old, new in zip(previous, matrix.tolist()) if old == new)
+
+    scenes = scenes.set_column(scenes.schema.get_field_index("code"), "code", pa.array(codes, pa.int32()))
+    scenes = scenes.set_column(scenes.schema.get_field_index("code_score"), "code_score", pa.array(scores, pa.float32()))
+    scenes = scenes.set_column(scenes.schema.get_field_index("child_codes"), "child_codes", _list_column(children, pa.int32()))
+    out = occurrences.select(["doc_id", "position", "unit_id", "separator", "hyperword"]).append_column("semantic_id", semantic)
+    members = list(zip(levels.tolist(), codes.tolist(), scenes["scene_id"].to_pylist(), scores.tolist()))
+    return scenes, out, members, (kept, n)
+
+
+def stability_section(stats: dict) -> dict:
+    units, occurrences = stats.get("_units_compared", 0), stats.get("_occurrences_compared", 0)
+    kept_units, kept_ids = stats.get("_units_kept_hyperword", 0), stats.get("_occurrences_kept_semantic_id", 0)
+    return {
+        "units": units, "units_kept_hyperword": kept_units,
+        "units_kept_hyperword_share": round(kept_units / units, 4) if units else None,
+        "occurrences": occurrences, "occurrences_kept_semantic_id": kept_ids,
+        "occurrences_kept_semantic_id_share": round(kept_ids / occurrences, 4) if occurrences else None,
+    }
