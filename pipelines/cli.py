@@ -17,6 +17,7 @@ from hyperscene.pipelines import __version__
 COMMANDS = {
     "compress": ("hyperscene.pipelines.compress", "compress a corpus into a Parquet store"),
     "refresh": ("hyperscene.pipelines.refresh", "add new and changed documents to a store as a new version"),
+    "retrain": ("hyperscene.pipelines.retrain", "train a store's codebooks again as a new version, with an id-stability report"),
     "decompress": ("hyperscene.pipelines.decompress", "rebuild documents from a store, byte for byte"),
     "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
     "verify": ("hyperscene.pipelines.verify", "check a store's files against its manifest and its documents against their sha256"),
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "refresh" and not result.get("changed"):
         print(f"nothing changed: {result['refresh']['unchanged_documents']:,} documents as stored; "
               f"the store stays at version {result['version']}")
-    elif argv[0] in ("compress", "refresh"):
+    elif argv[0] in ("compress", "refresh", "retrain"):
         from hyperscene.pipelines.inspect_store import render, summarise
         from hyperscene.transforms.store import StoreVersion
 
