@@ -78,11 +78,28 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
         "codebook_size": c.get("codebook_size", 0),
         "store_bytes": c.get("store_bytes", 0),
         "store_to_input": round(c.get("store_bytes", 0) / c["input_bytes"], 3) if c.get("input_bytes") else 0.0,
+        "vector_bytes": c.get("vector_bytes", 0),
+        "made_by": made_by(m),
         "dead_letters": c.get("dead_letters", 0),
         "wall_seconds": m["timings"]["wall_seconds"],
         "model": m["model"]["name"],
         "levels": level_stats(store),
     }
+
+
+def made_by(manifest: dict) -> str:
+    """What wrote a version: compress, a refresh (what it changed, its drift) or a retrain (ids kept)."""
+    if "retrain" in manifest:
+        r = manifest["retrain"]
+        st = r.get("stability") or {}
+        return (f"retrain of version {r.get('from_version')} ({r.get('reason')}): {st.get('units_kept_hyperword_share')} of units "
+                f"kept their hyperword, {st.get('occurrences_kept_semantic_id_share')} of occurrences their semantic id")
+    if "refresh" in manifest:
+        r = manifest["refresh"]
+        drift = (r.get("drift") or {}).get("ratio")
+        return (f"refresh of version {r.get('from_version')}: +{r.get('new_documents', 0)} new, {r.get('changed_documents', 0)} "
+                f"changed, {r.get('deleted_documents', 0)} deleted documents; drift ratio {drift}")
+    return "compress"
 
 
 _LEVEL_KEY = re.compile(r"level_(\d+)_scenes$")
@@ -138,7 +155,9 @@ def render(s: dict) -> str:
         ("hyperword stream", f"{human(s['hyperword_stream_length'])} hyperwords"),
         ("tokens/hyperword", f"{s['tokens_per_hyperword']:.2f}"),
         ("codebook size", human(s["codebook_size"])),
-        ("store bytes", f"{human(s['store_bytes'])} ({s['store_to_input']:.3f} of input)"),
+        ("store bytes", f"{human(s['store_bytes'])} ({s['store_to_input']:.3f} of input)"
+                        + (f", of which vectors {human(s['vector_bytes'])} (kept for refresh)" if s.get("vector_bytes") else "")),
+        ("made by", s["made_by"]),
         ("dead letters", human(s["dead_letters"])),
         ("wall time", f"{s['wall_seconds']:.1f} s"),
     ]

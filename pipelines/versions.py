@@ -61,6 +61,16 @@ def _manifest(store: str, version: int) -> dict | None:
         return None
 
 
+def _kind(manifest: dict) -> str:
+    if "retrain" in manifest:
+        return f"retrain of v{manifest['retrain'].get('from_version')}"
+    if "refresh" in manifest:
+        r = manifest["refresh"]
+        return (f"refresh of v{r.get('from_version')}: +{r.get('new_documents', 0)} ~{r.get('changed_documents', 0)} "
+                f"-{r.get('deleted_documents', 0)}")
+    return "compress"
+
+
 def list_versions(store: str) -> list[dict]:
     """One dict per version folder, ascending: ``version`` and ``status`` (``published``,
     ``unpublished`` or ``unreadable``: a manifest that is not JSON), and for a published version
@@ -80,13 +90,13 @@ def list_versions(store: str) -> list[dict]:
             "version": version, "status": "published", "created_at": m.get("created_at"),
             "documents": counts.get("documents"), "units": counts.get("units"),
             "input_bytes": counts.get("input_bytes"), "store_bytes": counts.get("store_bytes"),
-            "format_version": m.get("format_version"),
+            "format_version": m.get("format_version"), "made_by": _kind(m),
         })
     return rows
 
 
 def render(rows: list[dict]) -> str:
-    header = ("version", "created_at", "documents", "units", "input bytes", "store bytes", "format")
+    header = ("version", "created_at", "documents", "units", "input bytes", "store bytes", "format", "made by")
 
     def number(n) -> str:
         return "?" if n is None else human(n)
@@ -95,7 +105,8 @@ def render(rows: list[dict]) -> str:
     for r in rows:
         if r["status"] == "published":
             lines.append((str(r["version"]), r["created_at"] or "?", number(r["documents"]), number(r["units"]),
-                          number(r["input_bytes"]), number(r["store_bytes"]), number(r["format_version"])))
+                          number(r["input_bytes"]), number(r["store_bytes"]), number(r["format_version"]),
+                          r.get("made_by") or "?"))
         else:
             lines.append((str(r["version"]), UNPUBLISHED if r["status"] == "unpublished"
                           else "manifest unreadable (check it with: hyperscene verify)"))
@@ -104,7 +115,7 @@ def render(rows: list[dict]) -> str:
     out = []
     for row in table:
         if len(row) == len(header):
-            cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), *(c.rjust(w) for c, w in zip(row[2:], widths[2:]))]
+            cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), *(c.rjust(w) for c, w in zip(row[2:-1], widths[2:-1])), row[-1]]
         else:
             cells = [row[0].rjust(widths[0]), row[1]]
         out.append("  ".join(cells).rstrip())
