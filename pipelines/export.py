@@ -511,8 +511,9 @@ def closing_lines(s: dict) -> str:
         tail = (f"tokens in {c['tokens_in']:,} (counted with {c['counted_with']}), hyperword tokens out "
                 f"{c['tokens_out']:,}{ratio}; vocabulary {c['vocabulary']:,} tokens, centroids {c['vocabulary']:,} x {c['dimension']}")
     else:
-        tail = (f"tokens in {c['tokens_in']:,}, tokens out {c['tokens_out']:,}{ratio} (the pairs' texts, gists and codes, "
-                f"prompts not counted; counted with {c['counted_with']}); {c['scenes']:,} scenes"
+        share = f", {c['tokens_out'] / c['tokens_in']:.1%} of in" if c["tokens_in"] else ""
+        tail = (f"tokens in {c['tokens_in']:,}, tokens out {c['tokens_out']:,} (the pairs' texts, gists and codes, prompts "
+                f"not counted{share}; counted with {c['counted_with']}); {c['scenes']:,} scenes"
                 + (f", {c['skipped_scenes']:,} longer than --max-scene-tokens skipped" if c["skipped_scenes"] else ""))
     return head + "\n" + tail
 
