@@ -287,6 +287,14 @@ def prepare_version(store: str, version: int) -> str:
     return path
 
 
+def _retrain_owed(manifest: dict, threshold: float | None) -> str | None:
+    """The reason to retrain now, when the latest version is a refresh whose drift passed the threshold."""
+    drift = (manifest.get("refresh") or {}).get("drift") or {}
+    if threshold is None or drift.get("ratio") is None or drift["ratio"] <= threshold:
+        return None
+    return f"drift ratio {drift['ratio']} > {threshold} in version {manifest['version']}"
+
+
 def run(argv: list[str]) -> dict:
     """Refresh; returns the new version's manifest plus ``stages``, or, when nothing changed,
     ``{"version": the latest, "changed": False, "refresh": counts}``."""
@@ -308,6 +316,12 @@ def run(argv: list[str]) -> dict:
         logger.info("refresh of %s (version %d): %s", args.store, stored.version,
                     ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items()))
         if plan.empty:
+            owed = _retrain_owed(stored.manifest, args.retrain_if_drift)
+            if owed:  # the refresh that drifted was published, its retrain was cut short: do it now
+                from hyperscene.pipelines.retrain import retrain
+
+                retrained = retrain(args.store, beam_args, owed)
+                return {**retrained, "changed": True, "refreshed_version": stored.version}
             logger.info("nothing changed: the store stays at version %d", stored.version)
             return {"version": stored.version, "changed": False, "refresh": plan.as_dict()}
         new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in set(stored_dead)]
@@ -355,9 +369,9 @@ def run(argv: list[str]) -> dict:
         logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
                     "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
                     drift["fresh_mean_distance"], drift["baseline_mean_distance"], drift["ratio"])
-        if args.retrain_if_drift is not None and drift["ratio"] is not None and drift["ratio"] > args.retrain_if_drift:
+        if _retrain_owed(manifest, args.retrain_if_drift):
             from hyperscene.pipelines.retrain import retrain
 
-            retrained = retrain(args.store, beam_args, f"drift ratio {drift['ratio']} > {args.retrain_if_drift} in version {version}")
+            retrained = retrain(args.store, beam_args, _retrain_owed(manifest, args.retrain_if_drift))
             return {**retrained, "changed": True, "refreshed_version": version, "stages": {**stages, **retrained["stages"]}}
     return {**manifest, "changed": True, "stages": stages}

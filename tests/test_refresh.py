@@ -341,3 +341,13 @@ def test_refresh_retrains_on_drift_into_one_more_version(tmp_path, corpus, base_
     # A refresh below the threshold retrains nothing.
     assert refresh.run([str(store), str(corpus), "--retrain-if-drift", "100"])["version"] == 4
     assert "retrain" not in StoreVersion(str(store)).manifest
+
+
+def test_a_retrain_cut_short_is_owed_by_the_next_refresh():
+    from hyperscene.pipelines.refresh import _retrain_owed
+
+    drifted = {"version": 5, "refresh": {"drift": {"ratio": 1.3}}}
+    assert _retrain_owed(drifted, 1.2) == "drift ratio 1.3 > 1.2 in version 5"
+    assert _retrain_owed(drifted, 1.3) is None and _retrain_owed(drifted, None) is None
+    assert _retrain_owed({"version": 6, "retrain": {}}, 1.0) is None  # the retrain happened
+    assert _retrain_owed({"version": 2, "refresh": {"drift": {"ratio": None}}}, 0.5) is None  # nothing new was embedded
