@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import apache_beam as beam
@@ -36,7 +36,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of, dedup_bucket
 from hyperscene.transforms.near_dup import METHOD
-from hyperscene.transforms.progress import Progress, stage_timer
+from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store import read_vectors
 
 # Rows per element when a stored table is read back into the pipeline.
@@ -56,7 +56,6 @@ class RefreshPlan:
     unchanged: int = 0
     missing: int = 0  # absent from the input; deleted only with --delete-missing
     new_dead_letters: int = 0
-    summary: dict = field(default_factory=dict, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -303,16 +302,15 @@ def read_stored(path: str, columns: list[str] | None = None, keep_docs_not_in: f
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
-    with stage_timer("read stored", 0):
-        reader = pq.ParquetFile(io.BytesIO(data))
-        for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
-            table = pa.Table.from_batches([batch])
-            if only_docs_in is not None:
-                table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(sorted(only_docs_in), pa.string())))
-            else:
-                table = drop_documents(table, keep_docs_not_in)
-            if table.num_rows:
-                yield table
+    reader = pq.ParquetFile(io.BytesIO(data))
+    for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+        table = pa.Table.from_batches([batch])
+        if only_docs_in is not None:
+            table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(sorted(only_docs_in), pa.string())))
+        else:
+            table = drop_documents(table, keep_docs_not_in)
+        if table.num_rows:
+            yield table
 
 
 def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Iterator[tuple[int, pa.Table]]:
