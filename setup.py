@@ -30,6 +30,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "scipy", "datasets>=3"],
+        # hyperscene sql and hyperscene.pipelines.sql.connect: optional, so that Beam workers, which
+        # install what install_requires lists, do not carry DuckDB.
+        "sql": ["duckdb>=1.1"],
         # --embedder openvino: optimum-intel's runtime dependencies. optimum-intel itself must be
         # installed apart with --no-deps (`pip install --no-deps optimum-intel==2.2.0`, as the
         # Makefile does): it declares torchvision, which no build pairs with the CPU torch wheel.

@@ -1,0 +1,299 @@
+"""``hyperscene sql``: query a store version's tables by name with SQL, through DuckDB.
+
+Each table the version's manifest lists becomes a DuckDB view of the same name (``documents``,
+``units``, ``occurrences``, ``hyperwords``, ``provenance``, ``dead_letters``, ``scenes``,
+``codebooks``, and any newer table) over exactly the Parquet files the manifest lists for it, so
+a query sees one consistent version, never a half-written one. Every column type of the store reads
+in DuckDB as its natural type (``centroid`` as ``FLOAT[]``, ``semantic_id`` as ``INTEGER[]``,
+``raw`` as ``BLOB``).
+
+From Python (a notebook)::
+
+    from hyperscene.pipelines.sql import connect
+    con = connect("store")                 # the latest version; connect("store", version=2) for another
+    con.sql("select level, count(*) from scenes group by level order by level").df()
+
+A local store's views read the Parquet files where they are, when a query runs. A store on
+``gs://`` or ``s3://`` is read through Beam's FileSystems (as every other subcommand reads it) and
+its tables are loaded into memory first: for a large remote store, copy the version's folder
+locally, or query only the tables you need (``connect(store, tables=[...])``).
+
+DuckDB is an optional dependency: ``pip install 'hyperscene[sql]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import datetime
+import decimal
+import json
+import os
+import re
+import sys
+import unicodedata
+
+from apache_beam.io.filesystems import FileSystems
+
+from hyperscene.pipelines.cliutil import human
+from hyperscene.transforms.errors import HypersceneError, InvalidOption
+from hyperscene.transforms.store import StoreVersion
+
+FORMATS = ("table", "csv", "jsonl")
+DEFAULT_MAX_ROWS = 1000
+DEFAULT_MAX_WIDTH = 60
+BATCH_ROWS = 10_000
+_NAME = re.compile(r"[a-z_][a-z0-9_]*$")
+
+
+class QueryError(InvalidOption):
+    """DuckDB refused or failed the query: its message, which points at the offending part."""
+
+
+def _duckdb():
+    try:
+        import duckdb
+    except ImportError:
+        raise HypersceneError("hyperscene sql needs DuckDB, which is not installed: pip install 'hyperscene[sql]' "
+                              "(or pip install duckdb)") from None
+    return duckdb
+
+
+def table_names(store: StoreVersion) -> list[str]:
+    """The tables the version's manifest lists files for, in manifest order of first appearance."""
+    return [t for t in dict.fromkeys(f["table"] for f in store.manifest["files"]) if _NAME.match(t)]
+
+
+def _sql_string(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _widen(t):
+    import pyarrow as pa
+
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_list(t):
+        return pa.list_(_widen(t.value_type))
+    if pa.types.is_large_list(t):
+        return pa.large_list(_widen(t.value_type))
+    return t
+
+
+def _without_float16(table):
+    """DuckDB takes no float16 from Arrow (it does from Parquet, as FLOAT): widen to float32, which
+    is also the type a view over the files shows."""
+    import pyarrow as pa
+
+    schema = pa.schema([f.with_type(_widen(f.type)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
+
+
+def connect(store: str | StoreVersion, version: int | None = None, *, tables: list[str] | None = None,
+            load: bool | None = None):
+    """A new in-memory DuckDB connection with one view per table of the store version (the latest
+    when ``version`` is None).
+
+    ``tables`` limits the views to these names. ``load`` reads the tables into memory (Arrow,
+    through Beam's FileSystems) instead of making views over the files; None chooses it for stores
+    that are not on the local disk, which DuckDB cannot read by their Beam path.
+    """
+    duckdb = _duckdb()
+    sv = store if isinstance(store, StoreVersion) else StoreVersion(store, version)
+    names = table_names(sv)
+    if tables is not None:
+        unknown = sorted(set(tables) - set(names))
+        if unknown:
+            raise InvalidOption(f"no table {unknown[0]!r} in version {sv.version} of {sv.store} (has: {', '.join(names)})")
+        names = [n for n in names if n in set(tables)]
+    local = FileSystems.get_scheme(sv.path) is None
+    if load is None:
+        load = not local
+    con = duckdb.connect(":memory:")
+    for name in names:
+        if load:
+            # Registered Arrow tables live only as long as the Python object: keep it on the view
+            # side by materialising into a DuckDB table.
+            con.register(f"_hyperscene_{name}", _without_float16(sv.read(name)))
+            con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
+            con.unregister(f"_hyperscene_{name}")
+        else:
+            paths = [os.path.abspath(os.path.join(sv.path, f["path"])) for f in sv.files(name)]
+            listed = ", ".join(_sql_string(p) for p in paths)
+            con.execute(f'create view "{name}" as select * from read_parquet([{listed}])')
+    return con
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperscene sql",
+        description="Run one SQL query (DuckDB's dialect) over a store version, whose tables are views by name: "
+                    "documents, units, occurrences, hyperwords, provenance, dead_letters, scenes, codebooks. "
+                    "'show tables' lists them, 'describe units' shows a table's columns.",
+        epilog="example: hyperscene sql store \"select h.hyperword, h.representative_text, count(*) as n from occurrences o "
+               "join hyperwords h using (hyperword) group by all order by n desc limit 5\"")
+    p.add_argument("store", help="store directory")
+    p.add_argument("query", help="the SQL query (quote it for the shell)")
+    p.add_argument("--version", type=int, help="store version (default: the latest)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table: aligned columns for reading (default); csv: a header line, then one line per row; jsonl: "
+                        "one JSON object per row. In csv and jsonl, lists are JSON arrays and binary values base64")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"rows printed in table format, the rest counted (default: {DEFAULT_MAX_ROWS}; 0: all); csv and "
+                        "jsonl print every row")
+    p.add_argument("--max-width", type=int, default=DEFAULT_MAX_WIDTH, metavar="N",
+                   help=f"characters per cell in table format, longer values cut with … (default: {DEFAULT_MAX_WIDTH}; 0: no cut)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values
+
+
+def _plain(value):
+    """A result value as JSON-ready Python: lists and structs kept, binary as base64, the rest of
+    DuckDB's types (decimals, timestamps, intervals) as their text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, (datetime.date, datetime.time, datetime.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _shown(value, width: int) -> str:
+    """A value for the aligned table: one line (control characters escaped, so rows stay aligned),
+    NULL for null, floats to 6 significant digits, cut to ``width``."""
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, str):
+        text = "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                       for c in value)
+    elif isinstance(value, (bytes, bytearray)):
+        text = repr(bytes(value))
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_shown(v, 0) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_shown(v, 0)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    return text if not width or len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def _numeric(arrow_type) -> bool:
+    import pyarrow.types as t
+
+    return t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_decimal(arrow_type)
+
+
+def render_table(names: list[str], types: list, rows: list[tuple], width: int) -> list[str]:
+    """Aligned text lines: header, a rule, one line per row; numbers right-aligned."""
+    cells = [[_shown(v, width) for v in row] for row in rows]
+    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
+    right = [_numeric(t) for t in types]
+
+    def line(values: list[str], header: bool = False) -> str:
+        return "  ".join(v.rjust(w) if right[i] and not header else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    return [line(names, header=True), "  ".join("-" * w for w in widths), *(line(r) for r in cells)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running a query
+
+
+def _result(con, query: str):
+    duckdb = _duckdb()
+    try:
+        relation = con.sql(query)
+        if relation is None:  # DuckDB 1.x: a statement that returns nothing
+            return None
+        # to_arrow_reader since DuckDB 2.0; fetch_arrow_reader before (an alias since).
+        reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+        return reader(BATCH_ROWS)
+    except duckdb.Error as e:
+        raise QueryError(f"the query failed: {e}") from None
+
+
+def _batches(reader):
+    """The reader's batches; a DuckDB error raised while rows are produced (a failed cast, say)
+    becomes a QueryError like one raised while planning."""
+    duckdb = _duckdb()
+    try:
+        yield from reader
+    except duckdb.Error as e:
+        raise QueryError(f"the query failed: {e}") from None
+
+
+def execute(con, query: str, fmt: str = "table", out=None, max_rows: int = DEFAULT_MAX_ROWS,
+            max_width: int = DEFAULT_MAX_WIDTH) -> int:
+    """Run ``query`` on ``con`` and write its result to ``out`` (standard output) in ``fmt``;
+    returns the number of result rows."""
+    out = out or sys.stdout
+    reader = _result(con, query)
+    if reader is None:
+        return 0
+    names = list(reader.schema.names)
+    count = 0
+    if fmt == "table":
+        kept: list[tuple] = []
+        for batch in _batches(reader):
+            if not max_rows or len(kept) < max_rows:
+                room = batch.num_rows if not max_rows else max_rows - len(kept)
+                kept.extend(_rows(batch.slice(0, room)))
+            count += batch.num_rows
+        for line in render_table(names, [f.type for f in reader.schema], kept, max_width):
+            out.write(line + "\n")
+        more = f"; the first {len(kept):,} shown, --max-rows 0 shows all" if len(kept) < count else ""
+        out.write(f"({human(count)} row{'s' if count != 1 else ''}{more})\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(names)
+        for batch in _batches(reader):
+            for row in _rows(batch):
+                writer.writerow(["" if v is None else json.dumps(_plain(v), ensure_ascii=False)
+                                 if isinstance(v, (list, tuple, dict)) else _plain(v) for v in row])
+            count += batch.num_rows
+    else:
+        for batch in _batches(reader):
+            for row in _rows(batch):
+                out.write(json.dumps(dict(zip(names, map(_plain, row))), ensure_ascii=False) + "\n")
+            count += batch.num_rows
+    return count
+
+
+def _rows(batch) -> list[tuple]:
+    """A batch's rows as tuples in column order (to_pylist would merge columns of the same name)."""
+    columns = [c.to_pylist() for c in batch.columns]
+    return list(zip(*columns))
+
+
+def run(argv: list[str]) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.max_rows < 0:
+        raise InvalidOption(f"--max-rows must be 0 (all) or more, not {args.max_rows}")
+    if args.max_width < 0 or 0 < args.max_width < 4:
+        raise InvalidOption(f"--max-width must be 0 (no cut) or at least 4, not {args.max_width}")
+    store = StoreVersion(args.store, args.version)
+    tables = None
+    if FileSystems.get_scheme(store.path) is not None:
+        # Loading a remote table costs a full read: load only those the query names.
+        tables = [t for t in table_names(store) if re.search(rf"\b{t}\b", args.query, re.IGNORECASE)]
+    con = connect(store, tables=tables)
+    try:
+        rows = execute(con, args.query, args.format, sys.stdout, args.max_rows, args.max_width)
+    finally:
+        con.close()
+    sys.stdout.flush()
+    return {"rows": rows, "version": store.version}
