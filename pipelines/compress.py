@@ -254,6 +254,15 @@ def _remove_scratch(scratch: str) -> None:
         logger.warning("could not remove scratch files in %s: %s; remove them by hand", scratch, e)
 
 
+def log_stages(result) -> dict:
+    """Per-stage seconds, items and peak memory of a finished pipeline, logged and returned."""
+    stages = stage_report(result)
+    for stage, s in stages.items():
+        logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],
+                    f"{s['items']:,}", s["items_per_s"], s["peak_rss_mb"])
+    return stages
+
+
 def run(argv: list[str]) -> dict:
     """Compress; returns the published manifest plus per-stage timings (``stages``, not stored:
     they describe this run, not the store). Raises HypersceneError on bad input or options."""
@@ -292,8 +301,5 @@ def _compress(cfg: CompressConfig, options, runner, files, folder: str, embedder
         result.wait_until_finish()
     finally:
         _remove_scratch(scratch)
-    stages = stage_report(result)
-    for stage, s in stages.items():
-        logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],
-                    f"{s['items']:,}", s["items_per_s"], s["peak_rss_mb"])
+    stages = log_stages(result)
     return {**StoreVersion(cfg.out, version).manifest, "stages": stages}

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hyperscene.pipelines import cliutil
-from hyperscene.pipelines.compress import _remove_scratch, local_worker_flags
+from hyperscene.pipelines.compress import _remove_scratch, local_worker_flags, log_stages
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
 from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms import refresh as rf
@@ -30,7 +30,6 @@ from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
 from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
-from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
@@ -363,7 +362,7 @@ def run(argv: list[str]) -> dict:
             result.wait_until_finish()
         finally:
             _remove_scratch(scratch)
-        stages = stage_report(result)
+        stages = log_stages(result)
         manifest = StoreVersion(args.store, version).manifest
         drift = manifest["refresh"]["drift"]
         logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "

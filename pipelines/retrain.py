@@ -17,7 +17,7 @@ import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hyperscene.pipelines import cliutil
-from hyperscene.pipelines.compress import _hyperword_rows, local_worker_flags
+from hyperscene.pipelines.compress import _hyperword_rows, local_worker_flags, log_stages
 from hyperscene.pipelines.refresh import _stored, copy_files, frozen_codebooks, prepare_version, stored_files
 from hyperscene.schemas import FORMAT_VERSION, TABLES
 from hyperscene.transforms import refresh as rf
@@ -27,7 +27,7 @@ from hyperscene.transforms.dedup import bucket_count
 from hyperscene.transforms.errors import InvalidOption, StoreError
 from hyperscene.transforms.levels import CodeStats, _level_stats, codebook_rows
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
-from hyperscene.transforms.progress import stage_report, stage_timer
+from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, write_vector_file
 
 logger = logging.getLogger("hyperscene")
@@ -161,7 +161,7 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
     logger.info("version %d published: %s of %s units kept their hyperword (%s), %s of %s occurrences their semantic id (%s)",
                 version, f"{s['units_kept_hyperword']:,}", f"{s['units']:,}", s["units_kept_hyperword_share"],
                 f"{s['occurrences_kept_semantic_id']:,}", f"{s['occurrences']:,}", s["occurrences_kept_semantic_id_share"])
-    return {**manifest, "stages": stage_report(result)}
+    return {**manifest, "stages": log_stages(result)}
 
 
 def run(argv: list[str]) -> dict:
