@@ -297,7 +297,7 @@ def test_sigkill_at_random_moments_then_a_rerun_completes(kind, corpus, request,
     with capsys.disabled():
         for label, outcome in lines:
             report(kind, label, outcome, sc.version, "last version verified", "")
-        print(f"CRASH | {kind} | random chain | {'published by a killed run' if finished else 're-run: exit 0'} | "
+        print(f"CRASH | {kind} | random chain | {'published by its last run' if finished else 're-run: exit 0'} | "
               f"v{sc.version} round-trips and verifies")
 
 
