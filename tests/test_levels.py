@@ -1,6 +1,8 @@
 """Levels above the units (transforms/levels.py): per-document gathering, codes, semantic ids, and the
 Beam stage on synthetic buckets whose topics are known."""
 
+import dataclasses
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -10,8 +12,11 @@ from apache_beam.testing.util import assert_that
 
 from hyperscene.schemas import SCENES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.levels import BuildLevels, CodeStats, document_parts, encode_document, gather_document
-from hyperscene.transforms.scenes import SceneConfig
+from hyperscene.transforms.embed import spill_vectors
+from hyperscene.transforms.levels import (
+    BuildLevels, CodeStats, LevelSample, document_parts, encode_document, gather_document,
+)
+from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, build_windowed_tree, window_depth, windows
 
 DIM = 16
 CFG = SceneConfig(min_units=2, max_units=8)
@@ -26,21 +31,27 @@ def topic_vectors(topics, rng):
 
 def corpus(n_buckets=3, seed=0):
     """Two documents of topic blocks, their units spread over ``n_buckets`` buckets with vectors."""
-    rng = np.random.default_rng(seed)
     docs = {"a": [0] * 6 + [1] * 6 + [2] * 6, "b": [3] * 5 + [4] * 5}
+    return docs, make_buckets(docs, n_buckets, np.random.default_rng(seed))[0]
+
+
+def make_buckets(docs, n_buckets, rng, tokens=None):
+    """Buckets holding every occurrence of ``docs`` (doc_id -> topic per unit), one unit each; and
+    the vectors in occurrence order (documents in turn, positions in order)."""
     rows = [(doc, pos, t) for doc, topics in docs.items() for pos, t in enumerate(topics)]
     vectors = topic_vectors([t for _, _, t in rows], rng)
+    tokens = np.full(len(rows), 3) if tokens is None else tokens
     buckets = []
     for b in range(n_buckets):
         mine = [i for i in range(len(rows)) if i % n_buckets == b]
         ids = [f"{i:032x}" for i in mine]  # every occurrence its own unit, ids sorted as UnitBucket wants
         units = pa.table({"unit_id": ids, "text": [f"unit {i}" for i in mine], "occurrence_count": [1] * len(mine),
-                          "token_count": [3] * len(mine), "hyperword": pa.array([rows[i][2] for i in mine], pa.int32())})
+                          "token_count": tokens[mine], "hyperword": pa.array([rows[i][2] for i in mine], pa.int32())})
         occurrences = pa.table({"doc_id": [rows[i][0] for i in mine], "position": [rows[i][1] for i in mine],
                                 "unit_id": ids, "separator": [" "] * len(mine),
                                 "hyperword": pa.array([rows[i][2] for i in mine], pa.int32())})
         buckets.append(UnitBucket(b, units, occurrences, vectors[mine]))
-    return docs, buckets
+    return buckets, vectors
 
 
 def gathered(buckets):
@@ -91,6 +102,27 @@ def test_code_stats_do_not_depend_on_arrival_order():
     assert forward == backward == (4, 0.95, "d#1.0")
 
 
+@pytest.mark.parametrize("sample", [7, 60, 10_000])
+def test_level_sample_is_the_smallest_keys_whatever_the_arrival_order(sample):
+    """The codebook sample is the centroids of the ``sample`` smallest keys, in key order, as one
+    sort of every key would give, however the scenes are split into parts and merged."""
+    rng = np.random.default_rng(1)
+    parts = [([f"{rng.integers(16 ** 15):016x}" for _ in range(n)], rng.normal(size=(n, 3)).astype(np.float32))
+             for n in rng.integers(1, 40, 80)]
+    keys = np.concatenate([np.asarray(k, "U16") for k, _ in parts])
+    expected = np.concatenate([c for _, c in parts])[np.argsort(keys, kind="stable")[:sample]]
+    fn = LevelSample(sample)
+    for seed in range(3):
+        accumulators = []
+        for chunk in np.array_split(np.random.default_rng(seed).permutation(len(parts)), 5):
+            acc = fn.create_accumulator()
+            for i in chunk:
+                acc = fn.add_input(acc, parts[i])
+            accumulators.append(acc)
+        count, centroids = fn.extract_output(fn.merge_accumulators(accumulators))
+        assert count == len(keys) and np.array_equal(centroids, expected)
+
+
 def test_build_levels_in_a_pipeline_covers_every_scene_and_code():
     docs, buckets = corpus()
 
@@ -119,3 +151,76 @@ def test_build_levels_in_a_pipeline_covers_every_scene_and_code():
         assert_that(out["scenes"], check_scenes, label="scenes")
         assert_that(out["codebooks"], check_codebooks, label="codebooks")
         assert_that(out["occurrences"], check_occurrences, label="occurrences")
+
+
+@pytest.mark.parametrize("spilled, levels", [(False, None), (True, None), (False, 1), (False, 3)],
+                         ids=["vector values", "spilled vector references", "root at level 1", "root at level 3"])
+def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled, levels, tmp_path):
+    """A document of 2 windows or more (window_units=10 here) is gathered window by window; its
+    scenes must be exactly those of scenes.build_windowed_tree (spans, parents, gists, centroids to
+    the bit), whichever way its vectors travel, and its child codes and semantic ids must follow its
+    scenes' codes; a shorter document keeps build_scene_tree's scenes."""
+    size, cfg = 10, dataclasses.replace(CFG, levels=levels)
+    rng = np.random.default_rng(3)
+    docs = {"long": [i // 5 % DIM for i in range(305)], "short": [3] * 9 + [4] * 10}  # 305 units: 30 windows; 19: one
+    tokens = rng.integers(0, 9, sum(map(len, docs.values())))
+    buckets, vectors = make_buckets(docs, 4, rng, tokens)
+    if spilled:
+        buckets = [spill_vectors(b, str(tmp_path)) for b in buckets]
+    vectors = vectors.astype(np.float16).astype(np.float32)  # as the gather rounds them
+    split = len(docs["long"])
+    expected = {"long": build_windowed_tree(vectors[:split], tokens[:split], cfg, size),
+                "short": build_scene_tree(vectors[split:], tokens[split:], cfg)}
+    assert len(windows(split, size)) == 30
+    if levels is None:
+        assert window_depth(cfg, size) == 2 and max(s.level for s in expected["long"]) >= 4
+        # levels 1-2 are cut inside each window; level 3, from 2 windows' worth of level-2 scenes or more, in windows of them
+        assert len([s for s in expected["long"] if s.level == 2]) >= 2 * size
+    else:
+        assert max(s.level for s in expected["long"]) == levels and len([s for s in expected["long"] if s.level == levels]) == 1
+
+    def check_scenes(tables):
+        table = pa.concat_tables(tables).sort_by([("doc_id", "ascending"), ("level", "ascending"), ("index", "ascending")])
+        assert table.schema == SCENES
+        for doc_id, scenes in expected.items():
+            rows = [r for r in table.to_pylist() if r["doc_id"] == doc_id]
+            assert len(rows) == len(scenes)
+            codes = {(r["level"], r["index"]): r["code"] for r in rows}
+            for r, s in zip(rows, scenes):
+                assert (r["level"], r["index"], r["first_position"], r["last_position"], r["token_count"], r["child_count"]) == (
+                    s.level, s.index, s.first, s.last, s.token_count, s.child_count)
+                assert r["parent_scene_id"] == (None if s.parent is None else f"{doc_id}#{s.level + 1}.{s.parent}")
+                assert tuple(r["gist"]) == s.gist
+                assert np.asarray(r["centroid"], np.float32).tobytes() == s.centroid.tobytes()
+                if s.level == 1:
+                    assert r["child_codes"] == docs[doc_id][s.first : s.last + 1]  # the hyperwords
+                else:
+                    assert r["child_codes"] == [codes[(s.level - 1, c)] for c in s.children]
+
+    def check_occurrences(tagged):
+        scenes = pa.concat_tables([t for tag, t in tagged if tag == "scenes"]).to_pylist()
+        table = pa.concat_tables([t for tag, t in tagged if tag == "occurrences"])
+        for doc_id, expected_scenes in expected.items():
+            rows = sorted((r for r in table.to_pylist() if r["doc_id"] == doc_id), key=lambda r: r["position"])
+            assert [r["position"] for r in rows] == list(range(len(docs[doc_id])))
+            top = max(s.level for s in expected_scenes)
+            for r in rows:  # root first: the code of the one scene per level that holds the position
+                path = [s["code"] for s in sorted(scenes, key=lambda s: -s["level"]) if s["doc_id"] == doc_id
+                        and s["first_position"] <= r["position"] <= s["last_position"]]
+                assert len(path) == top and r["semantic_id"] == [*path, r["hyperword"]]
+
+    def check_codebooks(rows):
+        counts = {}
+        for r in rows:
+            counts[r["level"]] = counts.get(r["level"], 0) + r["scene_count"]
+        for level in range(1, max(s.level for s in expected["long"]) + 1):
+            assert counts[level] == sum(1 for ss in expected.values() for s in ss if s.level == level)
+
+    with TestPipeline() as p:
+        out = p | beam.Create(buckets) | BuildLevels(cfg, codebook_sizes=(6, 4), window_units=size)
+        assert_that(out["scenes"], check_scenes, label="scenes")
+        both = (out["scenes"] | "TagScenes" >> beam.Map(lambda t: ("scenes", t)),
+                out["occurrences"] | "TagOccurrences" >> beam.Map(lambda t: ("occurrences", t))) | beam.Flatten()
+        assert_that(both, check_occurrences, label="occurrences")
+        assert_that(out["codebooks"], check_codebooks, label="codebooks")
+

@@ -18,9 +18,13 @@ from hyperscene.transforms.scenes import (
     SceneConfig,
     best_segmentation,
     build_scene_tree,
+    build_windowed_tree,
     cut_points,
     gists,
     scene_columns,
+    window_depth,
+    window_of,
+    windows,
 )
 
 
@@ -302,3 +306,74 @@ def test_tree_does_not_depend_on_the_blas_thread_count():
         env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
         digests.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
     assert len(digests) == 1
+
+
+# --- Long documents, cut in windows --------------------------------------------------------------
+
+
+def test_windows_are_never_short():
+    assert windows(0, 10) == [(0, 0)]
+    assert windows(19, 10) == [(0, 19)]  # under two windows: one, as before windows existed
+    assert windows(20, 10) == [(0, 10), (10, 20)]
+    assert windows(47, 10) == [(0, 10), (10, 20), (20, 30), (30, 47)]  # the last holds the rest
+    assert window_of([0, 9, 10, 29, 30, 46], 47, 10).tolist() == [0, 0, 1, 2, 3, 3]
+    with pytest.raises(ValueError):
+        windows(5, 0)
+
+
+def test_window_depth_is_what_every_window_is_sure_to_fill():
+    assert window_depth(SceneConfig(), 20_000) == 4  # windows hold >= 500, 42, 4 scenes at levels 1-3
+    assert window_depth(SceneConfig(levels=3), 20_000) == 2  # the cap is the root, above the windows
+    assert window_depth(SceneConfig(levels=1), 20_000) == 0
+    assert window_depth(SceneConfig(min_units=2, max_units=8), 10) == 2  # >= 2 level-1 scenes, then 1
+    with pytest.raises(InvalidOption, match="min_units"):
+        window_depth(SceneConfig(min_units=30, max_units=60), 20)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 400),
+    extra=st.integers(0, 30),
+    levels=st.one_of(st.none(), st.integers(1, 4)),
+    min_units=st.integers(1, 3),
+    gist_size=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_a_long_document_is_cut_in_windows(n, extra, levels, min_units, gist_size, seed):
+    """Past two windows, level 1 never crosses a window boundary; every level still tiles the
+    document once, nests and ends in one root, and every gist is the scene's most central units of
+    its whole span (as :func:`gists` picks them from all its units at once)."""
+    cfg = SceneConfig(min_units=min_units, max_units=4 * min_units + 3, gist_size=gist_size, levels=levels)
+    size = min_units + extra  # windows as short as a level-1 scene can be
+    rng = np.random.default_rng(seed)
+    rows = topic_blocks(rng.integers(2, 12, n), seed=seed)[:n]
+    tokens = rng.integers(0, 30, n)
+    scenes = build_windowed_tree(rows, tokens, cfg, size)
+    check_tree(scenes, n, tokens, cfg)
+    edges = [a for a, _ in windows(n, size)][1:]
+    if n >= 2 * size:  # the levels cut inside windows never cross one; at least level 1, unless it is the root
+        depth = window_depth(cfg, size)
+        assert depth >= (0 if levels == 1 else 1)
+        assert not [s for s in scenes if s.level <= depth and any(s.first < e <= s.last for e in edges)]
+    for level in {s.level for s in scenes}:
+        own = [s for s in scenes if s.level == level]
+        firsts, lasts = np.array([s.first for s in own]), np.array([s.last for s in own])
+        assert gists(rows, firsts, lasts, np.stack([s.centroid for s in own]), gist_size) == [s.gist for s in own]
+    if n < 2 * size:  # one window: exactly the tree of the whole document
+        whole = build_scene_tree(rows, tokens, cfg)
+        assert scenes == whole and all(a.centroid.tobytes() == b.centroid.tobytes() for a, b in zip(scenes, whole))
+
+
+def test_windowed_centroids_are_the_token_weighted_means_of_their_units():
+    rng = np.random.default_rng(7)
+    rows, tokens = random_rows(300, seed=7), rng.integers(0, 20, 300)
+    for s in build_windowed_tree(rows, tokens, SceneConfig(), 40):
+        weights = np.maximum(tokens[s.first : s.last + 1], 1)[:, None]
+        mean = (rows[s.first : s.last + 1].astype(np.float64) * weights).sum(axis=0)
+        np.testing.assert_allclose(s.centroid, mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_windowed_level_1_cuts_topics_inside_windows():
+    lengths = [8] * 20  # 160 units, windows of 40: every window boundary is a topic boundary
+    scenes = build_windowed_tree(topic_blocks(lengths, seed=3), np.full(160, 9), SceneConfig(), 40)
+    assert [s.first for s in scenes if s.level == 1] == block_starts(lengths)

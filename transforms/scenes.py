@@ -290,8 +290,12 @@ class _Spans:
         self.tokens = np.zeros(len(vectors) + 1, dtype=np.int64)
         np.cumsum(np.asarray(token_counts, dtype=np.int64), out=self.tokens[1:])
 
+    def sums(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+        """Token-weighted sums of the spans' unit vectors, float64."""
+        return self.prefix[lasts + 1] - self.prefix[firsts]
+
     def centroids(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
-        return _normalise(self.prefix[lasts + 1] - self.prefix[firsts]).astype(np.float32)
+        return _normalise(self.sums(firsts, lasts)).astype(np.float32)
 
     def token_counts(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
         return self.tokens[lasts + 1] - self.tokens[firsts]
@@ -311,6 +315,18 @@ def gists(vectors: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, centroids:
     read in order they are its most faithful short version (``benchmarks/segmentation.py`` compares
     them with the scene's first units). Ties go to the earlier unit.
     """
+    positions, _, counts = top_units(vectors, firsts, lasts, centroids, size)
+    chosen = np.sort(positions)  # scenes are in order and disjoint: each scene's units in order
+    return [tuple(int(p) for p in g) for g in np.split(chosen, np.cumsum(counts)[:-1])]
+
+
+def top_units(vectors: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, centroids: np.ndarray, size: int):
+    """For each scene ``[first, last]`` (together tiling the units), its ``size`` units closest to its
+    centroid, best first: (positions, their scores, how many per scene). Ties go to the earlier unit.
+
+    A unit's score is a dot product of its own row and its scene's centroid, so it does not depend on
+    which other units are scored with it: the best of each window's best are the scene's best.
+    """
     lengths = lasts - firsts + 1
     owner = np.repeat(np.arange(len(firsts)), lengths)
     rows = vectors[firsts[0] : lasts[-1] + 1]
@@ -318,9 +334,8 @@ def gists(vectors: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, centroids:
     position = np.arange(len(owner)) + firsts[0]
     order = np.lexsort((position, -scores, owner))  # by scene, best first, earlier first
     rank = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    chosen = np.sort(position[order][rank < size])  # rank within the scene, in scene order
-    cut = np.cumsum(np.minimum(lengths, size))[:-1]
-    return [tuple(int(p) for p in g) for g in np.split(chosen, cut)]
+    keep = order[rank < size]  # rank within the scene, in scene order
+    return position[keep], scores[keep], np.minimum(lengths, size)
 
 
 def build_scene_tree(vectors: np.ndarray, token_counts, cfg: SceneConfig | None = None) -> list[Scene]:
@@ -396,3 +411,268 @@ def scene_columns(scenes: list[Scene]) -> dict:
     columns = {name: [r[name] for r in rows] for name in ROW_FIELDS[:-1]}
     columns["centroid"] = np.stack([s.centroid for s in scenes]) if scenes else np.zeros((0, 0), np.float32)
     return columns
+
+
+# --- Documents too long to cut at once --------------------------------------------------------------
+#
+# Cutting a document holds several float64 copies of its unit vectors (about 10 KB a unit at 256
+# dimensions), so one huge document would need memory in proportion to its length. A document of
+# ``2 * size`` units or more (``size`` is WINDOW_UNITS in the pipeline) is therefore cut in windows of
+# ``size`` to ``2 * size - 1`` units (:func:`windows`). The lowest levels are cut inside each window
+# on its own, exactly as :func:`build_scene_tree` cuts a document (centred on the window's mean), so
+# none of their scenes crosses a window boundary: as many levels as every window is sure to fill
+# with at least ``min_children`` scenes (:func:`window_depth`: 4 with the defaults, whose top level
+# is about 1/900 as many items as units). The levels above are cut from the windows' top-level
+# centroids, in windows of ``size`` scenes, and a scene's centroid is there the normalised sum of
+# its children's token-weighted sums. Only their gists need the units again: each window ranks its
+# own units against the scenes over it, and a scene's gist is the best of those (a unit's score in
+# :func:`top_units` does not depend on the window). A shorter document is one window, cut by
+# :func:`build_scene_tree` exactly as before.
+
+WINDOW_UNITS = 20_000  # 20,000 to 39,999 units a window: 20-60 MB of float32 vectors at 256-384 dims
+
+
+def windows(n: int, size: int = WINDOW_UNITS) -> list[tuple[int, int]]:
+    """``[start, end)`` of the windows of ``n`` items: ``size`` items each, the last one holding the
+    rest (``size`` to ``2 * size - 1``), so that no window is short and fewer than ``2 * size`` items
+    are one window."""
+    if size < 1:
+        raise ValueError(f"window size must be at least 1, not {size}")
+    count = max(1, n // size)
+    return [(i * size, (i + 1) * size if i < count - 1 else n) for i in range(count)]
+
+
+def window_of(positions, n: int, size: int = WINDOW_UNITS) -> np.ndarray:
+    """The window (as :func:`windows` numbers them) of each position of a document of ``n`` units."""
+    return np.minimum(np.asarray(positions) // size, max(1, n // size) - 1)
+
+
+def window_depth(cfg: SceneConfig, size: int) -> int:
+    """How many levels are cut inside each window of a long document: level k+1 only if every window
+    (``size`` units or more) is sure to hold at least ``min_children`` level-k scenes, so its cut
+    keeps within the bounds; and never the level ``cfg.levels`` caps, which is the document's root.
+    0 with ``cfg.levels == 1``: the root is level 1 itself."""
+    if size < cfg.min_units:
+        raise InvalidOption(f"scene min_units ({cfg.min_units}) must be at most the {size} units of a long document's "
+                            f"window, or its level-1 scenes could not all be that long")
+    if cfg.levels == 1:
+        return 0
+    depth, fewest = 1, math.ceil(size / cfg.max_units)
+    while fewest >= cfg.min_children and (cfg.levels is None or depth + 1 < cfg.levels):
+        depth, fewest = depth + 1, math.ceil(fewest / cfg.max_children)
+    return depth
+
+
+@dataclass
+class Level:
+    """One level of scenes as arrays, one entry per scene in document order.
+
+    ``starts`` index each scene's first child in the level below; at level 1 they are unit
+    positions. A level cut inside a window (:func:`window_levels`) counts them within the window,
+    a level joined over windows or above them within the document.
+    """
+
+    level: int
+    starts: np.ndarray  # int64
+    firsts: np.ndarray  # int64 unit positions, inclusive
+    lasts: np.ndarray
+    tokens: np.ndarray  # int64
+    centroids: np.ndarray  # float32 (scenes, dims), unit length
+    norms: np.ndarray  # float64: length of the scene's token-weighted sum (centroid * norm is that sum)
+    gists: list[tuple[int, ...]] | None  # None until every window's candidates are in (merge_gists)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def ends(self, below: int) -> np.ndarray:
+        """Each scene's end (exclusive) in the level below, of ``below`` items."""
+        return np.append(self.starts[1:], below)
+
+    def overlapping(self, first: int, end: int) -> tuple[int, int]:
+        """``[i, j)``: the scenes holding some unit of ``[first, end)``."""
+        return int(np.searchsorted(self.lasts, first)), int(np.searchsorted(self.firsts, end - 1, side="right"))
+
+
+def _norms(sums: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", sums, sums))
+
+
+def window_levels(vectors: np.ndarray, token_counts, offset: int, cfg: SceneConfig, depth: int, cuts=None) -> list[Level]:
+    """Levels 1 to ``depth`` of one window (its units from position ``offset``), with their gists.
+
+    Cut as :func:`build_scene_tree` cuts, or, given ``cuts`` (each level's starts, as this returned
+    them), rebuilt without cutting: the same centroids and gists to the bit, as they depend only on
+    the units and the spans.
+    """
+    vectors = _matrix(vectors)
+    token_counts = np.asarray(token_counts)
+    n = len(vectors)
+    if n == 0 or token_counts.shape != (n,):
+        raise ValueError(f"a window needs units and one token count per unit, not {n} units and shape {token_counts.shape}")
+    spans = _Spans(vectors, token_counts)
+    levels: list[Level] = []
+    firsts = lasts = np.arange(n)
+    items = vectors
+    for k in range(1, depth + 1):
+        starts = np.asarray(cut_points(items, cfg, k) if cuts is None else cuts[k - 1], dtype=np.int64)
+        ends = np.append(starts[1:], len(firsts))
+        firsts, lasts = firsts[starts], lasts[ends - 1]
+        sums = spans.sums(firsts, lasts)
+        items = _normalise(sums).astype(np.float32)
+        gist = [tuple(p + offset for p in g) for g in gists(vectors, firsts, lasts, items, cfg.gist_size)]
+        levels.append(Level(k, starts + (offset if k == 1 else 0), firsts + offset, lasts + offset,
+                            spans.token_counts(firsts, lasts), items, _norms(sums), gist))
+    return levels
+
+
+def window_piece(vectors: np.ndarray, token_counts, offset: int) -> Level:
+    """A whole window as one span (no gist), for ``cfg.levels == 1``: the root joins every window's."""
+    vectors = _matrix(vectors)
+    spans = _Spans(vectors, np.asarray(token_counts))
+    first, last = np.zeros(1, np.int64), np.array([len(vectors) - 1])
+    sums = spans.sums(first, last)
+    return Level(1, first + offset, first + offset, last + offset, spans.token_counts(first, last),
+                 _normalise(sums).astype(np.float32), _norms(sums), None)
+
+
+def join_windows(per_window: list[list[Level]]) -> list[Level]:
+    """The levels cut inside windows (each window's, in window order) as levels of the document."""
+    joined = []
+    below = None  # the level under, per window: its scene counts
+    for k in range(len(per_window[0])):
+        own = [w[k] for w in per_window]
+        shift = [0] * len(own) if k == 0 else np.cumsum([0, *below[:-1]]).tolist()
+        joined.append(Level(own[0].level, np.concatenate([lv.starts + d for lv, d in zip(own, shift)]),
+                            *(np.concatenate([getattr(lv, f) for lv in own]) for f in ("firsts", "lasts", "tokens", "centroids", "norms")),
+                            [g for lv in own for g in lv.gists]))
+        below = [len(lv) for lv in own]
+    return joined
+
+
+def upper_levels(tops: list[Level], cfg: SceneConfig, size: int = WINDOW_UNITS) -> tuple[Level, list[Level]]:
+    """The levels above the windows, from each window's top level (or piece), in window order:
+    (those joined as one level, the levels above them up to one root). Each is cut from the
+    centroids of the level below in windows of ``size`` scenes, with ``cfg.levels`` capping the
+    depth as in :func:`build_scene_tree`; with pieces (``cfg.levels == 1``) the root is level 1.
+    Gists are left None: they need the units (:func:`gist_candidates`)."""
+    base = Level(tops[0].level, np.zeros(0, np.int64),
+                 *(np.concatenate([getattr(t, f) for t in tops]) for f in ("firsts", "lasts", "tokens", "centroids", "norms")), None)
+    base.starts = np.arange(len(base.firsts))  # not used above: the level's own order
+    if cfg.levels == 1:
+        return base, [_parent_level(base, np.zeros(1, np.int64), size, level=1)]
+    levels: list[Level] = []
+    below = base
+    while len(below) > 1:
+        level = below.level + 1
+        if cfg.levels is not None and level == cfg.levels:
+            starts = np.zeros(1, np.int64)
+        else:  # windows of at least min_children scenes, so that every level is smaller than the one below
+            starts = np.concatenate([a + np.asarray(cut_points(below.centroids[a:b], cfg, level), dtype=np.int64)
+                                     for a, b in windows(len(below), max(size, cfg.min_children))])
+        below = _parent_level(below, starts, size, level)
+        levels.append(below)
+    return base, levels
+
+
+def _parent_level(below: Level, starts: np.ndarray, chunk: int, level: int) -> Level:
+    """The scenes made of the runs of ``below`` starting at ``starts``: spans, tokens, and centroids
+    from the summed token-weighted sums, in float64 over ``chunk`` scenes at a time (bounded memory).
+    At level 1 (a root over pieces), the starts are unit positions: the first."""
+    m, dims = below.centroids.shape
+    sums = np.zeros((len(starts), dims))
+    owner = np.searchsorted(starts, np.arange(m), side="right") - 1
+    for a in range(0, m, chunk):
+        b = min(a + chunk, m)
+        part = below.centroids[a:b].astype(np.float64) * below.norms[a:b, None]
+        o = owner[a:b]
+        heads = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+        sums[o[heads]] += np.add.reduceat(part, heads, axis=0)
+    ends = np.append(starts[1:], m)
+    return Level(level, starts if level > 1 else below.firsts[starts], below.firsts[starts], below.lasts[ends - 1],
+                 np.add.reduceat(below.tokens, starts), _normalise(sums).astype(np.float32), _norms(sums), None)
+
+
+def gist_candidates(vectors: np.ndarray, offset: int, spans, size: int) -> list[tuple]:
+    """One window's candidates for the gists still missing.
+
+    ``vectors`` are the window's units, the first at position ``offset``; ``spans`` holds, per level
+    whose gists are missing, (level, index of the first scene given, firsts, lasts, centroids) of
+    some of its scenes in order (all of them, or those over the window). For each level the window
+    overlaps: (level, index of its first scene there, per-scene counts, positions, scores) of the
+    window's best units of each scene, as :func:`merge_gists` takes them.
+    """
+    vectors = _matrix(vectors)
+    end = offset + len(vectors)
+    out = []
+    for level, base, firsts, lasts, centroids in spans:
+        i, j = int(np.searchsorted(lasts, offset)), int(np.searchsorted(firsts, end - 1, side="right"))
+        if i >= j:
+            continue
+        local_firsts = np.maximum(firsts[i:j], offset) - offset
+        local_lasts = np.minimum(lasts[i:j], end - 1) - offset
+        positions, scores, counts = top_units(vectors, local_firsts, local_lasts, centroids[i:j], size)
+        out.append((level, base + i, counts, positions + offset, scores))
+    return out
+
+
+def merge_gists(candidates, count: int, size: int) -> list[tuple[int, ...]]:
+    """The gists of ``count`` scenes of one level from every window's candidates for it (as
+    :func:`gist_candidates` gives them): each scene's ``size`` best units, ties to the earlier, in
+    document order; the same units :func:`gists` would pick from the whole span."""
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("no gist candidates: every scene overlaps at least one window")
+    owner = np.concatenate([np.repeat(np.arange(i, i + len(c)), c) for _, i, c, _, _ in candidates])
+    positions = np.concatenate([p for *_, p, _ in candidates])
+    scores = np.concatenate([s for *_, s in candidates])
+    order = np.lexsort((positions, -scores, owner))
+    owner, positions = owner[order], positions[order]
+    rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
+    keep = rank < size
+    owner, positions = owner[keep], positions[keep]
+    by_scene = np.lexsort((positions, owner))
+    owner, positions = owner[by_scene], positions[by_scene]
+    if not np.array_equal(np.unique(owner), np.arange(count)):
+        raise ValueError(f"gist candidates cover {len(np.unique(owner))} of {count} scenes")
+    return [tuple(int(p) for p in g) for g in np.split(positions, np.searchsorted(owner, np.arange(1, count)))]
+
+
+def level_scenes(levels: list[Level]) -> list[Scene]:
+    """Levels of one document, 1 up to its root, gists filled in, as Scene records sorted by (level, index)."""
+    scenes = []
+    for k, lv in enumerate(levels):
+        above = levels[k + 1] if k + 1 < len(levels) else None
+        parents = [None] * len(lv) if above is None else _parents(above.starts.tolist(), len(lv))
+        ends = lv.lasts + 1 if k == 0 else lv.ends(len(levels[k - 1]))
+        for i in range(len(lv)):
+            scenes.append(Scene(level=lv.level, index=i, parent=parents[i], first=int(lv.firsts[i]), last=int(lv.lasts[i]),
+                                token_count=int(lv.tokens[i]), children=tuple(range(int(lv.starts[i]), int(ends[i]))),
+                                gist=lv.gists[i], centroid=lv.centroids[i]))
+    return scenes
+
+
+def build_windowed_tree(vectors: np.ndarray, token_counts, cfg: SceneConfig | None = None, size: int = WINDOW_UNITS) -> list[Scene]:
+    """All scenes of one document, cut in windows of ``size`` units when it has ``2 * size`` or more
+    (see above), else exactly :func:`build_scene_tree`. The Beam stage does the same steps with
+    each window on its own; this is the in-memory reference of what it builds."""
+    cfg = cfg or SceneConfig()
+    vectors = _matrix(vectors)
+    token_counts = np.asarray(token_counts)
+    n = len(vectors)
+    if n < 2 * size:
+        return build_scene_tree(vectors, token_counts, cfg)
+    if token_counts.shape != (n,):
+        raise ValueError(f"token_counts must hold one count per unit ({n}), not shape {token_counts.shape}")
+    bounds = windows(n, size)
+    depth = window_depth(cfg, size)
+    if depth:
+        per_window = [window_levels(vectors[a:b], token_counts[a:b], a, cfg, depth) for a, b in bounds]
+        inside = join_windows(per_window)
+        _, above = upper_levels([w[-1] for w in per_window], cfg, size)
+    else:
+        inside, (_, above) = [], upper_levels([window_piece(vectors[a:b], token_counts[a:b], a) for a, b in bounds], cfg, size)
+    missing = [(lv.level, 0, lv.firsts, lv.lasts, lv.centroids) for lv in above]
+    found = [c for a, b in bounds for c in gist_candidates(vectors[a:b], a, missing, cfg.gist_size)]
+    for lv in above:
+        lv.gists = merge_gists([c for c in found if c[0] == lv.level], len(lv), cfg.gist_size)
+    return level_scenes(inside + above)
