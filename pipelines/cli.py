@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         from hyperscene.pipelines.inspect_store import render, summarise
         from hyperscene.transforms.store import StoreVersion
 
-        store = StoreVersion(result["config"]["out"], result["version"])
+        store = StoreVersion(result["config"]["out"], result["version"])  # refresh and retrain record the path they wrote
         print(render(summarise(store)))
         _warn_dead_letters(store)
     return 0

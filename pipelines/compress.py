@@ -41,7 +41,7 @@ from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, published_versions, version_dir, work_dir, write_vector_file,
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, published_versions, version_dir, work_dir, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -232,14 +232,14 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
 def prepare_version(out: str) -> tuple[int, str]:
     """The version to write. Unpublished leftovers of a crashed run (its version folder and its
     scratch) are cleared; a published store is kept. Called with the store's lock held."""
+    clear_scratch(out)
     versions = published_versions(out)
     if versions:
         raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
     path = version_dir(out, 1)
-    for leftover in (path, work_dir(out, 1)):
-        if FileSystems.exists(leftover):
-            logger.info("clearing unpublished files of an interrupted run in %s", leftover)
-            FileSystems.delete([leftover])
+    if FileSystems.exists(path):
+        logger.info("clearing unpublished files of an interrupted run in %s", path)
+        FileSystems.delete([path])
     return 1, path
 
 

@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.decompress import OCCURRENCE_COLUMNS, assemble_documents, gist_text, read_table, verify
 from hyperscene.transforms import export as ex
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError, VerificationFailed
+from hyperscene.transforms.errors import InvalidOption, ModelNotFound, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths
 from hyperscene.transforms.store import StoreVersion

@@ -33,7 +33,7 @@ from hyperscene.transforms.models import describe_model, folder_for_embedder, lo
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, version_dir, work_dir, write_vector_file,
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, work_dir, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -278,11 +278,11 @@ def copy_files(stored: StoreVersion, path: str, tables: tuple[str, ...]) -> list
 
 
 def prepare_version(store: str, version: int) -> str:
+    """The folder of the version to write, cleared of an interrupted run's files (lock held)."""
     path = version_dir(store, version)
-    for leftover in (path, work_dir(store, version)):
-        if FileSystems.exists(leftover):
-            logger.info("clearing unpublished files of an interrupted run in %s", leftover)
-            FileSystems.delete([leftover])
+    if FileSystems.exists(path):
+        logger.info("clearing unpublished files of an interrupted run in %s", path)
+        FileSystems.delete([path])
     return path
 
 
@@ -301,6 +301,7 @@ def run(argv: list[str]) -> dict:
     args, beam_args = parse(argv)
     cliutil.return_freed_memory()
     with StoreLock(args.store, "refresh"):
+        clear_scratch(args.store)
         stored = StoreVersion(args.store)
         if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
             raise StoreError(f"{args.store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
@@ -348,7 +349,7 @@ def run(argv: list[str]) -> dict:
         copied = copy_files(stored, path, ("vectors",))
         info = ManifestInfo(
             config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
-                                                    if k in ("inputs", "input_format", "text_field", "id_field")}},
+                                                    if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
             model=stored.manifest["model"], started_at=started, version=version,
             sections={"codebook": stored.manifest.get("codebook", {}),
                       "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},

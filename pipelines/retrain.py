@@ -28,7 +28,9 @@ from hyperscene.transforms.errors import InvalidOption, StoreError
 from hyperscene.transforms.levels import CodeStats, _level_stats, codebook_rows
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
 from hyperscene.transforms.progress import stage_timer
-from hyperscene.transforms.store import ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, write_vector_file
+from hyperscene.transforms.store import (
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, write_vector_file,
+)
 
 logger = logging.getLogger("hyperscene")
 
@@ -146,7 +148,7 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
     path = prepare_version(store, version)
     copied = copy_files(stored, path, ("documents", "dead_letters"))
     info = ManifestInfo(
-        config=stored.manifest["config"], model=stored.manifest["model"], started_at=started, version=version,
+        config={**stored.manifest["config"], "out": store}, model=stored.manifest["model"], started_at=started, version=version,
         sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
                   "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
     )
@@ -172,4 +174,5 @@ def run(argv: list[str]) -> dict:
         raise InvalidOption(f"--workers must be positive, not {args.workers}")
     beam_args += local_worker_flags(args.workers, beam_args)
     with StoreLock(args.store, "retrain"):
+        clear_scratch(args.store)
         return retrain(args.store, beam_args, "asked for", started)

@@ -216,9 +216,21 @@ def test_an_unchanged_input_makes_no_version(tmp_path, corpus, base_store, capsy
     store = tmp_path / "store"
     shutil.copytree(base_store, store)
     before = files_under(store)
+    # Scratch of a run killed after it published: cleared by the next writer, which holds the lock.
+    (store / "_work" / "v000001").mkdir(parents=True)
+    (store / "_work" / "v000001" / "vectors-000000.npy").write_bytes(b"left by a killed run")
     assert main(["refresh", str(store), str(corpus)]) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert files_under(store) == before and published_versions(str(store)) == [1]
+
+
+def test_the_cli_summarises_the_store_it_refreshed_wherever_it_was_compressed(tmp_path, corpus, base_store, capsys):
+    store = tmp_path / "moved"
+    shutil.copytree(base_store, store)  # the manifest's config.out names the original path
+    assert main(["refresh", str(store), str(grown(tmp_path, corpus))]) == 0
+    out = capsys.readouterr().out
+    assert f"{store} (version 2, format 3)" in out and "refresh of version 1" in out
+    assert StoreVersion(str(store)).manifest["config"]["out"] == str(store)
 
 
 def test_delete_missing_marks_documents_deleted(tmp_path, corpus, base_store):

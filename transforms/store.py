@@ -52,6 +52,18 @@ def work_dir(store: str, version: int) -> str:
     return FileSystems.join(store, "_work", f"v{version:06d}")
 
 
+def clear_scratch(store: str) -> None:
+    """Remove ``STORE/_work``: scratch of runs that were killed (even after publishing). Only with
+    the store's lock held, so that no running writer's scratch goes."""
+    scratch = FileSystems.join(store, "_work")
+    try:
+        if FileSystems.exists(scratch):
+            logging.getLogger("hyperscene").info("clearing scratch files of an interrupted run in %s", scratch)
+            FileSystems.delete([scratch])
+    except Exception as e:  # scratch only costs disk; the run can go on
+        logging.getLogger("hyperscene").warning("could not remove old scratch files in %s: %s; remove them by hand", scratch, e)
+
+
 def published_versions(store: str) -> list[int]:
     """Versions whose manifest exists, ascending."""
     from hyperscene.transforms.read import glob_escape
