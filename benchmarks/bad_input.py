@@ -3,6 +3,7 @@
     python benchmarks/bad_input.py                      # the small cases, then a 200 MB single-line document
     python benchmarks/bad_input.py --huge-mb 0          # the small cases only
     python benchmarks/bad_input.py --huge-only --huge-mb 40   # one huge document alone, to see how memory scales
+    python benchmarks/bad_input.py --segment-only --huge-mb 40   # its segmentation and bucketing alone, whole and in slices
 
 Every case either round-trips exactly (a text file's restored bytes equal the input; a JSONL record's
 restored text equals its text field) or is a row of the store's ``dead_letters`` table with its
@@ -15,7 +16,9 @@ generated in a temporary folder, never committed, and compressed on its own with
 static``. Printed: its wall time, the peak resident memory of the compress (``resource.getrusage``
 of this process: the DirectRunner runs in-process), the peak each stage saw, and the resident memory
 every 15 s. Past ``--max-rss-gb`` (default 12) the run stops, printing where each thread of the
-pipeline was, rather than letting the machine run out of memory.
+pipeline was, rather than letting the machine run out of memory. ``--segment-only`` runs just the
+segmentation and exact-dedup bucketing of that document, outside Beam, once whole (one occurrence
+table) and once in the slices the pipeline emits, each in a fresh process, and prints the peak.
 """
 
 from __future__ import annotations
@@ -203,7 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rss-gb", type=float, default=12,
                    help="stop the huge document's compress past this resident memory, printing where it was (default: 12)")
     p.add_argument("--keep", help="build in this folder and keep it, instead of a temporary one")
+    p.add_argument("--segment-only", action="store_true",
+                   help="only segment and bucket the huge document, whole and in slices, and print the peak memory of each")
+    p.add_argument("--segment-way", choices=("whole", "slices"), help=argparse.SUPPRESS)  # the child process of --segment-only
     args, extra = p.parse_known_args(argv)
+    if args.segment_way:
+        return segment_memory(args.segment_way, args.huge_mb)
+    if args.segment_only:
+        import subprocess
+
+        for way in ("whole", "slices"):  # a fresh process each: peaks do not mix
+            subprocess.run([sys.executable, __file__, "--segment-way", way, "--huge-mb", str(args.huge_mb)], check=True)
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from hyperscene.pipelines import decompress
@@ -315,6 +329,40 @@ def huge_case(tmp: Path, megabytes: int, extra: list[str], limit_gb: float = 12,
     for stage, s in manifest["stages"].items():
         print(f"  {stage:<16} {s['seconds']:8.1f} s  {s['items']:>12,} items  peak {s['peak_rss_mb']:>7,} MiB")
     return 0 if same else 1
+
+
+def segment_memory(way: str, megabytes: int) -> int:
+    """Segment the huge document and bucket its occurrences as exact dedup does, ``whole`` (one
+    table) or in ``slices`` (as the pipeline does); print the peak resident memory above the text
+    and the loaded model (sampled every 50 ms)."""
+    import threading
+
+    from hyperscene.transforms.dedup import bucket_count, split_by_bucket
+    from hyperscene.transforms.segment import Segmenter, occurrence_table
+
+    with tempfile.TemporaryDirectory(prefix="hyperscene-segment-") as tmp:
+        huge_document(Path(tmp) / "huge.txt", megabytes)
+        text = (Path(tmp) / "huge.txt").read_text(encoding="utf-8")
+    segmenter = Segmenter("en")
+    segmenter.nlp  # loaded before the baseline
+    base, peak, stop = current_rss_mb(), [0], threading.Event()
+
+    def watch():
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], current_rss_mb())
+
+    threading.Thread(target=watch, daemon=True).start()
+    started, buckets, tables = time.time(), bucket_count(len(text)), []
+    slices = [segmenter.segment(text)] if way == "whole" else segmenter.segment_slices(text)
+    position = 0
+    for seg in slices:
+        tables += [t for _, t in split_by_bucket(occurrence_table("huge.txt", seg, position), buckets)]
+        position += len(seg.units)
+    stop.set()
+    print(f"segment and bucket {megabytes} MB, {way}: {position:,} units in {time.time() - started:.0f} s; peak "
+          f"{peak[0] - base:,} MiB above the text and model ({base:,} MiB), of which the bucketed tables "
+          f"{sum(t.nbytes for t in tables) // 2**20:,} MiB")
+    return 0
 
 
 def _same_file(a: Path, b: Path) -> bool:

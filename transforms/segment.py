@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import apache_beam as beam
 
 from hyperscene.transforms.errors import LanguageNotSupported
-from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.progress import Progress, stage_timer
 
 if TYPE_CHECKING:  # spaCy is heavy: imported where a pipeline is built
     from spacy.language import Language
@@ -29,6 +29,11 @@ PARAGRAPH_BREAK = re.compile(rf"{_BREAK}(?:{_INLINE_SPACE}*{_BREAK})+\s*")
 
 # spaCy refuses texts over nlp.max_length; chunks also bound memory on huge single-line documents.
 MAX_CHUNK_CHARS = 100_000
+
+# The pipeline emits a document's units in slices of about this many (Segmenter.segment_slices), so
+# that a huge document's units are never all Python objects at once, here or in exact dedup, which
+# hashes each table's texts (benchmarks/bad_input.py --segment-only measures both ways).
+SLICE_UNITS = 100_000
 
 # Sentences longer than this many spaCy tokens are cut into clauses. 10 gives about 9 WordPiece
 # tokens per unit on English prose (measured by benchmarks/compress_slice.py), inside the 5-10 target.
@@ -170,10 +175,12 @@ def _clause_cuts(sentence: "Span", openers: frozenset[str], max_tokens: int) -> 
 class Segmenter:
     """Turns texts into :class:`Segmentation` with one spaCy pipeline, loaded lazily."""
 
-    def __init__(self, lang: str = "en", spacy_model: str | None = None, max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS):
+    def __init__(self, lang: str = "en", spacy_model: str | None = None, max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS,
+                 max_chunk_chars: int = MAX_CHUNK_CHARS):
         self.lang = lang
         self.spacy_model = spacy_model
         self.max_unit_tokens = max_unit_tokens
+        self.max_chunk_chars = max_chunk_chars
         self._nlp: "Language | None" = None
 
     @property
@@ -188,7 +195,7 @@ class Segmenter:
     def segment_many(self, texts: Sequence[str]) -> Iterator[Segmentation]:
         openers = CLAUSE_OPENERS.get(self.nlp.lang, frozenset())
         for text in texts:
-            starts = chunk_offsets(text)
+            starts = chunk_offsets(text, self.max_chunk_chars)
             chunks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
             cuts: list[int] = list(starts)
             for offset, doc in zip(starts, self.nlp.pipe(chunks, batch_size=64)):
@@ -198,6 +205,38 @@ class Segmenter:
                         offset + c for c in _clause_cuts(sentence, openers, self.max_unit_tokens)
                     )
             yield split_at(text, cuts)
+
+    def segment_slices(self, text: str, slice_units: int = SLICE_UNITS) -> Iterator[Segmentation]:
+        """``segment(text)`` in consecutive slices, each emitted once more than ``slice_units`` (at
+        least 1) units are in: the first carries the prefix, the others an empty one, and joined they
+        are exactly ``segment(text)``. A text of up to ``slice_units`` units is one slice.
+
+        Each chunk is cut on its own (the cuts are the same: chunk starts are cuts anyway); what
+        :func:`split_at` would put after the previous unit, the whitespace a chunk starts with, goes
+        there, so the last unit is held back until the next one arrives.
+        """
+        if slice_units < 1:
+            raise ValueError(f"slice_units must be at least 1, not {slice_units}")
+        openers = CLAUSE_OPENERS.get(self.nlp.lang, frozenset())
+        starts = chunk_offsets(text, self.max_chunk_chars)
+        bounds = list(zip(starts, [*starts[1:], len(text)]))
+        prefix, units, separators, first = "", [], [], True
+        for (a, b), doc in zip(bounds, self.nlp.pipe((text[a:b] for a, b in bounds), batch_size=64)):
+            cuts: list[int] = []
+            for sentence in doc.sents:
+                cuts.append(sentence.start_char)
+                cuts.extend(_clause_cuts(sentence, openers, self.max_unit_tokens))
+            seg = split_at(text[a:b], cuts)
+            if units:
+                separators[-1] += seg.prefix
+            else:  # no unit yet in the whole text (one is always held back once there is one)
+                prefix += seg.prefix
+            units.extend(seg.units)
+            separators.extend(seg.separators)
+            if len(units) > slice_units:
+                yield Segmentation(prefix if first else "", units[:-1], separators[:-1])
+                units, separators, first = units[-1:], separators[-1:], False
+        yield Segmentation(prefix if first else "", units, separators)
 
 
 class _SegmentDoFn(beam.DoFn):
@@ -210,23 +249,32 @@ class _SegmentDoFn(beam.DoFn):
         self._progress = Progress("segment", "documents")
 
     def process(self, doc: dict):
-        with self._progress.timed(1):
-            seg = self._segmenter.segment(doc["text"])
+        # One occurrence table per slice: a huge document never becomes one table of Python lists.
+        slices = self._segmenter.segment_slices(doc["text"])
+        position, prefix = 0, None
+        while True:
+            with self._progress.timed(1) if prefix is None else stage_timer("segment", 0):
+                seg = next(slices, None)
+            if seg is None:
+                break
+            prefix = seg.prefix if prefix is None else prefix
+            yield occurrence_table(doc["doc_id"], seg, position)
+            position += len(seg.units)
         meta = {k: v for k, v in doc.items() if k != "text"}
-        meta.update(prefix=seg.prefix, unit_count=len(seg.units))
+        meta.update(prefix=prefix, unit_count=position)
         yield beam.pvalue.TaggedOutput("documents", meta)
-        yield occurrence_table(doc["doc_id"], seg)
 
 
-def occurrence_table(doc_id: str, seg: Segmentation):
-    """A document's units in order, as one Arrow table: ``doc_id, position, text, separator``."""
+def occurrence_table(doc_id: str, seg: Segmentation, first_position: int = 0):
+    """Units in order, as one Arrow table: ``doc_id, position, text, separator``; positions from
+    ``first_position`` (a slice of a document)."""
     import pyarrow as pa
 
     n = len(seg.units)
     return pa.table(
         {
             "doc_id": pa.array([doc_id] * n, pa.string()),
-            "position": pa.array(range(n), pa.int64()),
+            "position": pa.array(range(first_position, first_position + n), pa.int64()),
             "text": pa.array(seg.units, pa.string()),
             "separator": pa.array(seg.separators, pa.string()),
         }
