@@ -10,6 +10,12 @@ documents less the last F of them by bytes (in an order set by a hash of their n
 refresh with all documents (timed). Each run is its own process; its wall time and peak resident
 memory are measured from outside. The refreshed store is checked byte for byte against the input.
 Arguments after ``--`` go to both compress and refresh (compress only for model options).
+
+With ``--grow`` the store is compressed once, from the whole slice, and each fraction of new data is
+cut from the corpus files after the slice and refreshed into a copy of it: one compress instead of
+one per fraction, against a full compress of the slice without the new data. ``--base-store`` reuses
+a store compressed from this work folder's ``all/`` (an earlier run's, with ``--keep``), and
+``--base-seconds`` is that compress's time, as the earlier run printed it.
 """
 
 from __future__ import annotations
@@ -65,6 +71,57 @@ def timed(args: list[str]) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss // 1024, err
 
 
+def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb, refresh_extra: list[str]) -> list[dict]:
+    """Each fraction of new data, cut from the corpus files after the slice, refreshed into a copy
+    of the store compressed from the whole slice."""
+    taken = {p.name for p in (work / "slice").rglob("*") if p.is_file()}
+    after = work / "after"
+    shutil.rmtree(after, ignore_errors=True)
+    after.mkdir()
+    pool_src = work / "after-src"
+    shutil.rmtree(pool_src, ignore_errors=True)
+    pool_src.mkdir()
+    for f in sorted(p for p in args.corpus.rglob("*") if p.suffix in (".txt", ".md")):
+        if f.name not in taken:
+            shutil.copyfile(f, pool_src / f.name)
+            if sum(p.stat().st_size for p in pool_src.iterdir()) > max(float(x) for x in args.new.split(",")) * total * 1.5:
+                break
+    pool = split_documents(pool_src, after, args.doc_kb * 1024)
+    base_store = args.base_store or work / "store-full"
+    rows = []
+    for fraction in [float(x) for x in args.new.split(",")]:
+        new, size = [], 0
+        for d in pool:
+            if size >= fraction * total:
+                break
+            new.append(d)
+            size += d.stat().st_size
+        grown = work / f"grown-{fraction}"
+        shutil.rmtree(grown, ignore_errors=True)
+        grown.mkdir()
+        for d in docs + new:
+            os.link(d, grown / d.name)
+        store = work / f"store-grow-{fraction}"
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.copytree(base_store, store)
+        refresh_s, refresh_mb, _ = timed(["refresh", str(store), str(grown), *refresh_extra])
+        version = max(int(p.name[1:]) for p in store.glob("v*") if (p / "manifest.json").exists())
+        manifest = json.loads((store / f"v{version:06d}" / "manifest.json").read_text())
+        restored = work / f"restored-grow-{fraction}"
+        shutil.rmtree(restored, ignore_errors=True)
+        timed(["decompress", str(store), "--out", str(restored)])
+        exact = all((restored / d.name).read_bytes() == d.read_bytes() for d in docs + new)
+        rows.append({
+            "new_fraction": fraction, "new_documents": len(new), "new_bytes": size,
+            "fresh_units": manifest["counts"].get("fresh_units"), "known_units": manifest["counts"].get("known_units"),
+            "refresh_s": round(refresh_s, 1), "full_compress_s": round(full_s, 1),
+            "refresh_over_full": round(refresh_s / full_s, 3), "refresh_peak_mib": refresh_mb, "full_peak_mib": full_mb,
+            "drift_ratio": manifest["refresh"]["drift"]["ratio"], "round_trip": exact,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -72,6 +129,9 @@ def main() -> None:
     ap.add_argument("--doc-kb", type=int, default=16, help="document size to cut the slice into (default: 16 KB)")
     ap.add_argument("--new", default="0.01,0.1", help="fractions of new data, by bytes (default: 0.01,0.1)")
     ap.add_argument("--keep", type=Path, help="keep the work folder here")
+    ap.add_argument("--grow", action="store_true", help="new data from beyond the slice, into copies of one store")
+    ap.add_argument("--base-store", type=Path, help="with --grow: a store already compressed from KEEP/all")
+    ap.add_argument("--base-seconds", type=float, help="with --base-store: the time its compress took")
     ap.add_argument("extra", nargs="*", help="after --: options for compress (and refresh, where it takes them)")
     args = ap.parse_args()
 
@@ -92,13 +152,19 @@ def main() -> None:
     refresh_extra = [a for i, a in enumerate(args.extra)
                      if not a.startswith(COMPRESS_ONLY) and not (i and args.extra[i - 1] in COMPRESS_ONLY)]
 
-    shutil.rmtree(work / "store-full", ignore_errors=True)
-    full_s, full_mb, _ = timed(["compress", str(full), "--out", str(work / "store-full"), *args.extra])
-    print(f"full compress: {full_s:.1f} s, peak {full_mb:,} MiB", flush=True)
+    if args.base_store:
+        full_s, full_mb = args.base_seconds, None
+    else:
+        shutil.rmtree(work / "store-full", ignore_errors=True)
+        full_s, full_mb, _ = timed(["compress", str(full), "--out", str(work / "store-full"), *args.extra])
+        print(f"full compress: {full_s:.1f} s, peak {full_mb:,} MiB", flush=True)
 
-    order = sorted(docs, key=lambda d: hashlib.sha256(d.name.encode()).hexdigest())
     rows = []
-    for fraction in [float(x) for x in args.new.split(",")]:
+    if args.grow:
+        rows = grow(args, work, docs, total, full_s, full_mb, refresh_extra)
+        args.new = ""
+    order = sorted(docs, key=lambda d: hashlib.sha256(d.name.encode()).hexdigest())
+    for fraction in [float(x) for x in args.new.split(",") if x]:
         new, size = [], 0
         for d in reversed(order):
             if size >= fraction * total:
