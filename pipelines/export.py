@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.decompress import OCCURRENCE_COLUMNS, assemble_documents, gist_text, read_table, verify
 from hyperscene.transforms import export as ex
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound, VerificationFailed
+from hyperscene.transforms.errors import InvalidOption, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths
 from hyperscene.transforms.store import StoreVersion
@@ -180,18 +180,9 @@ def read_units(store: StoreVersion, tokenizer_name: str | None, need_text: bool 
 
 
 def _count_with(tokenizer_name: str, texts: list[str]) -> list[int]:
-    from hyperscene.transforms.models import resolve_model
-    from hyperscene.transforms.tokens import count_tokens, load_tokenizer
+    from hyperscene.transforms.tokens import count_tokens, tokenizer_by_name
 
-    try:
-        folder, _ = resolve_model(tokenizer_name)
-    except Exception:
-        folder = tokenizer_name  # a plain tokenizer repo or folder, not a sentence-transformers model
-    try:
-        tokenizer = load_tokenizer(folder)
-    except Exception as e:
-        raise ModelNotFound(f"tokenizer {tokenizer_name!r} is not a local folder or in the Hugging Face cache "
-                            f"({type(e).__name__})") from None
+    tokenizer = tokenizer_by_name(tokenizer_name)
     counts: list[int] = []
     for start in range(0, len(texts), 4096):
         counts += count_tokens(tokenizer, texts[start : start + 4096])

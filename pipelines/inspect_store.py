@@ -10,7 +10,7 @@ import shutil
 import sys
 
 from hyperscene.pipelines.cliutil import human
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound
+from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.store import StoreVersion
 
 
@@ -35,17 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def count_with(store: StoreVersion, tokenizer_name: str) -> int:
     """Tokens of the whole corpus under another tokenizer: each distinct unit once, times its count."""
-    from hyperscene.transforms.models import resolve_model
-    from hyperscene.transforms.tokens import count_tokens, load_tokenizer
+    from hyperscene.transforms.tokens import count_tokens, tokenizer_by_name
 
-    try:
-        folder, _ = resolve_model(tokenizer_name)
-    except Exception:
-        folder = tokenizer_name  # a plain tokenizer repo or folder, not a sentence-transformers model
-    try:
-        tokenizer = load_tokenizer(folder)
-    except Exception as e:
-        raise ModelNotFound(f"tokenizer {tokenizer_name!r} is not a local folder or in the Hugging Face cache ({type(e).__name__})") from None
+    tokenizer = tokenizer_by_name(tokenizer_name)
     units = store.read("units", ["text", "occurrence_count"])
     texts, counts = units["text"].to_pylist(), units["occurrence_count"].to_pylist()
     total = 0

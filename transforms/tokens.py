@@ -33,6 +33,22 @@ def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
     return [len(ids) for ids in encoded["input_ids"]]
 
 
+def tokenizer_by_name(name: str):
+    """A tokenizer from a sentence-transformers model name or folder, or a plain tokenizer folder or
+    cached Hugging Face name; ModelNotFound if none is local."""
+    from hyperscene.transforms.errors import ModelNotFound
+    from hyperscene.transforms.models import resolve_model
+
+    try:
+        folder, _ = resolve_model(name)
+    except Exception:
+        folder = name  # a plain tokenizer repo or folder, not a sentence-transformers model
+    try:
+        return load_tokenizer(folder)
+    except Exception as e:
+        raise ModelNotFound(f"tokenizer {name!r} is not a local folder or in the Hugging Face cache ({type(e).__name__})") from None
+
+
 def count_words(text: str) -> int:
     return len(text.split())
 
