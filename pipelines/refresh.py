@@ -11,6 +11,7 @@ units for near-duplicates, and the new documents' scenes are coded with the froz
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
@@ -145,7 +146,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     scene_cfg = cfg.scene_config()
     top = max((level for level, _ in level_books), default=None)
     if top is not None and (scene_cfg.levels is None or scene_cfg.levels > top):
-        scene_cfg = type(scene_cfg)(**{**scene_cfg.__dict__, "levels": top})
+        scene_cfg = dataclasses.replace(scene_cfg, levels=top)  # the frozen codebooks go no deeper
 
     # New and changed documents, segmented and bucketed as compress does.
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
@@ -181,7 +182,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     vector_paths = stored_files(stored, "vectors")
     known_ids = merged.known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
     known_vectors = (
-        p | "StoredVectors" >> beam.Create(vector_paths)
+        p | "StoredVectorsForKnown" >> beam.Create(vector_paths)
         | "KnownVectors" >> beam.FlatMap(rf.stored_vectors_of, unit_ids=beam.pvalue.AsList(known_ids))
         | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
     )
@@ -198,7 +199,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
     member_ids = joined["members"] | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
     canonical = (
-        p | "StoredVectors2" >> beam.Create(vector_paths)
+        p | "StoredVectorsForCanonicals" >> beam.Create(vector_paths)
         | "Canonical" >> beam.FlatMap(rf.stored_vectors_of, hyperwords=beam.pvalue.AsList(touched), exclude=beam.pvalue.AsList(member_ids))
         | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
     )
@@ -228,7 +229,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         "provenance": (_stored(p, "provenance", stored_files(stored, "provenance")), matched.provenance) | "Provenance" >> beam.Flatten(),
         "dead_letters": dead_rows,
         "scenes": scenes,
-        "codebooks": p | "LevelCodebooks2" >> beam.Create(level_books)
+        "codebooks": p | "LevelCodebookRows" >> beam.Create(level_books)
         | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
     large = {"units", "occurrences", "scenes"}
