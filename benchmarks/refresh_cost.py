@@ -71,6 +71,17 @@ def timed(args: list[str]) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss // 1024, err
 
 
+def take_bytes(docs: list[Path], limit: float) -> tuple[list[Path], int]:
+    """Documents from the front of ``docs`` until their bytes reach ``limit``."""
+    taken, size = [], 0
+    for d in docs:
+        if size >= limit:
+            break
+        taken.append(d)
+        size += d.stat().st_size
+    return taken, size
+
+
 def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb, refresh_extra: list[str]) -> list[dict]:
     """Each fraction of new data, cut from the corpus files after the slice, refreshed into a copy
     of the store compressed from the whole slice."""
@@ -90,12 +101,7 @@ def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb,
     base_store = args.base_store or work / "store-full"
     rows = []
     for fraction in [float(x) for x in args.new.split(",")]:
-        new, size = [], 0
-        for d in pool:
-            if size >= fraction * total:
-                break
-            new.append(d)
-            size += d.stat().st_size
+        new, size = take_bytes(pool, fraction * total)
         grown = work / f"grown-{fraction}"
         shutil.rmtree(grown, ignore_errors=True)
         grown.mkdir()
@@ -165,12 +171,7 @@ def main() -> None:
         args.new = ""
     order = sorted(docs, key=lambda d: hashlib.sha256(d.name.encode()).hexdigest())
     for fraction in [float(x) for x in args.new.split(",") if x]:
-        new, size = [], 0
-        for d in reversed(order):
-            if size >= fraction * total:
-                break
-            new.append(d)
-            size += d.stat().st_size
+        new, size = take_bytes(list(reversed(order)), fraction * total)
         base = work / f"base-{fraction}"
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir()

@@ -27,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import InvalidOption, StoreError, VerificationFailed
+from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths
 from hyperscene.transforms.store import StoreVersion
@@ -344,7 +345,7 @@ def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, m
 def render_record(record: dict, fmt: str) -> str:
     """One scene for output: a JSON line, or a header line and its text or gist."""
     if fmt == "jsonl":
-        return _json_line(record)
+        return json_line(record)
     header = (f"=== {record['scene_id']} | level {record['level']} | units {record['first_position']}-"
               f"{record['last_position']} | {record['token_count']:,} tokens")
     if record["level"] == record["depth"] and record["parent_scene_id"] is None:
@@ -366,17 +367,6 @@ def _safe_relative(doc_id: str) -> bool:
 def _records_file(source: str) -> str:
     """One output per source: x.jsonl stays x.jsonl; x.jsonl.gz, x.parquet become x.jsonl.gz.jsonl, x.parquet.jsonl."""
     return source if source.endswith(".jsonl") else source + ".jsonl"
-
-
-# JSON leaves these unescaped, but str.splitlines() and many JSONL readers break lines at them.
-_LINE_BREAKS_JSON_KEEPS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def _json_line(obj: dict) -> str:
-    line = json.dumps(obj, ensure_ascii=False)
-    for char, escaped in _LINE_BREAKS_JSON_KEEPS.items():
-        line = line.replace(char, escaped)
-    return line + "\n"
 
 
 def _check_out(out: str) -> None:
@@ -417,7 +407,7 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
             _write(FileSystems.join(out, doc["doc_id"]), data)
         else:
             fields = json.loads(doc["metadata"]) if doc["metadata"] else {id_field: doc["doc_id"]}
-            line = _json_line({**fields, text_field: text})
+            line = json_line({**fields, text_field: text})
             records.setdefault(_records_file(doc["source"]), []).append((doc["record"] or 0, line.encode("utf-8")))
     for name, lines in sorted(records.items()):
         _write(FileSystems.join(out, name), b"".join(line for _, line in sorted(lines, key=lambda r: r[0])))

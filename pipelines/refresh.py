@@ -31,6 +31,7 @@ from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
 from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
+from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
@@ -204,7 +205,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
     )
     matched = (
-        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(rf.fresh_parts, n_groups=n), "stored": canonical}
+        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n), "stored": canonical}
         | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold)
     )
 
@@ -325,7 +326,8 @@ def run(argv: list[str]) -> dict:
                 return {**retrained, "changed": True, "refreshed_version": stored.version}
             logger.info("nothing changed: the store stays at version %d", stored.version)
             return {"version": stored.version, "changed": False, "refresh": plan.as_dict()}
-        new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in set(stored_dead)]
+        known_dead = set(stored_dead)
+        new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in known_dead]
 
         load_spacy(cfg.lang, cfg.spacy_model)
         folder, source = resolve_model(cfg.model, cfg.allow_download)

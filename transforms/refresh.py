@@ -35,6 +35,7 @@ from hyperscene.schemas import PROVENANCE, TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of, dedup_bucket
+from hyperscene.transforms.embed import take_rows
 from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store import read_vectors
@@ -394,18 +395,6 @@ def assign_frozen(bucket: UnitBucket, centroids: np.ndarray) -> UnitBucket:
     return assign_bucket(bucket, ids, scores)
 
 
-def fresh_parts(bucket: UnitBucket, n_groups: int):
-    """Fresh units split by hyperword group, as near_dup.cluster_parts: (group, (units, vectors))."""
-    from hyperscene.transforms.embed import load_vectors
-
-    vectors = load_vectors(bucket)
-    units = bucket.units.select(["hyperword", "unit_id", "occurrence_count"])
-    groups = units.column("hyperword").to_numpy() % n_groups
-    for g in np.unique(groups):
-        rows = np.flatnonzero(groups == g)
-        yield int(g), (units.take(rows), vectors[rows].astype(np.float32))
-
-
 def stored_parts(table: pa.Table, n_groups: int):
     groups = table.column("hyperword").to_numpy() % n_groups
     for g in np.unique(groups):
@@ -424,7 +413,7 @@ class _MatchDoFn(beam.DoFn):
         fresh = list(joined["fresh"])
         if not fresh:
             return
-        units, vectors = _by_hyperword_and_id(pa.concat_tables([u for u, _ in fresh]), np.concatenate([v for _, v in fresh]))
+        units, vectors = _by_hyperword_and_id(pa.concat_tables([u for u, _ in fresh]), np.concatenate([take_rows(v) for _, v in fresh]))
         stored = list(joined["stored"])
         stored = pa.concat_tables(stored) if stored else TABLES["vectors"].empty_table()
         stored, stored_vectors = _by_hyperword_and_id(stored, read_vectors(stored))
@@ -451,7 +440,7 @@ def _by_hyperword_and_id(table: pa.Table, vectors: np.ndarray) -> tuple[pa.Table
 
 
 class MatchFreshUnits(beam.PTransform):
-    """{"fresh": (group, (units, vectors)), "stored": (group, vectors rows)} -> provenance tables
+    """{"fresh": (group, (units, vectors)) from near_dup.cluster_parts, "stored": (group, vectors rows)} -> provenance tables
     (main) and ``stats``."""
 
     def __init__(self, threshold: float):
