@@ -194,7 +194,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     )
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
-        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books))
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill_to=FileSystems.join(scratch, "rows"))
 
     # Near-duplicates of fresh units, against the stored canonical units of their hyperwords.
     touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))

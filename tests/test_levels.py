@@ -12,11 +12,13 @@ from apache_beam.testing.util import assert_that
 
 from hyperscene.schemas import SCENES
 from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms import levels as levels_module
 from hyperscene.transforms.embed import spill_vectors
 from hyperscene.transforms.levels import (
     BuildLevels, CodeStats, LevelSample, document_parts, encode_document, gather_document,
 )
 from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, build_windowed_tree, window_depth, windows
+from hyperscene.transforms.spill import SpilledRows, as_table
 
 DIM = 16
 CFG = SceneConfig(min_units=2, max_units=8)
@@ -153,14 +155,17 @@ def test_build_levels_in_a_pipeline_covers_every_scene_and_code():
         assert_that(out["occurrences"], check_occurrences, label="occurrences")
 
 
-@pytest.mark.parametrize("spilled, levels", [(False, None), (True, None), (False, 1), (False, 3)],
-                         ids=["vector values", "spilled vector references", "root at level 1", "root at level 3"])
-def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled, levels, tmp_path):
+@pytest.mark.parametrize("spilled, levels, spill_rows", [(False, None, False), (True, None, False), (True, None, True),
+                                                       (False, 1, False), (False, 3, False)],
+                         ids=["vector values", "spilled vector references", "spilled rows", "root at level 1", "root at level 3"])
+def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled, levels, spill_rows, tmp_path, monkeypatch):
     """A document of 2 windows or more (window_units=10 here) is gathered window by window; its
     scenes must be exactly those of scenes.build_windowed_tree (spans, parents, gists, centroids to
-    the bit), whichever way its vectors travel, and its child codes and semantic ids must follow its
-    scenes' codes; a shorter document keeps build_scene_tree's scenes."""
+    the bit), whichever way its vectors and rows travel, and its child codes and semantic ids must
+    follow its scenes' codes; a shorter document keeps build_scene_tree's scenes."""
     size, cfg = 10, dataclasses.replace(CFG, levels=levels)
+    if spill_rows:  # this document's parts are far below the size worth a file in a real run
+        monkeypatch.setattr(levels_module, "SPILL_MIN_ROWS", 20)
     rng = np.random.default_rng(3)
     docs = {"long": [i // 5 % DIM for i in range(305)], "short": [3] * 9 + [4] * 10}  # 305 units: 30 windows; 19: one
     tokens = rng.integers(0, 9, sum(map(len, docs.values())))
@@ -180,7 +185,8 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
         assert max(s.level for s in expected["long"]) == levels and len([s for s in expected["long"] if s.level == levels]) == 1
 
     def check_scenes(tables):
-        table = pa.concat_tables(tables).sort_by([("doc_id", "ascending"), ("level", "ascending"), ("index", "ascending")])
+        assert any(isinstance(t, SpilledRows) for t in tables) == spill_rows
+        table = pa.concat_tables([as_table(t) for t in tables]).sort_by([("doc_id", "ascending"), ("level", "ascending"), ("index", "ascending")])
         assert table.schema == SCENES
         for doc_id, scenes in expected.items():
             rows = [r for r in table.to_pylist() if r["doc_id"] == doc_id]
@@ -198,8 +204,8 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
                     assert r["child_codes"] == [codes[(s.level - 1, c)] for c in s.children]
 
     def check_occurrences(tagged):
-        scenes = pa.concat_tables([t for tag, t in tagged if tag == "scenes"]).to_pylist()
-        table = pa.concat_tables([t for tag, t in tagged if tag == "occurrences"])
+        scenes = pa.concat_tables([as_table(t) for tag, t in tagged if tag == "scenes"]).to_pylist()
+        table = pa.concat_tables([as_table(t) for tag, t in tagged if tag == "occurrences"])
         for doc_id, expected_scenes in expected.items():
             rows = sorted((r for r in table.to_pylist() if r["doc_id"] == doc_id), key=lambda r: r["position"])
             assert [r["position"] for r in rows] == list(range(len(docs[doc_id])))
@@ -217,10 +223,14 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
             assert counts[level] == sum(1 for ss in expected.values() for s in ss if s.level == level)
 
     with TestPipeline() as p:
-        out = p | beam.Create(buckets) | BuildLevels(cfg, codebook_sizes=(6, 4), window_units=size)
+        out = p | beam.Create(buckets) | BuildLevels(cfg, codebook_sizes=(6, 4), window_units=size,
+                                                     spill_to=str(tmp_path / "rows") if spill_rows else None)
         assert_that(out["scenes"], check_scenes, label="scenes")
         both = (out["scenes"] | "TagScenes" >> beam.Map(lambda t: ("scenes", t)),
                 out["occurrences"] | "TagOccurrences" >> beam.Map(lambda t: ("occurrences", t))) | beam.Flatten()
         assert_that(both, check_occurrences, label="occurrences")
         assert_that(out["codebooks"], check_codebooks, label="codebooks")
+    if spill_rows:  # every bucket's rows of the long document went to a file, and every window's output
+        assert len(list((tmp_path / "rows").glob("parts-*.arrow"))) == 4
+        assert len(list((tmp_path / "rows").glob("occurrences-*.arrow"))) == 30
 

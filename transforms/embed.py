@@ -21,6 +21,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
+from hyperscene.transforms.spill import is_local
 
 
 class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResult, Any]):
@@ -129,16 +130,10 @@ class VectorRows:
             del vectors  # unmap now, so the file's pages leave this process's resident memory
 
 
-def _is_local(path: str | None) -> bool:
-    from apache_beam.io.localfilesystem import LocalFileSystem
-
-    return path is not None and isinstance(FileSystems.get_filesystem(path), LocalFileSystem)
-
-
 def for_row_access(bucket: UnitBucket) -> UnitBucket:
     """The bucket ready for :func:`vector_rows`: vectors spilled to a local file stay there (rows
     are referenced), any others are loaded once, not once per group of rows."""
-    if bucket.vectors is None and not _is_local(bucket.vector_file):
+    if bucket.vectors is None and not is_local(bucket.vector_file):
         return bucket.with_vectors(load_vectors(bucket))
     return bucket
 

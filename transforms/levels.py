@@ -27,6 +27,7 @@ above float16's rounding. Everything after the gather is float32.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -35,11 +36,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hyperscene.schemas import SCENES
+from hyperscene.schemas import SCENES, SORT_KEYS
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
 from hyperscene.transforms.embed import VectorRows, for_row_access, take_rows, vector_rows
 from hyperscene.transforms.progress import Progress, stage_timer
+from hyperscene.transforms.spill import SpilledRows, as_table, is_local, spill_tables
 from hyperscene.transforms.scenes import (
     WINDOW_UNITS, Level, Scene, SceneConfig, build_scene_tree, gist_candidates, merge_gists, upper_levels,
     window_depth, window_levels, window_of, window_piece, windows,
@@ -47,6 +49,7 @@ from hyperscene.transforms.scenes import (
 
 OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "hyperword"]
 LEVEL_SAMPLE = 200_000  # scenes per level the k-means is trained on at most
+SPILL_MIN_ROWS = 256  # a bucket's rows of one document spilled to a file, at least (see document_parts)
 
 
 def scene_id(doc_id: str, level: int, index: int) -> str:
@@ -66,9 +69,29 @@ class DocumentScenes:
         return levels
 
 
-def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, tuple[pa.Table, np.ndarray, np.ndarray]]]:
+@dataclass(frozen=True)
+class SpilledPart:
+    """One bucket's occurrences of one document (or of one window of it), spilled (see
+    ``transforms/spill.py``): the rows, sorted by position, with ``token_count`` and ``vector_row``
+    (their row in ``vector_file``) beside the occurrence columns."""
+
+    rows: SpilledRows
+    vector_file: str
+
+    def values(self) -> tuple[pa.Table, np.ndarray, VectorRows]:
+        table = self.rows.load()
+        return (table.select(OCCURRENCE_COLUMNS), table.column("token_count").to_numpy(),
+                VectorRows(self.vector_file, table.column("vector_row").to_numpy(), "float16"))
+
+
+def document_parts(bucket: UnitBucket, spill_to: str | None = None) -> Iterator[tuple[str, tuple[pa.Table, np.ndarray, np.ndarray] | SpilledPart]]:
     """A bucket's occurrences split by document: (doc_id, (rows, token counts, vectors)); the vectors
-    rounded to float16, as values or as a reference to their spilled file (``embed.vector_rows``)."""
+    rounded to float16, as values or as a reference to their spilled file (``embed.vector_rows``).
+
+    With ``spill_to`` (a local folder) and the bucket's vectors in a local file, parts of
+    ``SPILL_MIN_ROWS`` rows or more (a long document's) go to one file per bucket there and travel
+    as :class:`SpilledPart` references; smaller ones are not worth a file read each.
+    """
     bucket = for_row_access(bucket)
     occurrences = bucket.occurrences.select(OCCURRENCE_COLUMNS)
     row = pc.index_in(occurrences.column("unit_id"), value_set=bucket.units.column("unit_id")).to_numpy()
@@ -77,15 +100,29 @@ def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, tuple[pa.Table, np
     order = np.argsort(docs.indices.to_numpy(), kind="stable")
     codes = docs.indices.to_numpy()[order]
     present, starts = np.unique(codes, return_index=True)
-    for code, start, end in zip(present, starts, [*starts[1:], len(order)]):
-        rows = order[start:end]
-        yield docs.dictionary[code].as_py(), (occurrences.take(rows), tokens[rows], vector_rows(bucket, row[rows], "float16"))
+    groups = [(docs.dictionary[code].as_py(), order[start:end]) for code, start, end in zip(present, starts, [*starts[1:], len(order)])]
+    spill = spill_to is not None and bucket.vectors is None and is_local(bucket.vector_file)
+    spilled, tables = [], []
+    positions = occurrences.column("position").to_numpy()
+    for doc_id, rows in groups:
+        if not spill or len(rows) < SPILL_MIN_ROWS:
+            yield doc_id, (occurrences.take(rows), tokens[rows], vector_rows(bucket, row[rows], "float16"))
+            continue
+        rows = rows[np.argsort(positions[rows], kind="stable")]
+        spilled.append(doc_id)
+        tables.append(occurrences.take(rows).append_column("token_count", pa.array(tokens[rows], pa.int64()))
+                      .append_column("vector_row", pa.array(row[rows], pa.int64())))
+    if tables:
+        name = os.path.splitext(os.path.basename(bucket.vector_file))[0]  # unique per bucket, also in a refresh
+        references = spill_tables(tables, os.path.join(spill_to, f"parts-{name}.arrow"), keys=("doc_id", "position"))
+        for doc_id, reference in zip(spilled, references):
+            yield doc_id, SpilledPart(reference, bucket.vector_file)
 
 
 def gather_rows(parts) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Parts of one document (or of one window of it), from every bucket: (occurrences, token
     counts, float32 vectors), in position order."""
-    parts = list(parts)
+    parts = [p.values() if isinstance(p, SpilledPart) else p for p in parts]
     occurrences = pa.concat_tables([p[0] for p in parts])
     order = np.argsort(occurrences.column("position").to_numpy(), kind="stable")
     tokens = np.concatenate([p[1] for p in parts])[order]
@@ -247,8 +284,10 @@ def codebook_rows(level: int, centroids: np.ndarray, stats: dict | None = None) 
 
 def document_length(item) -> tuple[str, int]:
     """(doc_id, units) as far as one part shows it; the maximum over parts is the document's length."""
-    doc_id, (rows, _, _) = item
-    return doc_id, int(pc.max(rows.column("position")).as_py()) + 1
+    doc_id, part = item
+    if isinstance(part, SpilledPart):
+        return doc_id, int(part.rows.last_key[1]) + 1
+    return doc_id, int(pc.max(part[0].column("position")).as_py()) + 1
 
 
 def window_parts(item, long_documents: dict, size: int = WINDOW_UNITS):
@@ -259,8 +298,16 @@ def window_parts(item, long_documents: dict, size: int = WINDOW_UNITS):
     if n is None:
         yield (doc_id, 0, 1), part
         return
-    rows, tokens, vectors = part
     count = len(windows(n, size))
+    if isinstance(part, SpilledPart):  # its rows are sorted by position: each window's are a span of them
+        positions = part.rows.load(["position"]).column("position").to_numpy()
+        window = window_of(positions, n, size)
+        present, starts = np.unique(window, return_index=True)
+        for w, start, stop in zip(present, starts, [*starts[1:], len(window)]):
+            rows = part.rows.rows(int(start), int(stop), (doc_id, int(positions[start])), (doc_id, int(positions[stop - 1])))
+            yield (doc_id, int(w), count), replace(part, rows=rows)
+        return
+    rows, tokens, vectors = part
     window = window_of(rows.column("position").to_numpy(), n, size)
     for w in np.unique(window):
         take = np.flatnonzero(window == w)
@@ -559,14 +606,21 @@ class _EncodeTreeDoFn(beam.DoFn):
 
 
 class _EncodeWindowDoFn(beam.DoFn):
-    def __init__(self, cfg: SceneConfig):
-        self._cfg = cfg
+    """One window of a long document, coded. With ``spill_to``, its occurrences and scenes go to
+    files there and travel to the writer as references (``transforms/spill.py``)."""
+
+    def __init__(self, cfg: SceneConfig, spill_to: str | None = None):
+        self._cfg, self._spill_to = cfg, spill_to
 
     def process(self, item, codebooks: dict):
-        (doc_id, _, _), joined = item
+        (doc_id, window, _), joined = item
         (codes,) = joined["codes"]
         with stage_timer("encode windows", codes.end - codes.first):
             tables, occurrences, members, candidates = encode_window(joined["parts"], codes, self._cfg, codebooks)
+            if self._spill_to is not None:
+                name = f"{hashlib.blake2b(doc_id.encode('utf-8'), digest_size=8).hexdigest()}-w{window:06d}.arrow"
+                (occurrences,) = spill_tables([occurrences], os.path.join(self._spill_to, f"occurrences-{name}"), SORT_KEYS["occurrences"])
+                tables = spill_tables([t for t in tables if t.num_rows], os.path.join(self._spill_to, f"scenes-{name}"), SORT_KEYS["scenes"])
         yield occurrences
         for table in tables:
             yield beam.pvalue.TaggedOutput("scenes", table)
@@ -591,12 +645,17 @@ class BuildLevels(beam.PTransform):
     training: scenes are coded with those codebooks, and ``cfg.levels`` must not exceed their depth.
     Documents of ``2 * window_units`` units or more are cut in windows (see the module's docstring);
     the default is ``scenes.WINDOW_UNITS``, and tests pass a small one.
+
+    ``spill_to``, a scratch folder on the local disk, keeps a long document's rows out of the local
+    runner's memory: they cross the gathers and reach the writer as references to files there
+    (``transforms/spill.py``). Elsewhere it is ignored and the values travel.
     """
 
     def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None,
-                 window_units: int = WINDOW_UNITS):
+                 window_units: int = WINDOW_UNITS, spill_to: str | None = None):
         super().__init__()
         self._cfg, self._sizes, self._seed, self._frozen = cfg, tuple(codebook_sizes), seed, frozen
+        self._spill_to = spill_to if is_local(spill_to) else None
         if isinstance(window_units, bool) or not isinstance(window_units, int) or window_units < 1:
             raise ValueError(f"window_units must be a whole number of at least 1, not {window_units!r}")
         window_depth(cfg, window_units)  # a clear error now, not on a worker, if no window can hold a scene
@@ -604,7 +663,7 @@ class BuildLevels(beam.PTransform):
 
     def expand(self, buckets):
         size, cfg = self._window, self._cfg
-        by_document = buckets | "ByDocument" >> beam.FlatMap(document_parts)
+        by_document = buckets | "ByDocument" >> beam.FlatMap(document_parts, spill_to=self._spill_to)
         long_documents = (
             by_document
             | "PartLengths" >> beam.Map(document_length)
@@ -638,7 +697,7 @@ class BuildLevels(beam.PTransform):
         windowed = (
             {"parts": parts | "WindowedOnly" >> beam.Filter(lambda kv: kv[0][2] > 1), "codes": coded.windows}
             | "JoinWindows" >> beam.CoGroupByKey()
-            | "EncodeWindows" >> beam.ParDo(_EncodeWindowDoFn(cfg), beam.pvalue.AsDict(codebooks)).with_outputs(
+            | "EncodeWindows" >> beam.ParDo(_EncodeWindowDoFn(cfg, self._spill_to), beam.pvalue.AsDict(codebooks)).with_outputs(
                 "scenes", "members", "candidates", main="occurrences")
         )
         gisted = (
@@ -659,9 +718,10 @@ class BuildLevels(beam.PTransform):
         return {"scenes": scenes, "occurrences": occurrences, "codebooks": rows, "levels": levels}
 
 
-def _level_stats(scenes: pa.Table):
+def _level_stats(scenes):
     """("level_<L>_scenes", scenes) and ("level_<L>_tokens", tokens) pairs of one document's scenes
-    table, summed over documents into the manifest's counts."""
+    table (or spilled rows of one), summed over documents into the manifest's counts."""
+    scenes = as_table(scenes, ["level", "token_count"])
     levels = scenes.column("level").to_numpy()
     tokens = scenes.column("token_count").to_numpy()
     for level in np.unique(levels):

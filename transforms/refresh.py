@@ -38,6 +38,7 @@ from hyperscene.transforms.dedup import bucket_of, dedup_bucket
 from hyperscene.transforms.embed import take_rows
 from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.spill import as_table
 from hyperscene.transforms.store import read_vectors
 
 # Rows per element when a stored table is read back into the pipeline.
@@ -286,7 +287,8 @@ def document_stats(rows: pa.Table) -> Iterator[tuple[str, int]]:
     yield "input_bytes", int(pc.sum(rows.column("bytes").filter(live)).as_py() or 0)
 
 
-def scene_members(scenes: pa.Table) -> Iterator[tuple[tuple[int, int], tuple[float, str]]]:
+def scene_members(scenes) -> Iterator[tuple[tuple[int, int], tuple[float, str]]]:
+    scenes = as_table(scenes, ["level", "code", "code_score", "scene_id"])
     for level, code, score, sid in zip(*(scenes.column(c).to_pylist() for c in ("level", "code", "code_score", "scene_id"))):
         yield (level, code), (score, sid)
 

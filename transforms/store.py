@@ -93,17 +93,90 @@ def _read_bytes(path: str) -> bytes:
 
 
 def write_table_file(version_path: str, name: str, shard: int, table, file_name: str | None = None) -> dict:
+    """One table (already sorted) as one Parquet file of the version."""
+    return write_sorted_file(version_path, name, shard, [table], file_name)
+
+
+# Rows per Parquet row group. The writer holds at most one group (and one run of overlapping parts,
+# see ``sorted_runs``), never a whole shard; scene rows carry a centroid each, so theirs are fewer.
+ROW_GROUP_ROWS = {"scenes": 16_384}
+DEFAULT_ROW_GROUP_ROWS = 131_072
+
+
+class _HashingFile:
+    """A write-only file for ParquetWriter that passes bytes on to ``sink``, counting and hashing them,
+    so the manifest's size and sha256 come without reading the file back or holding it in memory."""
+
+    def __init__(self, sink):
+        self._sink, self._sha, self.size, self.closed = sink, hashlib.sha256(), 0, False
+
+    def write(self, data) -> int:
+        self._sha.update(data)
+        self._sink.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:  # the sink is closed by its owner
+        self.closed = True
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def write_sorted_file(version_path: str, name: str, shard: int, tables, file_name: str | None = None) -> dict:
+    """Tables of ``name``'s schema whose concatenation is in sort order, streamed into one Parquet
+    file in row groups of a fixed number of rows (so the same rows give the same bytes)."""
     import pyarrow.parquet as pq
 
-    buffer = io.BytesIO()
-    dictionary = [c for c in table.column_names if c in DICTIONARY_COLUMNS]
+    schema = TABLES[name]
+    relative = f"{name}/{file_name or f'part-{shard:05d}.parquet'}"
+    dictionary = [c for c in schema.names if c in DICTIONARY_COLUMNS]
     # float16 vectors barely compress: a fast level keeps most of the little there is to gain.
     level = 1 if name == "vectors" else ZSTD_LEVEL
-    pq.write_table(table, buffer, compression="zstd", compression_level=level, use_dictionary=dictionary)
-    data = buffer.getvalue()
-    relative = f"{name}/{file_name or f'part-{shard:05d}.parquet'}"
-    _write_bytes(FileSystems.join(version_path, relative), data)
-    return {"table": name, "path": relative, "rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    group = ROW_GROUP_ROWS.get(name, DEFAULT_ROW_GROUP_ROWS)
+    rows = 0
+    with FileSystems.create(FileSystems.join(version_path, relative), compression_type=CompressionTypes.UNCOMPRESSED) as sink:
+        out = _HashingFile(sink)
+        with pq.ParquetWriter(out, schema, compression="zstd", compression_level=level, use_dictionary=dictionary) as writer:
+            pending: list = []
+            held = 0
+            for table in tables:
+                if table.num_rows == 0:
+                    continue
+                pending.append(_conform(name, table))
+                held += table.num_rows
+                rows += table.num_rows
+                if held >= group:
+                    whole = _concat(pending)
+                    full = (held // group) * group
+                    for start in range(0, full, group):
+                        writer.write_table(whole.slice(start, group), row_group_size=group)
+                    pending, held = ([whole.slice(full)] if held > full else []), held - full
+            if pending or rows == 0:
+                writer.write_table(_concat(pending) if pending else schema.empty_table(), row_group_size=group)
+    return {"table": name, "path": relative, "rows": rows, "bytes": out.size, "sha256": out.hexdigest()}
+
+
+def _concat(tables):
+    import pyarrow as pa
+
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _conform(name: str, table) -> "pa.Table":
+    """The table's columns in the schema's order and types."""
+    import pyarrow as pa
+
+    schema = TABLES[name]
+    if table.schema.equals(schema, check_metadata=True):
+        return table
+    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def shard_of(value: Any, num_shards: int) -> int:
@@ -114,34 +187,77 @@ def shard_of(value: Any, num_shards: int) -> int:
 
 
 def shard_parts(element, key: str, num_shards: int):
-    """A row (dict) or an Arrow table -> (shard, part) by a hash of its ``key`` column."""
+    """A row (dict), an Arrow table or spilled rows -> (shard, part) by a hash of its ``key`` column."""
+    from hyperscene.transforms.spill import SpilledRows
+
     if isinstance(element, dict):
         yield shard_of(element[key], num_shards), element
     elif num_shards == 1:
         yield 0, element
+    elif isinstance(element, SpilledRows) and element.first_key[:1] == element.last_key[:1]:
+        yield shard_of(element.first_key[0], num_shards), element  # rows sorted by key: one value throughout
     else:
-        import numpy as np
+        from hyperscene.transforms.spill import as_table
 
+        element = as_table(element)
         shards = np.array([shard_of(v, num_shards) for v in element.column(key).to_pylist()])
         for shard in np.unique(shards):
             yield int(shard), element.filter(shards == shard)
 
 
 def parts_to_table(name: str, parts) -> "pa.Table":
-    """Rows (dicts) and Arrow tables -> one table of the table's schema, sorted by its sort keys."""
+    """Rows (dicts), Arrow tables and spilled rows -> one table of the table's schema, sorted by its sort keys."""
     import pyarrow as pa
 
-    schema = TABLES[name]
+    tables = list(sorted_runs(name, parts))
+    return pa.concat_tables(tables) if tables else TABLES[name].empty_table()
+
+
+def sorted_runs(name: str, parts):
+    """Rows (dicts), Arrow tables and :class:`~hyperscene.transforms.spill.SpilledRows` -> tables
+    whose concatenation is every row, sorted by the table's sort keys.
+
+    Parts are ordered by their first and last keys; parts whose key ranges overlap form a run, which
+    is read, concatenated and sorted alone. The parts of one long document are disjoint spans of
+    it, so a shard holding one is written a window at a time.
+    """
+    import pyarrow as pa
+
+    from hyperscene.transforms.spill import SpilledRows, key_of
+
+    schema, keys = TABLES[name], list(SORT_KEYS[name])
+    parts = list(parts)
     rows = [p for p in parts if isinstance(p, dict)]
-    tables = [
-        pa.Table.from_arrays([p.column(f.name).cast(f.type) for f in schema], schema=schema)
-        for p in parts
-        if not isinstance(p, dict)
-    ]
-    if rows or not tables:
-        tables.append(pa.Table.from_pylist(rows, schema=schema))
-    table = pa.concat_tables(tables)
-    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]]) if table.num_rows else table
+    spans = []  # (first key, last key, part)
+    for part in ([pa.Table.from_pylist(rows, schema=schema)] if rows else []) + [p for p in parts if not isinstance(p, dict)]:
+        if part.num_rows == 0:
+            continue
+        if not isinstance(part, SpilledRows):
+            part = _sort(name, [part])
+            spans.append((key_of(part, 0, keys), key_of(part, part.num_rows - 1, keys), part))
+        else:
+            spans.append((part.first_key, part.last_key, part))
+    if any(None in first or None in last or not first for first, last, _ in spans):  # no order to go by: one run
+        if spans:
+            yield _sort(name, [p for _, _, p in spans])
+        return
+    spans.sort(key=lambda s: s[0])
+    run, run_last = [], None
+    for first, last, part in spans:
+        if run and first > run_last:
+            yield _sort(name, run)
+            run = []
+        run_last = last if not run or last > run_last else run_last
+        run.append(part)
+    if run:
+        yield _sort(name, run)
+
+
+def _sort(name: str, parts) -> "pa.Table":
+    from hyperscene.transforms.spill import as_table
+
+    table = _concat([_conform(name, as_table(p)) for p in parts])
+    return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
 
 
 class WriteTable(beam.PTransform):
@@ -164,7 +280,7 @@ class WriteTable(beam.PTransform):
 def _write_shard(shard: int, parts, path: str, name: str) -> dict:
     parts = list(parts)
     with stage_timer("write", sum(1 if isinstance(p, dict) else p.num_rows for p in parts)):
-        return write_table_file(path, name, shard, parts_to_table(name, parts))
+        return write_sorted_file(path, name, shard, sorted_runs(name, parts))
 
 
 def vector_file_name(version: int, bucket: int) -> str:
