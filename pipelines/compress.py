@@ -189,7 +189,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     n_buckets = bucket_count(sum(f.size for f in files))
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
-    buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets)
+    rows_scratch = FileSystems.join(scratch, "rows")  # long documents' rows, between stages (transforms/spill.py)
+    buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill_to=rows_scratch)
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
     embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
@@ -197,7 +198,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
     levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed,
-                                                     spill_to=FileSystems.join(scratch, "rows"))
+                                                     spill_to=rows_scratch)
 
     tables = {
         "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),

@@ -34,6 +34,7 @@ from hyperscene.transforms.models import describe_model, folder_for_embedder, lo
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.spill import is_local
 from hyperscene.transforms.store import (
     ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, work_dir, write_vector_file,
 )
@@ -158,9 +159,12 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     new_documents = segmented.documents | "Revision" >> beam.Map(
         lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
 
+    # Long documents' rows cross the shuffles as references to files here (transforms/spill.py).
+    rows_scratch = FileSystems.join(scratch, "rows") if is_local(scratch) else None
+
     # The join with the stored units, bucket by bucket.
     joined = {
-        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=n),
+        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=n, spill_to=rows_scratch),
         "stored": _stored(p, "units", stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         "removed": _stored(p, "removed", stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
         | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
@@ -194,7 +198,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     )
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
-        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill_to=FileSystems.join(scratch, "rows"))
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill_to=rows_scratch)
 
     # Near-duplicates of fresh units, against the stored canonical units of their hyperwords.
     touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))

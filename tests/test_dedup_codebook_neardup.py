@@ -1,3 +1,5 @@
+from hashlib import blake2b
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -7,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import SmallestIds, assign, default_codebook_size, train_codebook
+from hyperscene.transforms import dedup
 from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, bucket_of, dedup_bucket, split_by_bucket, unit_id
 from hyperscene.transforms.near_dup import clusters_of, group_near_duplicates, summarise_cluster
 
@@ -20,10 +23,14 @@ def _occurrences(doc_id, texts):
     return pa.table({"doc_id": [doc_id] * len(texts), "position": list(range(len(texts))), "text": texts, "separator": [" "] * len(texts)})
 
 
-def test_exact_dedup_counts_each_text_once_across_buckets():
+@pytest.mark.parametrize("spill", [False, True], ids=["values", "long document spilled"])
+def test_exact_dedup_counts_each_text_once_across_buckets(spill, tmp_path, monkeypatch):
+    """Whether a document's rows travel as values or, for a long one, as references to a scratch
+    file (its 4 rows count as long here), the buckets are the same."""
+    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 3)
     docs = [_occurrences("d", ["a", "b", "a", "a"]), _occurrences("e", ["b", "c"])]
     with TestPipeline() as p:
-        buckets = p | beam.Create(docs) | ExactDedup(n_buckets=3)
+        buckets = p | beam.Create(docs) | ExactDedup(n_buckets=3, spill_to=str(tmp_path) if spill else None)
         units = buckets | "Units" >> beam.FlatMap(lambda b: zip(b.units["text"].to_pylist(), b.units["occurrence_count"].to_pylist()))
         assert_that(units, equal_to([("a", 3), ("b", 2), ("c", 1)]), label="units")
         occurrences = buckets | "Occ" >> beam.FlatMap(
@@ -32,6 +39,7 @@ def test_exact_dedup_counts_each_text_once_across_buckets():
         expected = [(d, i, unit_id(t), int(bucket_of([unit_id(t)], 3)[0]), False)
                     for d, texts in (("d", "abaa"), ("e", "bc")) for i, t in enumerate(texts)]
         assert_that(occurrences, equal_to(expected), label="occurrences")
+    assert [f.name for f in tmp_path.iterdir()] == ([f"slice-{blake2b(b'd', digest_size=8).hexdigest()}-p{0:012d}.arrow"] if spill else [])
 
 
 def test_buckets_are_sorted_by_unit_id_and_scale_with_input():
