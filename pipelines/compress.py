@@ -187,9 +187,9 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     ``scratch``. From exact dedup to the writes, elements are UnitBuckets (a few thousand units
     each), not single units."""
     n_buckets = bucket_count(sum(f.size for f in files))
-    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
+    rows_scratch = FileSystems.join(scratch, "rows")  # long documents' texts and rows, between stages (transforms/spill.py)
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
-    rows_scratch = FileSystems.join(scratch, "rows")  # long documents' rows, between stages (transforms/spill.py)
     buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill_to=rows_scratch)
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
     embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))

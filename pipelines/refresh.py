@@ -151,16 +151,15 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         scene_cfg = dataclasses.replace(scene_cfg, levels=top)  # the frozen codebooks go no deeper
 
     # New and changed documents, segmented and bucketed as compress does.
-    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field)
+    # Long documents' texts and rows cross the shuffles as references to files here (transforms/spill.py).
+    rows_scratch = FileSystems.join(scratch, "rows") if is_local(scratch) else None
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
     process = plan.process
     docs = read["documents"] | "ToProcess" >> beam.Filter(lambda d: d["doc_id"] in process)
     segmented = docs | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
     revisions = plan.revisions
     new_documents = segmented.documents | "Revision" >> beam.Map(
         lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
-
-    # Long documents' rows cross the shuffles as references to files here (transforms/spill.py).
-    rows_scratch = FileSystems.join(scratch, "rows") if is_local(scratch) else None
 
     # The join with the stored units, bucket by bucket.
     joined = {

@@ -10,7 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
-from hyperscene.transforms.read import InputFile, ReadDocuments, discover, read_jsonl, read_text_file
+from hyperscene.transforms import read
+from hyperscene.transforms.read import InputFile, ReadDocuments, discover, document_text, read_jsonl, read_text_file
 
 
 @pytest.fixture
@@ -66,19 +67,26 @@ def test_jsonl_records_and_dead_letters():
     assert out[3][1]["raw"] == b"not json"
 
 
-def test_read_documents_pipeline(tmp_path):
-    (tmp_path / "a.txt").write_text("Alpha.", encoding="utf-8")
-    (tmp_path / "bad.txt").write_bytes(b"\xff")
-    (tmp_path / "r.jsonl").write_text(json.dumps({"text": "Beta.", "id": "a.txt"}) + "\n", encoding="utf-8")
-    pq.write_table(pa.table({"text": ["Gamma.", None], "id": ["g", "h"]}), tmp_path / "t.parquet")
-    files = discover([str(tmp_path)])
+@pytest.mark.parametrize("spill", [False, True], ids=["texts as values", "long texts spilled"])
+def test_read_documents_pipeline(spill, tmp_path, monkeypatch):
+    """Documents and dead letters are the same whether long texts (here, of 6 bytes or more) travel
+    in the records or in scratch files; a repeated id's dead letter still holds its bytes."""
+    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 6)
+    corpus, scratch = tmp_path / "corpus", tmp_path / "scratch"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Alpha.", encoding="utf-8")
+    (corpus / "bad.txt").write_bytes(b"\xff")
+    (corpus / "r.jsonl").write_text(json.dumps({"text": "Beta!!", "id": "a.txt"}) + "\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": ["Gam.", None], "id": ["g", "h"]}), corpus / "t.parquet")
+    files = discover([str(corpus)])
     with TestPipeline() as p:
-        out = p | ReadDocuments(files, "text", "id")
-        assert_that(out["documents"] | beam.Map(lambda d: (d["doc_id"], d["text"], d["format"])),
-                    equal_to([("a.txt", "Alpha.", "text"), ("g", "Gamma.", "parquet")]), label="docs")
-        assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0])),
-                    equal_to([("bad.txt", "invalid UTF-8 at byte 0"), ("r.jsonl", "duplicate document id 'a.txt'"),
-                              ("t.parquet", "'text' is null, not text")]), label="dead")
+        out = p | ReadDocuments(files, "text", "id", spill_to=str(scratch) if spill else None)
+        assert_that(out["documents"] | beam.Map(lambda d: (d["doc_id"], document_text(d), d["format"], d.get("text_file") is None)),
+                    equal_to([("a.txt", "Alpha.", "text", not spill), ("g", "Gam.", "parquet", True)]), label="docs")
+        assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0], d["raw"])),
+                    equal_to([("bad.txt", "invalid UTF-8 at byte 0", b"\xff"), ("r.jsonl", "duplicate document id 'a.txt'", b"Beta!!"),
+                              ("t.parquet", "'text' is null, not text", None)]), label="dead")
+    assert len(list(scratch.glob("text-*.txt")) if spill else []) == (2 if spill else 0)
 
 
 def test_hidden_folders_and_the_store_being_written_are_skipped(tmp_path):

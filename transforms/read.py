@@ -32,10 +32,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
 from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.spill import is_local
 
 logger = logging.getLogger("hyperscene")
 
 COMPRESSION_SUFFIXES = (".gz", ".zst", ".zstd", ".bz2")
+# A document this long (in input bytes) crosses the read's shuffle as a scratch file (ReadDocuments).
+SPILL_TEXT_BYTES = 16 * 2**20
 FORMAT_BY_EXTENSION = {
     ".txt": "text",
     ".text": "text",
@@ -271,10 +274,31 @@ def read_parquet(f: InputFile, raw: bytes, text_field: str, id_field: str | None
         yield _record(f, row, obj, text_field, id_field, None)
 
 
+def spill_text(doc: dict, folder: str) -> dict:
+    """The document with its text in a file under ``folder`` (local) and only the path kept."""
+    name = hashlib.blake2b(f"{doc['path']}\0{doc['record']}".encode("utf-8"), digest_size=8).hexdigest()
+    path = os.path.join(folder, f"text-{name}.txt")
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(doc["text"].encode("utf-8"))
+    os.replace(tmp, path)
+    return {**doc, "text": None, "text_file": path}
+
+
+def document_text(doc: dict) -> str:
+    """A document's text, from its record or from the file :func:`spill_text` wrote."""
+    if doc.get("text_file") is None:
+        return doc["text"]
+    with open(doc["text_file"], "rb") as f:
+        return f.read().decode("utf-8")
+
+
 class _ReadDoFn(beam.DoFn):
-    def __init__(self, text_field: str, id_field: str | None):
+    def __init__(self, text_field: str, id_field: str | None, spill_to: str | None = None):
         self._text_field = text_field
         self._id_field = id_field
+        self._spill_to = spill_to
 
     def setup(self):
         self._progress = Progress("read", "files")
@@ -283,7 +307,12 @@ class _ReadDoFn(beam.DoFn):
         with self._progress.timed(1):
             records = read_input_file(f, self._text_field, self._id_field)
         for tag, record in records:
-            yield record if tag == "documents" else beam.pvalue.TaggedOutput(tag, record)
+            if tag != "documents":
+                yield beam.pvalue.TaggedOutput(tag, record)
+            elif self._spill_to is not None and record["bytes"] >= SPILL_TEXT_BYTES:
+                yield spill_text(record, self._spill_to)
+            else:
+                yield record
 
 
 def read_input_file(f: InputFile, text_field: str = "text", id_field: str | None = None) -> list[tuple[str, dict]]:
@@ -314,17 +343,24 @@ def _first_of_each_id(item):
     for dup in docs[1:]:
         reason = duplicate_id_reason(doc_id, docs[0]["path"])
         yield beam.pvalue.TaggedOutput(
-            "dead_letters", dead_letter(dup["source"], dup["record"], reason, dup["text"].encode("utf-8"))
+            "dead_letters", dead_letter(dup["source"], dup["record"], reason, document_text(dup).encode("utf-8"))
         )
 
 
 class ReadDocuments(beam.PTransform):
-    """Input files -> documents (main output) and dead letters (tag ``dead_letters``)."""
+    """Input files -> documents (main output) and dead letters (tag ``dead_letters``).
 
-    def __init__(self, files: list[InputFile], text_field: str = "text", id_field: str | None = None):
+    With ``spill_to`` (a scratch folder on the local disk), the text of a document of
+    ``SPILL_TEXT_BYTES`` or more goes to a file there and the record carries its path
+    (``text_file``), so the shuffle that finds repeated ids does not hold it (``transforms/spill.py``
+    says why); read it with :func:`document_text`.
+    """
+
+    def __init__(self, files: list[InputFile], text_field: str = "text", id_field: str | None = None,
+                 spill_to: str | None = None):
         super().__init__()
         self._files = files
-        self._fn = _ReadDoFn(text_field, id_field)
+        self._fn = _ReadDoFn(text_field, id_field, spill_to if is_local(spill_to) else None)
 
     def expand(self, pbegin):
         read = (

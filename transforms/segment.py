@@ -15,6 +15,7 @@ import apache_beam as beam
 
 from hyperscene.transforms.errors import LanguageNotSupported
 from hyperscene.transforms.progress import Progress, stage_timer
+from hyperscene.transforms.read import document_text
 
 if TYPE_CHECKING:  # spaCy is heavy: imported where a pipeline is built
     from spacy.language import Language
@@ -250,7 +251,7 @@ class _SegmentDoFn(beam.DoFn):
 
     def process(self, doc: dict):
         # One occurrence table per slice: a huge document never becomes one table of Python lists.
-        slices = self._segmenter.segment_slices(doc["text"])
+        slices = self._segmenter.segment_slices(document_text(doc))
         position, prefix = 0, None
         while True:
             with self._progress.timed(1) if prefix is None else stage_timer("segment", 0):
@@ -260,7 +261,7 @@ class _SegmentDoFn(beam.DoFn):
             prefix = seg.prefix if prefix is None else prefix
             yield occurrence_table(doc["doc_id"], seg, position)
             position += len(seg.units)
-        meta = {k: v for k, v in doc.items() if k != "text"}
+        meta = {k: v for k, v in doc.items() if k not in ("text", "text_file")}
         meta.update(prefix=prefix, unit_count=position)
         yield beam.pvalue.TaggedOutput("documents", meta)
 
