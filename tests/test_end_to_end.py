@@ -221,3 +221,31 @@ def test_static_embedder_round_trip_and_cache(tmp_path, model_folder):
     assert manifest["config"]["near_dup_threshold"] == 0.95
     decompress.run([str(store), "--out", str(tmp_path / "out")])
     assert (tmp_path / "out" / "alice-in-wonderland.txt").read_bytes() == (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()
+
+
+def test_spilling_long_documents_changes_nothing_in_the_store(sample_store, tmp_path, monkeypatch):
+    """With the thresholds lowered so that every document counts as long, texts and rows cross the
+    shuffles as scratch files (transforms/spill.py). The data files must be byte-identical to those
+    of the values path, and no scratch may stay."""
+    from hyperscene.transforms import dedup, levels, read
+
+    spilled = {"texts": 0, "slices": 0, "parts": 0}
+
+    def counting(kind, original):
+        def spill(*args, **kwargs):
+            spilled[kind] += 1
+            return original(*args, **kwargs)
+        return spill
+
+    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 1)
+    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 1)
+    monkeypatch.setattr(levels, "SPILL_MIN_ROWS", 1)
+    monkeypatch.setattr(read, "spill_text", counting("texts", read.spill_text))
+    monkeypatch.setattr(dedup, "spill_tables", counting("slices", dedup.spill_tables))
+    monkeypatch.setattr(levels, "spill_tables", counting("parts", levels.spill_tables))
+    store = tmp_path / "store"
+    compress.run([str(SAMPLE_CORPUS), "--out", str(store)])
+    assert all(spilled.values()), spilled
+    reference = {f["path"]: f["sha256"] for f in StoreVersion(str(sample_store)).manifest["files"]}
+    assert {f["path"]: f["sha256"] for f in StoreVersion(str(store)).manifest["files"]} == reference
+    assert sorted(p.name for p in store.iterdir()) == ["v000001"]
