@@ -46,3 +46,40 @@ def sample_store(tmp_path_factory) -> Path:
     store = tmp_path_factory.mktemp("sample") / "store"
     compress.run([str(SAMPLE_CORPUS), "--out", str(store)])
     return store
+
+
+def spill_everything(monkeypatch) -> dict:
+    """Lower every threshold of spilling (transforms/spill.py) so that each document counts as long,
+    and count the spills made."""
+    from hyperscene.transforms import dedup, levels, read
+
+    spilled = {"texts": 0, "slices": 0, "rows": 0}
+
+    def counting(kind, original):
+        def spill(*args, **kwargs):
+            spilled[kind] += 1
+            return original(*args, **kwargs)
+        return spill
+
+    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 1)
+    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 1)
+    monkeypatch.setattr(levels, "SPILL_MIN_ROWS", 1)
+    monkeypatch.setattr(read, "spill_text", counting("texts", read.spill_text))
+    monkeypatch.setattr(dedup, "spill_tables", counting("slices", dedup.spill_tables))
+    monkeypatch.setattr(levels, "spill_tables", counting("rows", levels.spill_tables))
+    return spilled
+
+
+def spill_nothing(monkeypatch) -> None:
+    """Make every stage take its scratch folder for a remote one, so that values travel."""
+    from hyperscene.transforms import dedup, levels, read
+
+    for module in (read, dedup, levels):
+        monkeypatch.setattr(module, "is_local", lambda path: False)
+
+
+def data_files(store: Path, version: int | None = None) -> dict[str, str]:
+    from hyperscene.transforms.store import StoreVersion
+
+    return {f["path"]: f["sha256"] for f in StoreVersion(str(store), version).manifest["files"]}
+

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import RU_CORPUS, SAMPLE_CORPUS, files_under, units_with_alice_renamed
+from conftest import RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, spill_everything, spill_nothing, units_with_alice_renamed
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
@@ -223,29 +223,34 @@ def test_static_embedder_round_trip_and_cache(tmp_path, model_folder):
     assert (tmp_path / "out" / "alice-in-wonderland.txt").read_bytes() == (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()
 
 
+
 def test_spilling_long_documents_changes_nothing_in_the_store(sample_store, tmp_path, monkeypatch):
-    """With the thresholds lowered so that every document counts as long, texts and rows cross the
-    shuffles as scratch files (transforms/spill.py). The data files must be byte-identical to those
-    of the values path, and no scratch may stay."""
-    from hyperscene.transforms import dedup, levels, read
-
-    spilled = {"texts": 0, "slices": 0, "parts": 0}
-
-    def counting(kind, original):
-        def spill(*args, **kwargs):
-            spilled[kind] += 1
-            return original(*args, **kwargs)
-        return spill
-
-    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 1)
-    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 1)
-    monkeypatch.setattr(levels, "SPILL_MIN_ROWS", 1)
-    monkeypatch.setattr(read, "spill_text", counting("texts", read.spill_text))
-    monkeypatch.setattr(dedup, "spill_tables", counting("slices", dedup.spill_tables))
-    monkeypatch.setattr(levels, "spill_tables", counting("parts", levels.spill_tables))
+    """With every document counted as long, texts and rows cross the shuffles as scratch files: the
+    data files must be byte-identical to those of the values path, and no scratch may stay."""
+    spilled = spill_everything(monkeypatch)
     store = tmp_path / "store"
     compress.run([str(SAMPLE_CORPUS), "--out", str(store)])
     assert all(spilled.values()), spilled
-    reference = {f["path"]: f["sha256"] for f in StoreVersion(str(sample_store)).manifest["files"]}
-    assert {f["path"]: f["sha256"] for f in StoreVersion(str(store)).manifest["files"]} == reference
+    assert data_files(store) == data_files(sample_store)
     assert sorted(p.name for p in store.iterdir()) == ["v000001"]
+
+
+def test_spilled_windows_reach_the_writer_as_references_and_change_nothing(tmp_path, monkeypatch):
+    """Windows of 100 units make the sample's books long documents: their windows' occurrences and
+    scenes reach the store writer as spilled rows. The store must equal the one built with values."""
+    from hyperscene.transforms import levels
+
+    monkeypatch.setattr(levels, "WINDOW_UNITS", 100)
+    with monkeypatch.context() as values:
+        spill_nothing(values)
+        compress.run([str(SAMPLE_CORPUS), "--out", str(tmp_path / "values"), "--embedder", "static"])
+    spilled = spill_everything(monkeypatch)
+    windows = []
+    monkeypatch.setattr(levels, "encode_window", lambda *a, _f=levels.encode_window: windows.append(1) or _f(*a))
+    compress.run([str(SAMPLE_CORPUS), "--out", str(tmp_path / "spilled"), "--embedder", "static"])
+    assert all(spilled.values()) and len(windows) > 4, (spilled, len(windows))
+    assert data_files(tmp_path / "spilled") == data_files(tmp_path / "values")
+    decompress.run([str(tmp_path / "spilled"), "--out", str(tmp_path / "restored")])
+    restored, original = files_under(tmp_path / "restored"), files_under(SAMPLE_CORPUS)
+    assert restored["alice-in-wonderland.txt"] == original["alice-in-wonderland.txt"]
+    assert restored["origin-of-species.txt"] == gzip.decompress(original["origin-of-species.txt.gz"])

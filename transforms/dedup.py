@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.spill import SpilledRows, as_table, is_local, spill_tables
+from hyperscene.transforms.spill import SpilledRows, as_table, is_local, scratch_name, spill_tables
 
 # About 5,000 distinct units of English prose per bucket (about 47 input bytes a unit): big enough
 # that Beam's per-element cost vanishes, small enough that a bucket's vectors take a few MB.
@@ -58,7 +58,7 @@ def split_by_bucket(occurrences: pa.Table, n_buckets: int, spill_to: str | None 
     parts = [(int(b), occurrences.take(order[start:end])) for b, start, end in zip(present, starts, [*starts[1:], len(order)])]
     if spill_to is not None and occurrences.num_rows >= SPILL_MIN_ROWS:
         doc_id, first = occurrences.column("doc_id")[0].as_py(), occurrences.column("position")[0].as_py()
-        name = f"slice-{hashlib.blake2b(doc_id.encode('utf-8'), digest_size=8).hexdigest()}-p{first:012d}.arrow"
+        name = f"slice-{scratch_name(doc_id)}-p{first:012d}.arrow"
         references = spill_tables([t for _, t in parts], os.path.join(spill_to, name))
         parts = [(b, reference) for (b, _), reference in zip(parts, references)]
     yield from parts

@@ -41,7 +41,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
 from hyperscene.transforms.embed import VectorRows, for_row_access, take_rows, vector_rows
 from hyperscene.transforms.progress import Progress, stage_timer
-from hyperscene.transforms.spill import SpilledRows, as_table, is_local, spill_tables
+from hyperscene.transforms.spill import SpilledRows, as_table, is_local, scratch_name, spill_tables
 from hyperscene.transforms.scenes import (
     WINDOW_UNITS, Level, Scene, SceneConfig, build_scene_tree, gist_candidates, merge_gists, upper_levels,
     window_depth, window_levels, window_of, window_piece, windows,
@@ -618,7 +618,7 @@ class _EncodeWindowDoFn(beam.DoFn):
         with stage_timer("encode windows", codes.end - codes.first):
             tables, occurrences, members, candidates = encode_window(joined["parts"], codes, self._cfg, codebooks)
             if self._spill_to is not None:
-                name = f"{hashlib.blake2b(doc_id.encode('utf-8'), digest_size=8).hexdigest()}-w{window:06d}.arrow"
+                name = f"{scratch_name(doc_id)}-w{window:06d}.arrow"
                 (occurrences,) = spill_tables([occurrences], os.path.join(self._spill_to, f"occurrences-{name}"), SORT_KEYS["occurrences"])
                 tables = spill_tables([t for t in tables if t.num_rows], os.path.join(self._spill_to, f"scenes-{name}"), SORT_KEYS["scenes"])
         yield occurrences
@@ -648,14 +648,17 @@ class BuildLevels(beam.PTransform):
 
     ``spill_to``, a scratch folder on the local disk, keeps a long document's rows out of the local
     runner's memory: they cross the gathers and reach the writer as references to files there
-    (``transforms/spill.py``). Elsewhere it is ignored and the values travel.
+    (``transforms/spill.py``). Only buckets whose vectors are in a local file are spilled (in a
+    refresh, the fresh units'; its known units carry their vectors, and their rows, as values).
+    Elsewhere it is ignored and the values travel.
     """
 
     def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None,
-                 window_units: int = WINDOW_UNITS, spill_to: str | None = None):
+                 window_units: int | None = None, spill_to: str | None = None):
         super().__init__()
         self._cfg, self._sizes, self._seed, self._frozen = cfg, tuple(codebook_sizes), seed, frozen
         self._spill_to = spill_to if is_local(spill_to) else None
+        window_units = WINDOW_UNITS if window_units is None else window_units
         if isinstance(window_units, bool) or not isinstance(window_units, int) or window_units < 1:
             raise ValueError(f"window_units must be a whole number of at least 1, not {window_units!r}")
         window_depth(cfg, window_units)  # a clear error now, not on a worker, if no window can hold a scene

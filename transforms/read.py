@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.spill import is_local
+from hyperscene.transforms.spill import is_local, scratch_name, written_atomically
 
 logger = logging.getLogger("hyperscene")
 
@@ -276,13 +276,9 @@ def read_parquet(f: InputFile, raw: bytes, text_field: str, id_field: str | None
 
 def spill_text(doc: dict, folder: str) -> dict:
     """The document with its text in a file under ``folder`` (local) and only the path kept."""
-    name = hashlib.blake2b(f"{doc['path']}\0{doc['record']}".encode("utf-8"), digest_size=8).hexdigest()
-    path = os.path.join(folder, f"text-{name}.txt")
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    path = os.path.join(folder, f"text-{scratch_name(doc['path'] + chr(0) + str(doc['record']))}.txt")
+    with written_atomically(path) as tmp, open(tmp, "wb") as f:
         f.write(doc["text"].encode("utf-8"))
-    os.replace(tmp, path)
     return {**doc, "text": None, "text_file": path}
 
 

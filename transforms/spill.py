@@ -14,9 +14,11 @@ removed with the rest of ``STORE/_work`` when the run ends.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 
@@ -67,28 +69,38 @@ def key_of(table: pa.Table, row: int, keys: Sequence[str]) -> tuple:
 def spill_tables(tables: Sequence[pa.Table], path: str, keys: Sequence[str] = ()) -> list[SpilledRows]:
     """Write ``tables`` (one schema) to the IPC file ``path``, one record batch each, and return a
     reference to each one's rows. Tables must not be empty: a record batch of no rows names nothing.
-
-    The file is written beside its final name and renamed, so a retried bundle, which writes the
-    same bytes to the same name, never leaves a torn file behind.
     """
     tables = list(tables)
     if not tables:
         return []
     if any(t.num_rows == 0 for t in tables):
         raise ValueError(f"an empty table cannot be spilled to {path}: leave it out")
+    schema = tables[0].schema
+    with written_atomically(path) as tmp, pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for table in tables:
+            writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
+    return [SpilledRows(path, i, 0, t.num_rows, key_of(t, 0, keys), key_of(t, t.num_rows - 1, keys)) for i, t in enumerate(tables)]
+
+
+@contextmanager
+def written_atomically(path: str) -> Iterator[str]:
+    """A temporary name beside ``path`` to write; renamed onto ``path`` when the block ends, removed
+    if it fails. A retried bundle writes the same bytes under the same name and never leaves a torn
+    file behind."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
-    schema = tables[0].schema
     try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for table in tables:
-                writer.write_batch(table.cast(schema).combine_chunks().to_batches()[0])
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return [SpilledRows(path, i, 0, t.num_rows, key_of(t, 0, keys), key_of(t, t.num_rows - 1, keys)) for i, t in enumerate(tables)]
+
+
+def scratch_name(text: str) -> str:
+    """A short, stable file name part for text of any characters (a document id)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def is_local(path: str | None) -> bool:

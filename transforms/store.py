@@ -97,8 +97,9 @@ def write_table_file(version_path: str, name: str, shard: int, table, file_name:
     return write_sorted_file(version_path, name, shard, [table], file_name)
 
 
-# Rows per Parquet row group. The writer holds at most one group (and one run of overlapping parts,
-# see ``sorted_runs``), never a whole shard; scene rows carry a centroid each, so theirs are fewer.
+# Rows per Parquet row group. Beyond the parts it is handed (references, for a long document's on
+# the local runner), the writer holds one run of overlapping parts (see ``sorted_runs``) and one
+# group. Scene rows carry a centroid each, so theirs are fewer.
 ROW_GROUP_ROWS = {"scenes": 16_384}
 DEFAULT_ROW_GROUP_ROWS = 131_072
 
@@ -156,10 +157,12 @@ def write_sorted_file(version_path: str, name: str, shard: int, tables, file_nam
                     whole = _concat(pending)
                     full = (held // group) * group
                     for start in range(0, full, group):
-                        writer.write_table(whole.slice(start, group), row_group_size=group)
+                        # one chunk per group: the file is to depend on the rows alone, never on
+                        # how they came split into parts
+                        writer.write_table(whole.slice(start, group).combine_chunks(), row_group_size=group)
                     pending, held = ([whole.slice(full)] if held > full else []), held - full
             if pending or rows == 0:
-                writer.write_table(_concat(pending) if pending else schema.empty_table(), row_group_size=group)
+                writer.write_table(_concat(pending).combine_chunks() if pending else schema.empty_table(), row_group_size=group)
     return {"table": name, "path": relative, "rows": rows, "bytes": out.size, "sha256": out.hexdigest()}
 
 
@@ -194,7 +197,7 @@ def shard_parts(element, key: str, num_shards: int):
         yield shard_of(element[key], num_shards), element
     elif num_shards == 1:
         yield 0, element
-    elif isinstance(element, SpilledRows) and element.first_key[:1] == element.last_key[:1]:
+    elif isinstance(element, SpilledRows) and element.first_key and element.first_key[:1] == element.last_key[:1]:
         yield shard_of(element.first_key[0], num_shards), element  # rows sorted by key: one value throughout
     else:
         from hyperscene.transforms.spill import as_table
@@ -223,6 +226,8 @@ def sorted_runs(name: str, parts):
     """
     import pyarrow as pa
 
+    import pyarrow.compute as pc
+
     from hyperscene.transforms.spill import SpilledRows, key_of
 
     schema, keys = TABLES[name], list(SORT_KEYS[name])
@@ -232,9 +237,9 @@ def sorted_runs(name: str, parts):
     for part in ([pa.Table.from_pylist(rows, schema=schema)] if rows else []) + [p for p in parts if not isinstance(p, dict)]:
         if part.num_rows == 0:
             continue
-        if not isinstance(part, SpilledRows):
-            part = _sort(name, [part])
-            spans.append((key_of(part, 0, keys), key_of(part, part.num_rows - 1, keys), part))
+        if not isinstance(part, SpilledRows):  # its key range, without a sorted copy of it
+            order = pc.sort_indices(part, sort_keys=[(k, "ascending") for k in keys])
+            spans.append((key_of(part, order[0].as_py(), keys), key_of(part, order[-1].as_py(), keys), part))
         else:
             spans.append((part.first_key, part.last_key, part))
     if any(None in first or None in last or not first for first, last, _ in spans):  # no order to go by: one run
