@@ -6,9 +6,10 @@ Layout::
     STORE/v000001/<table>/part-00000.parquet
     STORE/_work/v000001/...                scratch of the run writing v000001, deleted when it ends
 
-Each table is keyed into shards by a hash of its first sort column, and each shard is sorted and
-written whole by one worker, so the same input gives byte-identical files on any runner. The
-manifest lists every data file with its row count, size and sha256.
+Each table is keyed into shards by a hash of its first sort column, and each shard is written by
+one worker, its rows in sort order and in row groups of a fixed number of rows, so the same input
+gives byte-identical files on any runner. The manifest lists every data file with its row count,
+size and sha256.
 """
 
 from __future__ import annotations
