@@ -3,9 +3,10 @@
 The local runner holds every PCollection that crosses a stage boundary in memory, and a second
 consumer of one gets a copy. A document of hundreds of MB has millions of occurrence rows; carried
 as values they would sit in several such buffers at once. So where a long document's rows cross a
-shuffle (gathered by window, encoded, written), the stage writes them to an Arrow IPC file under
-the run's scratch folder and sends a :class:`SpilledRows` reference instead, as ``embed.VectorRows``
-does for vectors. The stage using the rows reads just their record batch.
+shuffle (exact dedup, the gathers by window, the store writer), the stage writes them to an Arrow
+IPC file under the run's scratch folder and sends a :class:`SpilledRows` reference instead, as
+``embed.VectorRows`` does for vectors. The stage using the rows reads just their record batch.
+(Its text crosses the read's shuffle as a plain file the same way: ``read.spill_text``.)
 
 Only for the local disk: a distributed runner's shuffle spills to disk by itself, and every worker
 reading every other worker's scratch files from object storage would not scale. Scratch files are
