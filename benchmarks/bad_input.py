@@ -211,16 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--segment-way", choices=("whole", "slices"), help=argparse.SUPPRESS)  # the child process of --segment-only
     args, extra = p.parse_known_args(argv)
     if args.segment_way:
-        return segment_memory(args.segment_way, args.huge_mb)
+        return segment_memory(args.segment_way, args.huge_mb, int(args.max_rss_gb * 1024))
     if args.segment_only:
         import subprocess
 
         for way in ("whole", "slices"):  # a fresh process each: peaks do not mix
-            subprocess.run([sys.executable, __file__, "--segment-way", way, "--huge-mb", str(args.huge_mb)], check=True)
+            subprocess.run([sys.executable, __file__, "--segment-way", way, "--huge-mb", str(args.huge_mb),
+                            "--max-rss-gb", str(args.max_rss_gb)], check=True)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from hyperscene.pipelines import decompress
     from hyperscene.pipelines.cliutil import setup_logging
 
     setup_logging()  # the stages' progress lines, to stderr
@@ -331,10 +331,10 @@ def huge_case(tmp: Path, megabytes: int, extra: list[str], limit_gb: float = 12,
     return 0 if same else 1
 
 
-def segment_memory(way: str, megabytes: int) -> int:
+def segment_memory(way: str, megabytes: int, limit_mb: int) -> int:
     """Segment the huge document and bucket its occurrences as exact dedup does, ``whole`` (one
     table) or in ``slices`` (as the pipeline does); print the peak resident memory above the text
-    and the loaded model (sampled every 50 ms)."""
+    and the loaded model (sampled every 50 ms; stopped past --max-rss-gb)."""
     import threading
 
     from hyperscene.transforms.dedup import bucket_count, split_by_bucket
@@ -345,13 +345,9 @@ def segment_memory(way: str, megabytes: int) -> int:
         text = (Path(tmp) / "huge.txt").read_text(encoding="utf-8")
     segmenter = Segmenter("en")
     segmenter.nlp  # loaded before the baseline
-    base, peak, stop = current_rss_mb(), [0], threading.Event()
-
-    def watch():
-        while not stop.wait(0.05):
-            peak[0] = max(peak[0], current_rss_mb())
-
-    threading.Thread(target=watch, daemon=True).start()
+    base, samples, stop = current_rss_mb(), [], threading.Event()
+    sampler = threading.Thread(target=sample_rss, args=(samples, stop, limit_mb), kwargs={"every": 0.05}, daemon=True)
+    sampler.start()
     started, buckets, tables = time.time(), bucket_count(len(text)), []
     slices = [segmenter.segment(text)] if way == "whole" else segmenter.segment_slices(text)
     position = 0
@@ -359,8 +355,10 @@ def segment_memory(way: str, megabytes: int) -> int:
         tables += [t for _, t in split_by_bucket(occurrence_table("huge.txt", seg, position), buckets)]
         position += len(seg.units)
     stop.set()
+    sampler.join()
+    peak = max((mb for _, mb in samples), default=base)
     print(f"segment and bucket {megabytes} MB, {way}: {position:,} units in {time.time() - started:.0f} s; peak "
-          f"{peak[0] - base:,} MiB above the text and model ({base:,} MiB), of which the bucketed tables "
+          f"{peak - base:,} MiB above the text and model ({base:,} MiB), of which the bucketed tables "
           f"{sum(t.nbytes for t in tables) // 2**20:,} MiB")
     return 0
 

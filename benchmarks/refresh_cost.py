@@ -82,7 +82,8 @@ def take_bytes(docs: list[Path], limit: float) -> tuple[list[Path], int]:
     return taken, size
 
 
-def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb, refresh_extra: list[str]) -> list[dict]:
+def grow(args, fractions: list[float], work: Path, docs: list[Path], total: int, full_s: float, full_mb,
+         refresh_extra: list[str]) -> list[dict]:
     """Each fraction of new data, cut from the corpus files after the slice, refreshed into a copy
     of the store compressed from the whole slice."""
     taken = {p.name for p in (work / "slice").rglob("*") if p.is_file()}
@@ -92,15 +93,17 @@ def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb,
     pool_src = work / "after-src"
     shutil.rmtree(pool_src, ignore_errors=True)
     pool_src.mkdir()
-    for f in sorted(p for p in args.corpus.rglob("*") if p.suffix in (".txt", ".md")):
+    pooled, enough = 0, max(fractions) * total * 1.5
+    for f in sorted(args.corpus.rglob("*.txt")):  # split_documents reads .txt files only
         if f.name not in taken:
             shutil.copyfile(f, pool_src / f.name)
-            if sum(p.stat().st_size for p in pool_src.iterdir()) > max(float(x) for x in args.new.split(",")) * total * 1.5:
+            pooled += f.stat().st_size
+            if pooled > enough:
                 break
     pool = split_documents(pool_src, after, args.doc_kb * 1024)
     base_store = args.base_store or work / "store-full"
     rows = []
-    for fraction in [float(x) for x in args.new.split(",")]:
+    for fraction in fractions:
         new, size = take_bytes(pool, fraction * total)
         grown = work / f"grown-{fraction}"
         shutil.rmtree(grown, ignore_errors=True)
@@ -111,8 +114,7 @@ def grow(args, work: Path, docs: list[Path], total: int, full_s: float, full_mb,
         shutil.rmtree(store, ignore_errors=True)
         shutil.copytree(base_store, store)
         refresh_s, refresh_mb, _ = timed(["refresh", str(store), str(grown), *refresh_extra])
-        version = max(int(p.name[1:]) for p in store.glob("v*") if (p / "manifest.json").exists())
-        manifest = json.loads((store / f"v{version:06d}" / "manifest.json").read_text())
+        manifest = json.loads((store / "v000002" / "manifest.json").read_text())  # the refresh's (a retrain would be v3)
         restored = work / f"restored-grow-{fraction}"
         shutil.rmtree(restored, ignore_errors=True)
         timed(["decompress", str(store), "--out", str(restored)])
@@ -140,6 +142,9 @@ def main() -> None:
     ap.add_argument("--base-seconds", type=float, help="with --base-store: the time its compress took")
     ap.add_argument("extra", nargs="*", help="after --: options for compress (and refresh, where it takes them)")
     args = ap.parse_args()
+    if args.base_store and not (args.grow and args.base_seconds):
+        ap.error("--base-store needs --grow and --base-seconds (the time its compress took, for the ratio)")
+    fractions = [float(x) for x in args.new.split(",") if x]
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="refresh-cost-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -165,12 +170,22 @@ def main() -> None:
         full_s, full_mb, _ = timed(["compress", str(full), "--out", str(work / "store-full"), *args.extra])
         print(f"full compress: {full_s:.1f} s, peak {full_mb:,} MiB", flush=True)
 
-    rows = []
     if args.grow:
-        rows = grow(args, work, docs, total, full_s, full_mb, refresh_extra)
-        args.new = ""
+        rows = grow(args, fractions, work, docs, total, full_s, full_mb, refresh_extra)
+    else:
+        rows = left_out_and_refreshed(args, fractions, work, docs, full, total, full_s, full_mb, refresh_extra)
+    print_table(rows)
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+def left_out_and_refreshed(args, fractions: list[float], work: Path, docs: list[Path], full: Path, total: int,
+                           full_s: float, full_mb, refresh_extra: list[str]) -> list[dict]:
+    """Each fraction's documents left out of a first compress, then refreshed back in: the refresh
+    against a compress of the very same final corpus."""
+    rows = []
     order = sorted(docs, key=lambda d: hashlib.sha256(d.name.encode()).hexdigest())
-    for fraction in [float(x) for x in args.new.split(",") if x]:
+    for fraction in fractions:
         new, size = take_bytes(list(reversed(order)), fraction * total)
         base = work / f"base-{fraction}"
         shutil.rmtree(base, ignore_errors=True)
@@ -195,15 +210,16 @@ def main() -> None:
             "drift_ratio": manifest["refresh"]["drift"]["ratio"], "round_trip": exact,
         })
         print(json.dumps(rows[-1]), flush=True)
+    return rows
 
+
+def print_table(rows: list[dict]) -> None:
     print("\n| new data | new docs | fresh units | refresh | full compress | refresh / full | refresh peak | round trip |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['new_fraction']:.0%} ({r['new_bytes']:,} B) | {r['new_documents']} | {r['fresh_units']:,} | "
               f"{r['refresh_s']} s | {r['full_compress_s']} s | {r['refresh_over_full']} | {r['refresh_peak_mib']:,} MiB | "
               f"{'exact' if r['round_trip'] else 'MISMATCH'} |")
-    if not args.keep:
-        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -171,22 +171,14 @@ def read_units(store: StoreVersion, tokenizer_name: str | None, need_text: bool 
     ids = units["unit_id"].to_pylist()
     texts = units["text"].to_pylist() if "text" in units.column_names else []
     if tokenizer_name:
-        counts = _count_with(tokenizer_name, texts)
+        from hyperscene.transforms.tokens import count_tokens_by_name
+
+        counts = count_tokens_by_name(tokenizer_name, texts)
         label = f"tokenizer {tokenizer_name}"
     else:
         counts = units["token_count"].to_pylist()
         label = f"the store's counts: {store.manifest['model']['name']} tokenizer, no special tokens"
     return UnitTables(dict(zip(ids, texts)) if need_text else {}, dict(zip(ids, counts)), label)
-
-
-def _count_with(tokenizer_name: str, texts: list[str]) -> list[int]:
-    from hyperscene.transforms.tokens import count_tokens, tokenizer_by_name
-
-    tokenizer = tokenizer_by_name(tokenizer_name)
-    counts: list[int] = []
-    for start in range(0, len(texts), 4096):
-        counts += count_tokens(tokenizer, texts[start : start + 4096])
-    return counts
 
 
 def _verified_documents(store: StoreVersion, documents, units: UnitTables, mismatches: list[str],

@@ -35,15 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def count_with(store: StoreVersion, tokenizer_name: str) -> int:
     """Tokens of the whole corpus under another tokenizer: each distinct unit once, times its count."""
-    from hyperscene.transforms.tokens import count_tokens, tokenizer_by_name
+    from hyperscene.transforms.tokens import count_tokens_by_name
 
-    tokenizer = tokenizer_by_name(tokenizer_name)
     units = store.read("units", ["text", "occurrence_count"])
-    texts, counts = units["text"].to_pylist(), units["occurrence_count"].to_pylist()
-    total = 0
-    for start in range(0, len(texts), 4096):
-        total += sum(n * c for n, c in zip(count_tokens(tokenizer, texts[start : start + 4096]), counts[start : start + 4096]))
-    return total
+    tokens = count_tokens_by_name(tokenizer_name, units["text"].to_pylist())
+    return sum(n * c for n, c in zip(tokens, units["occurrence_count"].to_pylist()))
 
 
 def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:

@@ -34,7 +34,6 @@ from hyperscene.transforms.models import describe_model, folder_for_embedder, lo
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
-from hyperscene.transforms.spill import is_local
 from hyperscene.transforms.store import (
     ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, work_dir, write_vector_file,
 )
@@ -152,7 +151,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     # New and changed documents, segmented and bucketed as compress does.
     # Long documents' texts and rows cross the shuffles as references to files here (transforms/spill.py).
-    rows_scratch = FileSystems.join(scratch, "rows") if is_local(scratch) else None
+    rows_scratch = FileSystems.join(scratch, "rows")
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
     process = plan.process
     docs = read["documents"] | "ToProcess" >> beam.Filter(lambda d: d["doc_id"] in process)

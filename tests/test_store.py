@@ -10,7 +10,7 @@ from hyperscene.transforms import store as store_module
 from hyperscene.transforms.errors import StoreError
 from hyperscene.transforms.spill import spill_tables
 from hyperscene.transforms.store import (
-    ManifestInfo, StoreVersion, _publish, parts_to_table, published_versions, shard_of, sorted_runs, version_dir, write_sorted_file,
+    ManifestInfo, StoreVersion, _publish, published_versions, shard_of, sorted_runs, version_dir, write_sorted_file,
     write_table_file,
 )
 
@@ -24,7 +24,7 @@ def test_every_table_has_a_schema_and_sort_keys():
 def test_rows_are_sorted_and_extra_keys_dropped():
     rows = [{"unit_id": "b", "canonical_unit_id": "b", "method": "cosine", "score": 0.9, "hyperword": 1, "vector": [1.0]},
             {"unit_id": "a", "canonical_unit_id": "b", "method": "cosine", "score": 0.95, "hyperword": 1, "vector": [2.0]}]
-    table = parts_to_table("provenance", rows)
+    table = pa.concat_tables(list(sorted_runs("provenance", rows)))
     assert table.schema == TABLES["provenance"]
     assert table["unit_id"].to_pylist() == ["a", "b"]
 
@@ -39,7 +39,7 @@ def test_publish_writes_empty_tables_and_an_atomic_manifest(tmp_path):
     store = str(tmp_path / "store")
     path = version_dir(store, 1)
     assert published_versions(store) == []
-    record = write_table_file(path, "dead_letters", 0, parts_to_table("dead_letters", [{"source": "s", "record": None, "reason": "r", "raw": b"x"}]))
+    record = write_table_file(path, "dead_letters", 0, pa.Table.from_pylist([{"source": "s", "record": None, "reason": "r", "raw": b"x"}], schema=TABLES["dead_letters"]))
     manifest = _publish(path, ManifestInfo(config={"out": store}, model={"name": "m"}, started_at=0.0), [record], {"documents": 0})
     assert published_versions(store) == [1]
     assert not (tmp_path / "store" / "v000001" / "manifest.json.tmp").exists()

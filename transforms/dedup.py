@@ -46,9 +46,9 @@ def bucket_of(unit_ids: list[str], n_buckets: int) -> np.ndarray:
 def split_by_bucket(occurrences: pa.Table, n_buckets: int, spill_to: str | None = None) -> Iterator[tuple[int, pa.Table | SpilledRows]]:
     """One document's occurrences (with ``text``) -> (bucket, its occurrences, with ``unit_id``).
 
-    With ``spill_to`` (a local folder), a table of ``SPILL_MIN_ROWS`` rows or more (a slice of a
-    long document) goes to a file there, one record batch per bucket, and references travel
-    through the shuffle instead (see ``transforms/spill.py``).
+    With ``spill_to`` (a scratch folder; ignored unless on the local disk), a table of
+    ``SPILL_MIN_ROWS`` rows or more (a slice of a long document) goes to a file there, one record
+    batch per bucket, and references travel through the shuffle instead (see ``transforms/spill.py``).
     """
     ids = [unit_id(t) for t in occurrences.column("text").to_pylist()]
     occurrences = occurrences.append_column("unit_id", pa.array(ids, pa.string()))
@@ -56,7 +56,7 @@ def split_by_bucket(occurrences: pa.Table, n_buckets: int, spill_to: str | None 
     order = np.argsort(buckets, kind="stable")
     present, starts = np.unique(buckets[order], return_index=True)
     parts = [(int(b), occurrences.take(order[start:end])) for b, start, end in zip(present, starts, [*starts[1:], len(order)])]
-    if spill_to is not None and occurrences.num_rows >= SPILL_MIN_ROWS:
+    if occurrences.num_rows >= SPILL_MIN_ROWS and is_local(spill_to):
         doc_id, first = occurrences.column("doc_id")[0].as_py(), occurrences.column("position")[0].as_py()
         name = f"slice-{scratch_name(doc_id)}-p{first:012d}.arrow"
         references = spill_tables([t for _, t in parts], os.path.join(spill_to, name))
@@ -103,7 +103,7 @@ class ExactDedup(beam.PTransform):
     def __init__(self, n_buckets: int, spill_to: str | None = None):
         super().__init__()
         self._n_buckets = n_buckets
-        self._spill_to = spill_to if is_local(spill_to) else None
+        self._spill_to = spill_to
 
     def expand(self, occurrences):
         return (

@@ -350,10 +350,10 @@ def window_scenes(key, parts, cfg: SceneConfig, size: int, depth: int):
         piece = window_piece(vectors, tokens, first)
         hyperwords = occurrences.column("hyperword").to_numpy().astype(np.int32)
         return (doc_id, WindowSummary(window, len(tokens), [], piece, hyperwords)), []
-    levels = window_levels(vectors, tokens, first, cfg, depth)
+    levels = window_levels(vectors, tokens, first, cfg, depth, with_gists=False)
     cuts = [lv.starts - (first if lv.level == 1 else 0) for lv in levels]
     samples = [(lv.level, (window_keys(doc_id, lv.level, window, len(lv)), lv.centroids)) for lv in levels]
-    return (doc_id, WindowSummary(window, len(tokens), cuts, replace(levels[-1], gists=None), None)), samples
+    return (doc_id, WindowSummary(window, len(tokens), cuts, levels[-1], None)), samples
 
 
 @dataclass(frozen=True)

@@ -135,8 +135,8 @@ class MergedBucket:
 def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: list[pa.Array],
                  members: list[pa.Array]) -> MergedBucket:
     """One bucket of the join: the new documents' occurrences (``doc_id, position, text, separator,
-    unit_id``; tables, or spilled rows of a long document's), the stored units rows, the unit ids of occurrences that leave, and the stored
-    near-duplicate members' ids."""
+    unit_id``; tables, or spilled rows of a long document's), the stored units rows, the unit ids of
+    occurrences that leave, and the stored near-duplicate members' ids."""
     stored_units = pa.concat_tables(stored) if stored else TABLES["units"].empty_table()
     stored_ids = stored_units.column("unit_id")
     counts = stored_units.column("occurrence_count").to_numpy().copy()

@@ -497,8 +497,10 @@ def _norms(sums: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", sums, sums))
 
 
-def window_levels(vectors: np.ndarray, token_counts, offset: int, cfg: SceneConfig, depth: int, cuts=None) -> list[Level]:
-    """Levels 1 to ``depth`` of one window (its units from position ``offset``), with their gists.
+def window_levels(vectors: np.ndarray, token_counts, offset: int, cfg: SceneConfig, depth: int, cuts=None,
+                  with_gists: bool = True) -> list[Level]:
+    """Levels 1 to ``depth`` of one window (its units from position ``offset``), with their gists
+    (``None`` without ``with_gists``: the first pass over a window needs only cuts and centroids).
 
     Cut as :func:`build_scene_tree` cuts, or, given ``cuts`` (each level's starts, as this returned
     them), rebuilt without cutting: the same centroids and gists to the bit, as they depend only on
@@ -519,7 +521,7 @@ def window_levels(vectors: np.ndarray, token_counts, offset: int, cfg: SceneConf
         firsts, lasts = firsts[starts], lasts[ends - 1]
         sums = spans.sums(firsts, lasts)
         items = _normalise(sums).astype(np.float32)
-        gist = [tuple(p + offset for p in g) for g in gists(vectors, firsts, lasts, items, cfg.gist_size)]
+        gist = [tuple(p + offset for p in g) for g in gists(vectors, firsts, lasts, items, cfg.gist_size)] if with_gists else None
         levels.append(Level(k, starts + (offset if k == 1 else 0), firsts + offset, lasts + offset,
                             spans.token_counts(firsts, lasts), items, _norms(sums), gist))
     return levels

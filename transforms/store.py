@@ -34,6 +34,7 @@ from hyperscene.schemas import FORMAT_VERSION, SORT_KEYS, TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.errors import StoreBusy, StoreError
 from hyperscene.transforms.progress import stage_timer
+from hyperscene.transforms.spill import SpilledRows, as_table, key_of
 
 MANIFEST = "manifest.json"
 # Dictionary encoding pays only for columns with few distinct values; on hashes, texts and vectors it
@@ -192,8 +193,6 @@ def shard_of(value: Any, num_shards: int) -> int:
 
 def shard_parts(element, key: str, num_shards: int):
     """A row (dict), an Arrow table or spilled rows -> (shard, part) by a hash of its ``key`` column."""
-    from hyperscene.transforms.spill import SpilledRows
-
     if isinstance(element, dict):
         yield shard_of(element[key], num_shards), element
     elif num_shards == 1:
@@ -201,20 +200,10 @@ def shard_parts(element, key: str, num_shards: int):
     elif isinstance(element, SpilledRows) and element.first_key and element.first_key[:1] == element.last_key[:1]:
         yield shard_of(element.first_key[0], num_shards), element  # rows sorted by key: one value throughout
     else:
-        from hyperscene.transforms.spill import as_table
-
         element = as_table(element)
         shards = np.array([shard_of(v, num_shards) for v in element.column(key).to_pylist()])
         for shard in np.unique(shards):
             yield int(shard), element.filter(shards == shard)
-
-
-def parts_to_table(name: str, parts) -> "pa.Table":
-    """Rows (dicts), Arrow tables and spilled rows -> one table of the table's schema, sorted by its sort keys."""
-    import pyarrow as pa
-
-    tables = list(sorted_runs(name, parts))
-    return pa.concat_tables(tables) if tables else TABLES[name].empty_table()
 
 
 def sorted_runs(name: str, parts):
@@ -226,10 +215,7 @@ def sorted_runs(name: str, parts):
     it, so a shard holding one is written a window at a time.
     """
     import pyarrow as pa
-
     import pyarrow.compute as pc
-
-    from hyperscene.transforms.spill import SpilledRows, key_of
 
     schema, keys = TABLES[name], list(SORT_KEYS[name])
     parts = list(parts)
@@ -260,14 +246,12 @@ def sorted_runs(name: str, parts):
 
 
 def _sort(name: str, parts) -> "pa.Table":
-    from hyperscene.transforms.spill import as_table
-
     table = _concat([_conform(name, as_table(p)) for p in parts])
     return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
 
 
 class WriteTable(beam.PTransform):
-    """Rows (dicts) or Arrow tables with the table's columns -> one file record per written shard."""
+    """Rows (dicts), Arrow tables or spilled rows with the table's columns -> one file record per written shard."""
 
     def __init__(self, name: str, version_path: str, num_shards: int = 1):
         super().__init__()
@@ -338,7 +322,7 @@ class ManifestInfo:
 def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: dict) -> dict:
     """Write empty files for tables that got no rows, then the manifest, atomically."""
     written = {f["table"] for f in files}
-    files = list(files) + [write_table_file(version_path, name, 0, parts_to_table(name, [])) for name in TABLES if name not in written]
+    files = list(files) + [write_table_file(version_path, name, 0, TABLES[name].empty_table()) for name in TABLES if name not in written]
     finished = time.time()
     manifest = {
         "format_version": FORMAT_VERSION,

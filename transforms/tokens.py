@@ -49,6 +49,15 @@ def tokenizer_by_name(name: str):
         raise ModelNotFound(f"tokenizer {name!r} is not a local folder or in the Hugging Face cache ({type(e).__name__})") from None
 
 
+def count_tokens_by_name(name: str, texts: Sequence[str], batch: int = 4096) -> list[int]:
+    """Tokens of each text under the tokenizer :func:`tokenizer_by_name` finds, ``batch`` texts at a time."""
+    tokenizer = tokenizer_by_name(name)
+    counts: list[int] = []
+    for start in range(0, len(texts), batch):
+        counts += count_tokens(tokenizer, texts[start : start + batch])
+    return counts
+
+
 def count_words(text: str) -> int:
     return len(text.split())
 
