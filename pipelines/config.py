@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.models import DEFAULT_EMBEDDER, DEFAULT_MODEL, EMBEDDERS, check_embedder_device, default_batch_size
+from hyperscene.transforms.models import DEFAULT_EMBEDDER, EMBEDDERS, check_embedder_device, default_batch_size, default_model
 from hyperscene.transforms.errors import InvalidOption
-from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
+from hyperscene.transforms.near_dup import CHECKS as NEAR_DUP_CHECKS, DEFAULT_CHECK as DEFAULT_NEAR_DUP_CHECK, default_threshold
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
 from hyperscene.transforms.scenes import SceneConfig
-from hyperscene.transforms.segment import DEFAULT_MAX_UNIT_TOKENS
+from hyperscene.transforms.segment import default_max_unit_tokens
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class CompressConfig:
     id_field: str | None = None
     lang: str = "en"
     spacy_model: str | None = None
-    max_unit_tokens: int = DEFAULT_MAX_UNIT_TOKENS
-    model: str = DEFAULT_MODEL
+    max_unit_tokens: int | None = None  # None: the language's measured default (segment.default_max_unit_tokens)
+    model: str | None = None  # None: the language's default (models.default_model)
     embedder: str = DEFAULT_EMBEDDER
     cache_dir: str | None = None  # where distilled and exported models are kept; None: ~/.cache/hyperscene
     allow_download: bool = False
@@ -32,7 +32,8 @@ class CompressConfig:
     codebook_size: int | None = None  # None: scales with the number of distinct units
     codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
     seed: int = 0
-    near_dup_threshold: float | None = None  # None: the embedder's measured default
+    near_dup_threshold: float | None = None  # None: the model's and embedder's measured default
+    near_dup_check: str = DEFAULT_NEAR_DUP_CHECK  # what a cosine candidate must also pass to merge
     levels: int | None = None  # scene levels above the units; None: up to one root per document
     scene_min_units: int = SceneConfig.min_units
     scene_max_units: int = SceneConfig.max_units
@@ -47,6 +48,10 @@ class CompressConfig:
             raise InvalidOption("--out is required: the store directory to write")
         if self.input_format not in INPUT_FORMATS:
             raise InvalidOption(f"--input-format must be one of {', '.join(INPUT_FORMATS)}, not {self.input_format!r}")
+        if self.model is None:
+            object.__setattr__(self, "model", default_model(self.lang))
+        if self.max_unit_tokens is None:
+            object.__setattr__(self, "max_unit_tokens", default_max_unit_tokens(self.lang))
         if self.max_unit_tokens < 2:
             raise InvalidOption(f"--max-unit-tokens must be at least 2, not {self.max_unit_tokens}")
         if self.batch_size is None:
@@ -61,9 +66,11 @@ class CompressConfig:
             raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
         check_embedder_device(self.embedder, self.device)
         if self.near_dup_threshold is None:
-            object.__setattr__(self, "near_dup_threshold", DEFAULT_THRESHOLDS[self.embedder])
+            object.__setattr__(self, "near_dup_threshold", default_threshold(self.model, self.embedder))
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
+        if self.near_dup_check not in NEAR_DUP_CHECKS:
+            raise InvalidOption(f"--near-dup-check must be one of {', '.join(NEAR_DUP_CHECKS)}, not {self.near_dup_check!r}")
         if any(size < 1 for size in self.level_codebook_sizes):
             raise InvalidOption(f"--level-codebook-sizes must all be positive, not {','.join(map(str, self.level_codebook_sizes))}")
         self.scene_config()  # raises InvalidOption on bad scene bounds or --levels

@@ -61,6 +61,9 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
         "exact_duplicate_occurrences": units - c.get("distinct_units", 0),
         "near_duplicate_units": c.get("near_duplicate_units", 0),
         "near_duplicate_occurrences": c.get("near_duplicate_occurrences", 0),
+        "near_duplicate_candidates": c.get("near_duplicate_candidates"),
+        "near_duplicate_check": m.get("config", {}).get("near_dup_check", "none"),
+        "model_warning": _blindness(m),
         "hyperword_stream_length": units,
         "tokens_per_hyperword": round(tokens / units, 2) if units else 0.0,
         "codebook_size": c.get("codebook_size", 0),
@@ -139,7 +142,9 @@ def render(s: dict) -> str:
         ("words", human(s["words"])),
         ("units", f"{human(s['units'])} (sentences and clauses)"),
         ("distinct units", f"{human(s['distinct_units'])} ({human(s['exact_duplicate_occurrences'])} exact-duplicate occurrences collapsed)"),
-        ("near-dup merges", f"{human(s['near_duplicate_units'])} units ({human(s['near_duplicate_occurrences'])} occurrences)"),
+        ("near-dup merges", f"{human(s['near_duplicate_units'])} units ({human(s['near_duplicate_occurrences'])} occurrences)"
+                            + (f"; {human(s['near_duplicate_candidates'])} had a candidate, check: {s['near_duplicate_check']}"
+                               if s.get("near_duplicate_candidates") is not None else "")),
         ("hyperword stream", f"{human(s['hyperword_stream_length'])} hyperwords"),
         ("tokens/hyperword", f"{s['tokens_per_hyperword']:.2f}"),
         ("codebook size", human(s["codebook_size"])),
@@ -149,6 +154,8 @@ def render(s: dict) -> str:
         ("dead letters", human(s["dead_letters"])),
         ("wall time", f"{s['wall_seconds']:.1f} s"),
     ]
+    if s.get("model_warning"):
+        rows.append(("warning", s["model_warning"]))
     return "\n".join(f"{k:<18}{v}" for k, v in rows) + "\n\n" + render_levels(s["levels"])
 
 
@@ -265,3 +272,9 @@ def _show_document(store: StoreVersion, args) -> dict:
           else draw_tree(doc, scenes, args.max_children, args.to_level, width))
     sys.stdout.flush()
     return result
+
+
+def _blindness(manifest: dict) -> str | None:
+    from hyperscene.pipelines.compress import blindness
+
+    return blindness(manifest)

@@ -332,7 +332,7 @@ def run(argv: list[str]) -> dict:
         new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in known_dead]
 
         load_spacy(cfg.lang, cfg.spacy_model)
-        folder, source = resolve_model(cfg.model, cfg.allow_download)
+        folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
         try:
             embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
             model = load_embedder(embedder_folder, cfg.embedder, cfg.device)

@@ -69,12 +69,12 @@ def threshold_of(store: StoreVersion) -> tuple[float, str]:
     if value is not None:
         return float(value), "the manifest's config"
     # Only for a manifest without it: near_dup imports Beam's ML modules and torch (seconds).
-    from hyperscene.transforms.near_dup import DEFAULT_THRESHOLD, DEFAULT_THRESHOLDS
+    from hyperscene.transforms.models import DEFAULT_MODEL
+    from hyperscene.transforms.near_dup import default_threshold
 
-    embedder = store.manifest.get("model", {}).get("embedder")
-    if embedder in DEFAULT_THRESHOLDS:
-        return DEFAULT_THRESHOLDS[embedder], f"the default for the {embedder} embedder"
-    return DEFAULT_THRESHOLD, "the default"
+    model = store.manifest.get("model", {})
+    embedder = model.get("embedder", "torch")
+    return default_threshold(model.get("name", DEFAULT_MODEL), embedder), f"the default for the {embedder} embedder"
 
 
 def live_documents(store: StoreVersion):

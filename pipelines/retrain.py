@@ -26,7 +26,8 @@ from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import bucket_count
 from hyperscene.transforms.errors import InvalidOption, StoreError
 from hyperscene.transforms.levels import CodeStats, _level_stats, codebook_rows
-from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
+from hyperscene.transforms.models import DEFAULT_MODEL
+from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store import (
     ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, write_vector_file,
@@ -71,7 +72,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
     n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
     centroids, level_books = frozen_codebooks(stored)
     dimension = stored.manifest["model"]["dimension"]
-    threshold = cfg.get("near_dup_threshold") or DEFAULT_THRESHOLDS[cfg.get("embedder", "torch")]
+    threshold = cfg.get("near_dup_threshold") or default_threshold(cfg.get("model", DEFAULT_MODEL), cfg.get("embedder", "torch"))
 
     buckets = (
         {
@@ -86,7 +87,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
     trained = buckets | "TrainCodebook" >> TrainCodebook(cfg.get("codebook_size"), seed, dimension,
                                                          cfg.get("codebook_sample") or 200_000, init=centroids)
     assigned = buckets | "AssignHyperwords" >> AssignHyperwords(trained)
-    near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n)
+    near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n, lang=cfg.get("lang", "en"), check=cfg.get("near_dup_check", "none"))
     hyperwords = trained | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
 
     stored_scenes = _stored(p, "scenes", stored_files(stored, "scenes"))

@@ -94,17 +94,30 @@ def test_near_duplicates_merge_into_the_most_frequent_text():
     base = _unit_vectors(3, 8, 2)
     close = base[0] + 0.01 * _unit_vectors(1, 8, 3)[0]
     vectors = np.stack([base[0], close / np.linalg.norm(close), base[1], base[2]])
-    merges = group_near_duplicates(["u0", "u1", "u2", "u3"], vectors, [1, 5, 1, 1], threshold=0.95)
-    assert [(m, c) for m, c, _ in merges] == [(0, 1)]  # u1 is more frequent, so it is canonical
-    assert merges[0][2] >= 0.95
-    assert group_near_duplicates(["u0"], vectors[:1], [1], 0.9) == []
+    merges, candidates = group_near_duplicates(["u0", "u1", "u2", "u3"], vectors, [1, 5, 1, 1], threshold=0.95, check="none")
+    assert [(m, c) for m, c, _, _ in merges] == [(0, 1)] and candidates == 1  # u1 is more frequent, so it is canonical
+    assert merges[0][2] >= 0.95 and merges[0][3] == "cosine"
+    assert group_near_duplicates(["u0"], vectors[:1], [1], 0.9) == ([], 0)
 
 
 def test_no_chaining_every_member_is_close_to_its_canonical():
     angles = [0.0, 0.3, 0.6]  # neighbours are close, the ends are not
     vectors = np.array([[np.cos(a), np.sin(a)] for a in angles], dtype=np.float32)
-    merges = group_near_duplicates(["a", "b", "c"], vectors, [3, 2, 1], threshold=0.95)
-    assert [(m, c) for m, c, _ in merges] == [(1, 0)]
+    merges, _ = group_near_duplicates(["a", "b", "c"], vectors, [3, 2, 1], threshold=0.95, check="none")
+    assert [(m, c) for m, c, _, _ in merges] == [(1, 0)]
+
+
+def test_a_candidate_merges_only_when_its_words_agree():
+    """Embeddings blur order and numbers: at the same cosine, only the pair whose words agree merges,
+    and provenance says which check let it."""
+    texts = ["Flights from Boston to Denver.", "flights from Boston to Denver", "Flights from Denver to Boston.",
+             "Flights from Boston to Denver at 5."]
+    vectors = np.tile(_unit_vectors(1, 8, 9), (4, 1))  # all four at cosine 1
+    merges, candidates = group_near_duplicates(["a", "b", "c", "d"], vectors, [4, 3, 2, 1], 0.95, texts, "en", "words")
+    assert [(m, c, method) for m, c, _, method in merges] == [(1, 0, "cosine+same-words")]
+    assert candidates == 3  # b, c and d each had a (the) canonical above the threshold
+    merges, _ = group_near_duplicates(["a", "b", "c", "d"], vectors, [4, 3, 2, 1], 0.95, texts, "en", "none")
+    assert [(m, c) for m, c, _, _ in merges] == [(1, 0), (2, 0), (3, 0)]
 
 
 def test_cluster_summary_picks_the_most_central_representative():
@@ -112,11 +125,12 @@ def test_cluster_summary_picks_the_most_central_representative():
     units = pa.table({"unit_id": ["a", "b", "c"], "text": ["A", "B", "C"], "occurrence_count": [1, 2, 1],
                       "hyperword_score": pa.array([0.9, 0.9, 0.5], pa.float32())})
     vectors = v[[1, 0, 2]]
-    provenance, stats = summarise_cluster(7, units, vectors, threshold=0.999)
+    provenance, stats = summarise_cluster(7, units, vectors, threshold=0.999, check="none")
     assert provenance == []
     assert stats == {"hyperword": 7, "unit_count": 3, "occurrence_count": 4, "representative_unit_id": "a",
-                     "representative_text": "A", "representative_score": pytest.approx(0.9), "near_duplicate_occurrences": 0}
-    provenance, stats = summarise_cluster(7, units, vectors, threshold=-1.0)
+                     "representative_text": "A", "representative_score": pytest.approx(0.9), "near_duplicate_occurrences": 0,
+                     "near_duplicate_candidates": 0}
+    provenance, stats = summarise_cluster(7, units, vectors, threshold=-1.0, check="none")
     assert [(p["unit_id"], p["canonical_unit_id"]) for p in provenance] == [("a", "b"), ("c", "b")]
     assert stats["near_duplicate_occurrences"] == 2
 

@@ -11,7 +11,7 @@ from hyperscene.transforms.errors import ModelNotFound
 
 
 def test_resolve_bundled_aliases(model_folder):
-    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "bundled"):
+    for name in ("minilm", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "bundled"):
         assert resolve_model(name) == (model_folder, "bundled")
 
 

@@ -109,7 +109,7 @@ def test_dtype_and_batch_size_follow_the_device():
     with pytest.raises(InvalidOption, match="openvino runs on the CPU"):
         CompressConfig(inputs=("x",), out="o", embedder="openvino", device="cuda")
     cfg = CompressConfig(inputs=("x",), out="o", embedder="openvino")
-    assert cfg.near_dup_threshold == DEFAULT_THRESHOLDS.get("openvino", DEFAULT_THRESHOLDS["torch"])
+    assert cfg.near_dup_threshold == DEFAULT_THRESHOLDS["minilm"]["openvino"]
 
 
 def test_float16_keeps_float32_unit_vectors(model_folder, torch_vectors):
@@ -184,11 +184,22 @@ def test_openvino_compress_round_trips(tmp_path, monkeypatch):
     assert not (tmp_path / "default-cache").exists()
     manifest = StoreVersion(str(store)).manifest
     assert manifest["model"]["embedder"] == "openvino" and manifest["model"]["dimension"] == 384
-    assert manifest["config"]["near_dup_threshold"] == DEFAULT_THRESHOLDS["openvino"]
+    assert manifest["config"]["near_dup_threshold"] == DEFAULT_THRESHOLDS["minilm"]["openvino"]
     decompress.run([str(store), "--out", str(restored)])
     name = "alice-in-wonderland.txt"
     assert (restored / name).read_bytes() == (SAMPLE_CORPUS / name).read_bytes()
 
 
-def test_every_embedder_has_a_measured_near_duplicate_threshold():
-    assert set(DEFAULT_THRESHOLDS) == set(models.EMBEDDERS)
+def test_every_known_model_and_embedder_has_a_measured_near_duplicate_threshold():
+    assert set(DEFAULT_THRESHOLDS) == set(models.KNOWN_MODELS)
+    for by_embedder in DEFAULT_THRESHOLDS.values():
+        assert set(by_embedder) == set(models.EMBEDDERS)
+
+
+def test_the_default_model_follows_the_language():
+    assert CompressConfig(inputs=("x",), out="o").model == "minilm"
+    ru = CompressConfig(inputs=("x",), out="o", lang="ru")
+    assert (ru.model, ru.max_unit_tokens, ru.near_dup_threshold) == ("e5-small", 8, DEFAULT_THRESHOLDS["e5-small"]["torch"])
+    assert CompressConfig(inputs=("x",), out="o", lang="de").model == "e5-small"
+    # a model named by the user keeps MiniLM's measured thresholds, the only ones there are for it
+    assert CompressConfig(inputs=("x",), out="o", model="some/model", embedder="static").near_dup_threshold == 0.95

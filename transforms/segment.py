@@ -38,7 +38,15 @@ SLICE_UNITS = 100_000
 
 # Sentences longer than this many spaCy tokens are cut into clauses. 10 gives about 9 WordPiece
 # tokens per unit on English prose (measured by benchmarks/compress_slice.py), inside the 5-10 target.
+# Russian words are longer in model tokens: with e5's SentencePiece tokenizer, 10 gives 10.4 tokens
+# per unit on ru-classics and 8 gives 8.9, as English at 10 (README, "Units").
 DEFAULT_MAX_UNIT_TOKENS = 10
+MAX_UNIT_TOKENS_BY_LANG = {"ru": 8}
+
+
+def default_max_unit_tokens(lang: str) -> int:
+    return MAX_UNIT_TOKENS_BY_LANG.get(lang, DEFAULT_MAX_UNIT_TOKENS)
+
 
 DASH_INFIXES = [r"-{2,}", "—", "–", "―"]
 CLAUSE_PUNCTUATION = frozenset({",", ";", ":", "—", "–", "--", "―", "…", "...", "(", ")"})
