@@ -208,7 +208,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     )
     matched = (
         {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n), "stored": canonical}
-        | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold)
+        | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold, cfg.lang, stored.manifest["config"].get("near_dup_check", "none"))
     )
 
     # The new version's tables: what still holds of the stored ones, and the new rows.

@@ -37,6 +37,7 @@ from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of, dedup_bucket
 from hyperscene.transforms.embed import take_rows
 from hyperscene.transforms.near_dup import METHOD
+from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import as_table
 from hyperscene.transforms.store import read_vectors
@@ -184,17 +185,23 @@ def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: 
 
 
 def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vectors: np.ndarray,
-                      fresh: pa.Table, fresh_vectors: np.ndarray, threshold: float) -> list[dict]:
-    """Provenance rows for the fresh units of one hyperword (``fresh``: unit_id, occurrence_count).
+                      fresh: pa.Table, fresh_vectors: np.ndarray, threshold: float,
+                      lang: str = "en", check: str = "none") -> list[dict]:
+    """Provenance rows for the fresh units of one hyperword (``fresh``: unit_id, occurrence_count,
+    and text for ``check="words"``).
 
     The rule of :mod:`~hyperscene.transforms.near_dup`, with the stored canonical units ranked
     first and kept canonical: walking the fresh units by occurrence count then id, each merges
     into the most similar canonical (stored or fresh) at or above the threshold, or becomes one.
+    With ``check="words"`` a merge must also pass the word check; stored canonicals travel here
+    without their texts, so a fresh unit merges only into a fresh canonical then (never a wrong
+    merge; a fresh unit whose text a stored one repeats exactly was caught by exact dedup).
     """
     import faiss
 
     ids = fresh.column("unit_id").to_pylist()
     counts = fresh.column("occurrence_count").to_pylist()
+    texts = fresh.column("text").to_pylist() if check == "words" else None
     if not ids:
         return []
     n_old = len(canonical_ids)
@@ -217,13 +224,17 @@ def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vector
     for i in order:
         lo, hi = lims[i], lims[i + 1]
         best, best_score = -1, -2.0
+        method = METHOD
         for j, s in zip(neighbours[lo:hi], scores[lo:hi]):
             if j != n_old + i and canonical[j] and (s > best_score or (s == best_score and rank[j] < rank[best])):
-                best, best_score = int(j), float(s)
+                reason = None if texts is None else (verify(texts[i], texts[j - n_old], lang) if j >= n_old else None)
+                if texts is None or reason is not None:
+                    best, best_score = int(j), float(s)
+                    method = METHOD if texts is None else f"{METHOD}+{reason}"
         if best < 0:
             canonical[n_old + i] = True
         else:
-            rows.append({"unit_id": ids[i], "canonical_unit_id": all_ids[best], "method": METHOD,
+            rows.append({"unit_id": ids[i], "canonical_unit_id": all_ids[best], "method": method,
                          "score": best_score, "hyperword": hyperword, "_occurrences": counts[i]})
     return rows
 
@@ -404,8 +415,8 @@ def stored_parts(table: pa.Table, n_groups: int):
 
 
 class _MatchDoFn(beam.DoFn):
-    def __init__(self, threshold: float):
-        self._threshold = threshold
+    def __init__(self, threshold: float, lang: str, check: str):
+        self._threshold, self._lang, self._check = threshold, lang, check
 
     def setup(self):
         self._progress = Progress("near-duplicates", "fresh units")
@@ -427,7 +438,8 @@ class _MatchDoFn(beam.DoFn):
             for hw in np.unique(hws):
                 mine, old = np.flatnonzero(hws == hw), np.flatnonzero(stored_hw == hw)
                 rows += match_fresh_units(int(hw), [stored_ids[i] for i in old], stored_vectors[old],
-                                          units.take(pa.array(mine)), vectors[mine], self._threshold)
+                                          units.take(pa.array(mine)), vectors[mine], self._threshold,
+                                          self._lang, self._check)
         if rows:
             yield pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_occurrences"} for r in rows], schema=PROVENANCE)
             yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", sum(r["_occurrences"] for r in rows)))
@@ -445,15 +457,15 @@ class MatchFreshUnits(beam.PTransform):
     """{"fresh": (group, (units, vectors)) from near_dup.cluster_parts, "stored": (group, vectors rows)} -> provenance tables
     (main) and ``stats``."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, lang: str = "en", check: str = "none"):
         super().__init__()
-        self._threshold = threshold
+        self._threshold, self._lang, self._check = threshold, lang, check
 
     def expand(self, joined):
         return (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Match" >> beam.ParDo(_MatchDoFn(self._threshold)).with_outputs("stats", main="provenance")
+            | "Match" >> beam.ParDo(_MatchDoFn(self._threshold, self._lang, self._check)).with_outputs("stats", main="provenance")
         )
 
 
