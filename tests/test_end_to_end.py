@@ -45,7 +45,7 @@ def test_leftovers_of_a_crashed_run_are_cleared_and_no_scratch_stays(tmp_path):
     for leftover in (store / "v000001" / "units" / "part-00000.parquet", store / "_work" / "v000001" / "vectors" / "vectors-000000.npy"):
         leftover.parent.mkdir(parents=True)
         leftover.write_bytes(b"from a run that was killed")
-    compress.run([str(RU_CORPUS), "--out", str(store), "--lang", "ru"])
+    compress.run([str(RU_CORPUS), "--out", str(store), "--lang", "ru", "--model", "minilm"])  # any model: the fast one
     assert sorted(p.name for p in store.iterdir()) == ["v000001"]  # vectors were spilled under _work, then removed
     decompress.run([str(store), "--out", str(tmp_path / "restored")])
     assert files_under(tmp_path / "restored") == files_under(RU_CORPUS)
@@ -149,7 +149,8 @@ def test_parquet_records_with_shards_round_trip(tmp_path):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"body": texts, "key": [f"doc-{i}" for i in range(len(texts))]}), tmp_path / "in" / "docs.parquet")
     store = tmp_path / "store"
-    compress.run([str(tmp_path / "in"), "--out", str(store), "--lang", "ru", "--text-field", "body", "--id-field", "key", "--num-shards", "2"])
+    compress.run([str(tmp_path / "in"), "--out", str(store), "--lang", "ru", "--text-field", "body", "--id-field", "key", "--num-shards", "2",
+                  "--model", "minilm"])
     assert len(StoreVersion(str(store)).files("occurrences")) == 2
     decompress.run([str(store), "--out", str(tmp_path / "out")])
     lines = (tmp_path / "out" / "docs.parquet.jsonl").read_text(encoding="utf-8").splitlines()
@@ -185,7 +186,7 @@ def test_more_mistakes_give_one_clear_line(sample_store, tmp_path, capsys, args,
 
 def test_store_path_with_glob_characters(tmp_path):
     store = tmp_path / "st[1]"
-    compress.run([str(RU_CORPUS / "gogol-viy.txt"), "--out", str(store), "--lang", "ru"])
+    compress.run([str(RU_CORPUS / "gogol-viy.txt"), "--out", str(store), "--lang", "ru", "--model", "minilm"])
     decompress.run([str(store), "--out", str(tmp_path / "out[1]")])
     assert (tmp_path / "out[1]" / "gogol-viy.txt").read_bytes() == (RU_CORPUS / "gogol-viy.txt").read_bytes()
 
