@@ -15,6 +15,7 @@ weight = (nibble - 8) * scale, low nibbles first), rows of ``out`` features as i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -221,8 +222,6 @@ def converted_model(cache_dir: str) -> str:
     from hyperscene.transforms.models import publish_folder
 
     source = package_file()
-    import hashlib
-
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     target = Path(cache_dir) / f"e5-small-{digest}"
     if (target / "modules.json").is_file():
