@@ -30,9 +30,10 @@ from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
-from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
+from hyperscene.transforms.models import PRECISIONS, describe_model, folder_for_embedder, known_model, load_embedder, resolve_model, torch_dtype
 from hyperscene.transforms.levels import BuildLevels
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
+from hyperscene.transforms.near_dup_verify import main_script
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (default: text)")
     g.add_argument("--id-field", help="JSONL/Parquet field holding the document id (default: SOURCE:RECORD)")
     g = p.add_argument_group("segmentation")
-    g.add_argument("--lang", default="en", help="spaCy language code of the blank pipeline (default: en)")
+    g.add_argument("--lang", default="en", help="spaCy language code of the blank pipeline; xx for a corpus that mixes languages (default: en)")
     g.add_argument("--spacy-model", help="an installed spaCy pipeline to use instead, e.g. en_core_web_sm")
     g.add_argument("--max-unit-tokens", type=int,
                    help="cut longer sentences (in spaCy tokens) into clauses (default: 8 for ru, 10 otherwise)")
@@ -71,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {DEFAULT_EMBEDDER})")
     g.add_argument("--cache-dir", help="where distilled static and exported OpenVINO models are kept (default: $HYPERSCENE_CACHE or ~/.cache/hyperscene)")
     g.add_argument("--allow-download", action="store_true", help="let a model name not in the local cache be downloaded")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps; on cuda the torch embedder runs in float16 (default: cpu)")
-    g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="what the torch embedder computes in; auto: float16 on cuda, bfloat16 on a CPU that has it in "
+                        "hardware (Intel AMX, AVX512-BF16), float32 elsewhere (default: auto)")
+    g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda, 4096 for static)")
     g = p.add_argument_group("codebook and near-duplicates")
     g.add_argument("--codebook-size", type=int, help="hyperwords (default: about 2*sqrt(distinct units))")
     g.add_argument("--codebook-sample", type=int, default=DEFAULT_CODEBOOK_SAMPLE,
@@ -136,6 +140,7 @@ def parse(argv: list[str]) -> CompressConfig:
         allow_download=args.allow_download,
         device=args.device,
         batch_size=args.batch_size,
+        precision=args.precision,
         codebook_size=args.codebook_size,
         codebook_sample=args.codebook_sample,
         seed=args.seed,
@@ -175,6 +180,8 @@ def _bucket_stats(bucket: UnitBucket):
     yield "distinct_units", units.num_rows
     yield "tokens", pc.sum(pc.multiply(occurrences, units.column("token_count"))).as_py() or 0
     yield "words", pc.sum(pc.multiply(occurrences, units.column("word_count"))).as_py() or 0
+    # For W002: an English model on text in other scripts.
+    yield "non_latin_units", sum(main_script(t) not in ("latin", "") for t in units.column("text").to_pylist())
     if "hyperword_score" in units.column_names:  # the codebook's baseline for drift (see refresh)
         yield "_hyperword_distance_total", float(np.sum(1.0 - units.column("hyperword_score").to_numpy(), dtype=np.float64))
 
@@ -194,7 +201,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
     buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill_to=rows_scratch)
-    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
+    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
+                                              precision=cfg.precision)
     embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
@@ -282,10 +290,11 @@ def run(argv: list[str]) -> dict:
     folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
     try:
         embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
-        model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
+        model = load_embedder(embedder_folder, cfg.embedder, cfg.device, precision=cfg.precision)
     except Exception as e:  # a broken model folder, or a device this machine lacks
         raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
-    identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder)
+    identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder,
+                              torch_dtype(cfg.device, cfg.embedder, cfg.precision))
     del model
     if os.path.isfile(cfg.out):
         raise StoreError(f"--out {cfg.out!r} is a file: give a directory for the store")
@@ -333,7 +342,29 @@ def blindness(manifest: dict) -> str | None:
             f"only word-checked merges were made, but hyperwords and scenes mean little; for --lang {lang} use {advice}")
 
 
+# An English-only model on a corpus more than this share of whose distinct units are in another
+# script (Cyrillic, Greek, CJK, ...) is warned about: those units' vectors mean little.
+FOREIGN_SCRIPT_SHARE = 0.05
+
+
+def script_warning(manifest: dict) -> str | None:
+    """One coded line when an English-only model was given text in other scripts, else None."""
+    counts = manifest.get("counts", {})
+    units, foreign = counts.get("distinct_units", 0), counts.get("non_latin_units")
+    model = manifest.get("model", {})
+    known = known_model(model.get("name", ""))
+    if not units or foreign is None or known is None or known.languages != "en" or foreign / units <= FOREIGN_SCRIPT_SHARE:
+        return None
+    return (f"[W002] model {model.get('name')} reads English only, but {foreign / units:.0%} of this corpus's distinct "
+            f"units are in another script: their hyperwords, near-duplicate candidates and scenes mean little; "
+            f"use --lang xx for a corpus that mixes languages, or the corpus's own --lang (both default to --model e5-small)")
+
+
+def model_warnings(manifest: dict) -> list[str]:
+    """The coded warnings about the model and the corpus (W001, W002), for compress and inspect."""
+    return [line for line in (blindness(manifest), script_warning(manifest)) if line]
+
+
 def warn_if_blind(manifest: dict) -> None:
-    line = blindness(manifest)
-    if line:
+    for line in model_warnings(manifest):
         logger.warning(line)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.models import DEFAULT_EMBEDDER, EMBEDDERS, check_embedder_device, default_batch_size, default_model
+from hyperscene.transforms.models import (
+    DEFAULT_EMBEDDER, EMBEDDERS, check_embedder_device, check_precision, default_batch_size, default_model)
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import CHECKS as NEAR_DUP_CHECKS, DEFAULT_CHECK as DEFAULT_NEAR_DUP_CHECK, default_threshold
 from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
@@ -28,7 +29,8 @@ class CompressConfig:
     cache_dir: str | None = None  # where distilled and exported models are kept; None: ~/.cache/hyperscene
     allow_download: bool = False
     device: str = "cpu"
-    batch_size: int | None = None  # None: 64 on the CPU, 512 on a CUDA GPU (models.default_batch_size)
+    batch_size: int | None = None  # None: 64 on the CPU, 512 on a CUDA GPU, 4,096 static (models.default_batch_size)
+    precision: str = "auto"  # the torch embedder's; auto: float16 on CUDA, bfloat16 on a CPU with it in hardware
     codebook_size: int | None = None  # None: scales with the number of distinct units
     codebook_sample: int = DEFAULT_CODEBOOK_SAMPLE
     seed: int = 0
@@ -55,7 +57,7 @@ class CompressConfig:
         if self.max_unit_tokens < 2:
             raise InvalidOption(f"--max-unit-tokens must be at least 2, not {self.max_unit_tokens}")
         if self.batch_size is None:
-            object.__setattr__(self, "batch_size", default_batch_size(self.device))
+            object.__setattr__(self, "batch_size", default_batch_size(self.device, self.embedder))
         if self.batch_size < 1:
             raise InvalidOption(f"--batch-size must be positive, not {self.batch_size}")
         if self.codebook_size is not None and self.codebook_size < 1:
@@ -65,6 +67,7 @@ class CompressConfig:
         if self.embedder not in EMBEDDERS:
             raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
         check_embedder_device(self.embedder, self.device)
+        check_precision(self.precision, self.device, self.embedder)
         if self.near_dup_threshold is None:
             object.__setattr__(self, "near_dup_threshold", default_threshold(self.model, self.embedder))
         if not 0.0 < self.near_dup_threshold <= 1.0:

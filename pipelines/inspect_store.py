@@ -63,7 +63,7 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
         "near_duplicate_occurrences": c.get("near_duplicate_occurrences", 0),
         "near_duplicate_candidates": c.get("near_duplicate_candidates"),
         "near_duplicate_check": m.get("config", {}).get("near_dup_check", "none"),
-        "model_warning": _blindness(m),
+        "model_warnings": _model_warnings(m),
         "hyperword_stream_length": units,
         "tokens_per_hyperword": round(tokens / units, 2) if units else 0.0,
         "codebook_size": c.get("codebook_size", 0),
@@ -154,8 +154,7 @@ def render(s: dict) -> str:
         ("dead letters", human(s["dead_letters"])),
         ("wall time", f"{s['wall_seconds']:.1f} s"),
     ]
-    if s.get("model_warning"):
-        rows.append(("warning", s["model_warning"]))
+    rows += [("warning", line) for line in s.get("model_warnings") or ()]
     return "\n".join(f"{k:<18}{v}" for k, v in rows) + "\n\n" + render_levels(s["levels"])
 
 
@@ -274,7 +273,7 @@ def _show_document(store: StoreVersion, args) -> dict:
     return result
 
 
-def _blindness(manifest: dict) -> str | None:
-    from hyperscene.pipelines.compress import blindness
+def _model_warnings(manifest: dict) -> list[str]:
+    from hyperscene.pipelines.compress import model_warnings
 
-    return blindness(manifest)
+    return model_warnings(manifest)

@@ -30,7 +30,7 @@ from hyperscene.transforms.dedup import bucket_count, split_by_bucket
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
 from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
-from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model
+from hyperscene.transforms.models import PRECISIONS, describe_model, folder_for_embedder, load_embedder, resolve_model, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id-field")
     g = p.add_argument_group("execution (the model, segmentation and codebooks are the store's own)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
-    g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda)")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="what the torch embedder computes in (default: the store's setting, auto when it has none: "
+                        "float16 on cuda, bfloat16 on a CPU that has it in hardware, float32 elsewhere)")
+    g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda, 4096 for static)")
     g.add_argument("--cache-dir", help="where distilled static and exported OpenVINO models are kept")
     g.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1)")
     return p
@@ -84,6 +87,7 @@ def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list
     saved.update(
         inputs=tuple(args.inputs), out=stored.store, level_codebook_sizes=tuple(saved.get("level_codebook_sizes", ())),
         device=args.device, batch_size=args.batch_size, beam_args=tuple(beam_args),
+        precision=args.precision or saved.get("precision", "auto"),
         input_format=args.input_format or saved.get("input_format", "auto"),
         text_field=args.text_field or saved.get("text_field", "text"),
         id_field=args.id_field if args.id_field is not None else saved.get("id_field"),
@@ -172,7 +176,8 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     merged = joined | "MergeWithStore" >> rf.MergeWithStore()
 
     # Fresh units: counted, embedded, assigned to the frozen hyperwords.
-    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size)
+    handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
+                                              precision=cfg.precision)
     frozen = p | "Hyperwords" >> beam.Create([centroids])
     fresh = (
         merged.fresh
@@ -335,10 +340,11 @@ def run(argv: list[str]) -> dict:
         folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
         try:
             embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
-            model = load_embedder(embedder_folder, cfg.embedder, cfg.device)
+            model = load_embedder(embedder_folder, cfg.embedder, cfg.device, precision=cfg.precision)
         except Exception as e:
             raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
-        identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder)
+        identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder,
+                                  torch_dtype(cfg.device, cfg.embedder, cfg.precision))
         del model
         if identity.fingerprint != stored.manifest["model"].get("fingerprint"):
             raise StoreError(f"the model {cfg.model!r} found here differs from the one the store was written with "

@@ -255,3 +255,30 @@ def test_spilled_windows_reach_the_writer_as_references_and_change_nothing(tmp_p
     restored, original = files_under(tmp_path / "restored"), files_under(SAMPLE_CORPUS)
     assert restored["alice-in-wonderland.txt"] == original["alice-in-wonderland.txt"]
     assert restored["origin-of-species.txt"] == gzip.decompress(original["origin-of-species.txt.gz"])
+
+
+def test_a_corpus_mixing_english_and_russian(tmp_path, caplog):
+    """--lang xx: the multi-language pipeline and e5-small; the default --lang en gets MiniLM, which
+    reads English only, and says so with W002 (in the log and in inspect)."""
+    import logging
+    import shutil
+
+    from hyperscene.pipelines import inspect_store
+
+    corpus = tmp_path / "mixed"
+    shutil.copytree(RU_CORPUS, corpus / "ru")
+    (corpus / "en").mkdir()
+    (corpus / "en" / "alice.txt").write_bytes((SAMPLE_CORPUS / "alice-in-wonderland.txt").read_bytes()[:40_000])
+    mixed = compress.run([str(corpus), "--out", str(tmp_path / "xx"), "--lang", "xx"])
+    assert mixed["model"]["name"] == "e5-small" and mixed["config"]["max_unit_tokens"] == 9
+    assert 0.05 < mixed["counts"]["non_latin_units"] / mixed["counts"]["distinct_units"] < 0.95
+    decompress.run([str(tmp_path / "xx"), "--out", str(tmp_path / "restored")])
+    assert files_under(tmp_path / "restored") == files_under(corpus)
+    assert inspect_store.summarise(StoreVersion(str(tmp_path / "xx")))["model_warnings"] == []
+
+    with caplog.at_level(logging.WARNING, logger="hyperscene"):
+        english = compress.run([str(corpus), "--out", str(tmp_path / "en")])
+    assert english["model"]["name"] == "minilm"
+    [line] = [r.getMessage() for r in caplog.records if "[W002]" in r.getMessage()]
+    assert "minilm reads English only" in line and "--lang xx" in line and "\n" not in line
+    assert inspect_store.summarise(StoreVersion(str(tmp_path / "en")))["model_warnings"] == [line]

@@ -34,7 +34,7 @@ def cosines(x, y):
 
 @pytest.fixture(scope="module")
 def torch_vectors(model_folder):
-    return models.load_embedder(model_folder, "torch").encode(SENTENCES, normalize_embeddings=True)
+    return models.load_embedder(model_folder, "torch", precision="float32").encode(SENTENCES, normalize_embeddings=True)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +98,17 @@ def test_missing_openvino_packages_is_one_clear_error(monkeypatch, model_folder,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dtype_and_batch_size_follow_the_device():
-    assert [models.torch_dtype(d) for d in ("cuda", "cuda:1", "cpu", "mps")] == ["float16", "float16", "float32", "float32"]
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_dtype_and_batch_size_follow_the_device(native_bf16, monkeypatch):
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native_bf16)
+    cpu = "bfloat16" if native_bf16 else "float32"
+    assert [models.torch_dtype(d) for d in ("cuda", "cuda:1", "cpu", "mps")] == ["float16", "float16", cpu, "float32"]
     assert models.torch_dtype("cuda", "static") == "float32"  # only the transformer runs in half precision
+    assert models.torch_dtype("cpu", "openvino") == "float32"
+    assert models.torch_dtype("cpu", "torch", "float32") == "float32"  # --precision overrides auto
+    assert models.torch_dtype("cuda", "torch", "bfloat16") == "bfloat16"
     assert [models.default_batch_size(d) for d in ("cuda", "cuda:0", "cpu", "mps")] == [512, 512, 64, 64]
+    assert models.default_batch_size("cpu", "static") == models.STATIC_BATCH_SIZE
     # the config resolves a batch size the user did not give, and checks nothing on the machine
     assert CompressConfig(inputs=("x",), out="o", device="cuda").batch_size == 512
     assert CompressConfig(inputs=("x",), out="o", device="cuda:1", batch_size=32).batch_size == 32
@@ -110,6 +117,35 @@ def test_dtype_and_batch_size_follow_the_device():
         CompressConfig(inputs=("x",), out="o", embedder="openvino", device="cuda")
     cfg = CompressConfig(inputs=("x",), out="o", embedder="openvino")
     assert cfg.near_dup_threshold == DEFAULT_THRESHOLDS["minilm"]["openvino"]
+    assert CompressConfig(inputs=("x",), out="o", embedder="static").batch_size == models.STATIC_BATCH_SIZE
+
+
+def test_precision_is_checked_without_io():
+    for bad, message in ((dict(precision="half"), "--precision must be one of"),
+                         (dict(precision="bfloat16", embedder="static"), "applies to --embedder torch only"),
+                         (dict(precision="float16"), "needs a CUDA GPU")):
+        with pytest.raises(InvalidOption, match=message):
+            CompressConfig(inputs=("x",), out="o", **bad)
+    assert CompressConfig(inputs=("x",), out="o", precision="float16", device="cuda").precision == "float16"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    """On this Linux machine the answer must agree with /proc/cpuinfo, whatever the CPU."""
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    assert models.cpu_has_native_bf16() == any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
+
+
+def test_bfloat16_keeps_float32_unit_vectors(model_folder, torch_vectors):
+    """The precision auto picks on a CPU with bfloat16 in hardware: the transformer in bfloat16,
+    float32 pooling, vectors within 0.999 of float32's (0.99995 measured on STS-B)."""
+    import torch
+
+    model = models.load_sentence_transformer(model_folder, dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    vectors = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (cosines(vectors, torch_vectors) > 0.999).all()
 
 
 def test_float16_keeps_float32_unit_vectors(model_folder, torch_vectors):
@@ -124,9 +160,9 @@ def test_float16_keeps_float32_unit_vectors(model_folder, torch_vectors):
     assert (cosines(vectors, torch_vectors) > 0.99).all()
 
 
-def test_a_model_saved_in_float16_runs_in_float32_on_a_cpu(model_folder, torch_vectors, tmp_path):
+def test_a_model_saved_in_float16_runs_in_float32_on_a_cpu(model_folder, torch_vectors, tmp_path, monkeypatch):
     """transformers keeps a checkpoint's saved dtype unless told otherwise; float16 on a CPU is
-    many times slower, so the CPU path must ask for float32 whatever the weights were saved in."""
+    many times slower, so the CPU path must ask for its own precision whatever the weights were saved in."""
     import shutil
 
     import torch
@@ -137,6 +173,7 @@ def test_a_model_saved_in_float16_runs_in_float32_on_a_cpu(model_folder, torch_v
     weights = load_file(folder / "model.safetensors")
     save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, folder / "model.safetensors",
               metadata={"format": "pt"})
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
     model = models.load_sentence_transformer(str(folder), "cpu")
     assert next(model.parameters()).dtype == torch.float32
     vectors = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)

@@ -11,6 +11,7 @@ from hyperscene.transforms.near_dup_verify import (
     FUNCTION_WORDS,
     NEGATIONS,
     REPLACE_ONLY_WORDS,
+    main_script,
     verify,
     words,
 )
@@ -96,7 +97,24 @@ def test_three_function_word_edits_are_too_many():
 
 def test_other_languages_merge_only_the_same_words():
     assert verify("Der Hund bellt", "Ein Hund bellt", "de") is None
-    assert verify("The cat sat", "A cat sat", "xx") is None
+    assert verify("The cat sat", "A cat sat", "fr") is None
+
+
+def test_a_mixed_corpus_checks_each_pair_in_its_own_script():
+    """--lang xx: English lists for Latin text, Russian lists for Cyrillic, and no mixing."""
+    assert verify("The cat sat on the mat", "A cat sat on the mat", "xx") == "function-words"
+    assert verify("Он жил в деревне", "Он жил на деревне", "xx") == "function-words"
+    assert verify("flights from Boston to Denver", "flights from Denver to Boston", "xx") is None
+    assert verify("Он не пришёл", "Он пришёл", "xx") is None
+    assert verify("Der Hund bellt", "Ein Hund bellt", "xx") is None  # Latin, but no English function words differ
+    assert verify("Anna и Boris", "Anna and Boris", "xx") is None  # two scripts: only the same words merge
+    assert verify("Москва!", "москва", "xx") == "same-words"
+
+
+def test_main_script():
+    assert [main_script(t) for t in ("Hello, world", "Привет, мир", "Ёлка stood there", "東京タワー", "12 345", "")] == [
+        "latin", "cyrillic", "latin", "other", "", ""]
+    assert main_script("Café naïve") == "latin"
 
 
 def test_texts_without_words():

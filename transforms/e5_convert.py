@@ -246,7 +246,7 @@ def check_against_engine(folder: str, texts: list[str], batch_size: int = 64) ->
     """Cosines between the converted folder's vectors (torch, float32) and the engine's."""
     from hyperscene.transforms.models import load_sentence_transformer
 
-    model = load_sentence_transformer(folder)
+    model = load_sentence_transformer(folder, dtype="float32")
     ours = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     theirs = engine_vectors(texts)
     cosine = (ours * theirs).sum(axis=1)

@@ -38,21 +38,23 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
       embedder: one of ``models.EMBEDDERS``.
       device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``...
       batch_size: texts per forward pass.
+      precision: ``models.PRECISIONS``; ``auto`` picks by device (:func:`models.torch_dtype`).
       **kwargs: ModelHandler's own (``min_batch_size``, ``max_batch_size``: examples per call,
         default 1).
     """
 
     def __init__(self, model_folder: str, *, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu",
-                 batch_size: int = 64, **kwargs):
+                 batch_size: int = 64, precision: str = "auto", **kwargs):
         kwargs.setdefault("max_batch_size", 1)
         super().__init__(**kwargs)
         self._folder = model_folder
         self._embedder = embedder
         self._device = device
         self._batch_size = batch_size
+        self._precision = precision
 
     def load_model(self):
-        return load_embedder(self._folder, self._embedder, self._device)
+        return load_embedder(self._folder, self._embedder, self._device, precision=self._precision)
 
     def run_inference(self, batch: Sequence[Sequence[str]], model, inference_args: Optional[dict[str, Any]] = None):
         results = []

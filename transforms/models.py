@@ -18,9 +18,12 @@ Embedders (``--embedder``) are ways of running one model:
   no faster than float32 here (1,309 against 1,350 units/s) and slightly worse (STS-B 0.8449,
   near-duplicate threshold 0.93 instead of 0.92); only its file is smaller (22 MB against 88 MB).
 
-Devices: on ``cuda``/``cuda:N`` the ``torch`` embedder runs the transformer in float16 (pooling and
-normalisation stay float32) and the default batch is larger (:func:`default_batch_size`);
-:func:`check_device` turns a device this machine lacks into one clear error before any work.
+Devices and precision: the ``torch`` embedder runs the transformer in float16 on ``cuda``/``cuda:N``,
+in bfloat16 on a CPU that multiplies bfloat16 in hardware (Intel AMX or AVX512-BF16: about twice
+float32's speed, cosine to float32 vectors above 0.9999), in float32 elsewhere; pooling and
+normalisation stay float32 (:func:`torch_dtype`, ``--precision`` to choose). The default batch is
+larger on a GPU and for ``static`` (:func:`default_batch_size`); :func:`check_device` turns a
+device this machine lacks into one clear error before any work.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ DEFAULT_EMBEDDER = "torch"
 STATIC_PCA_DIMS = 256
 CPU_BATCH_SIZE = 64
 GPU_BATCH_SIZE = 512  # MiniLM in float16 uses well under 1 GiB of GPU memory at this size
+# A static model's cost per text is a table lookup, so sentence-transformers' per-batch overhead
+# dominates at 64: 4,096 doubles its speed (benchmarks/near_dup_threshold.py --embedder static).
+STATIC_BATCH_SIZE = 4096
+# --precision: "auto" is float16 on a CUDA GPU, bfloat16 on a CPU with native bfloat16, else float32.
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# CPU flags (Linux /proc/cpuinfo) of hardware bfloat16 matrix products; without them torch emulates
+# bfloat16 and runs slower than in float32.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 # optimum-intel declares torchvision as a dependency, and no torchvision build works with the CPU
 # torch wheel (transformers then fails on "operator torchvision::nms does not exist"): it goes in
 # with --no-deps, and its real runtime dependencies are named here. Versions verified together.
@@ -102,10 +113,11 @@ class ModelIdentity:
     fingerprint: str  # sha256 over the loaded folder's file names, sizes and weight bytes
     dimension: int
     embedder: str = DEFAULT_EMBEDDER
+    precision: str = "float32"  # what the transformer ran in (torch_dtype); float32 for static and openvino
 
     def as_dict(self) -> dict:
         return {"name": self.name, "source": self.source, "embedder": self.embedder,
-                "fingerprint": self.fingerprint, "dimension": self.dimension}
+                "fingerprint": self.fingerprint, "dimension": self.dimension, "precision": self.precision}
 
 
 def resolve_model(name: str, allow_download: bool = False, cache_dir: str | None = None) -> tuple[str, str]:
@@ -308,13 +320,45 @@ def is_cuda(device: str) -> bool:
     return device == "cuda" or device.startswith("cuda:")
 
 
-def torch_dtype(device: str, embedder: str = DEFAULT_EMBEDDER) -> str:
-    """The precision the ``torch`` embedder runs in: float16 on a CUDA GPU, float32 elsewhere."""
-    return "float16" if embedder == "torch" and is_cuda(device) else "float32"
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (read from Linux's /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return not NATIVE_BF16_FLAGS.isdisjoint(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return False
 
 
-def default_batch_size(device: str) -> int:
-    """Texts per forward pass when the user gives none: larger on a GPU, where it pays."""
+def check_precision(precision: str, device: str, embedder: str) -> None:
+    """The rules of ``--precision``, without I/O (config validation uses this too)."""
+    if precision not in PRECISIONS:
+        raise InvalidOption(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision not in ("auto", "float32") and embedder != "torch":
+        raise InvalidOption(f"--precision {precision} applies to --embedder torch only; {embedder} runs in float32")
+    if precision == "float16" and not is_cuda(device):
+        raise InvalidOption("--precision float16 needs a CUDA GPU (--device cuda); on a CPU use bfloat16 or float32")
+
+
+def torch_dtype(device: str, embedder: str = DEFAULT_EMBEDDER, precision: str = "auto") -> str:
+    """The precision the transformer runs in: for the ``torch`` embedder with ``precision="auto"``,
+    float16 on a CUDA GPU, bfloat16 on a CPU with native bfloat16 (:func:`cpu_has_native_bf16`),
+    float32 elsewhere; the other embedders always float32."""
+    if embedder != "torch":
+        return "float32"
+    if precision != "auto":
+        return precision
+    if is_cuda(device):
+        return "float16"
+    return "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
+
+
+def default_batch_size(device: str, embedder: str = DEFAULT_EMBEDDER) -> int:
+    """Texts per forward pass when the user gives none: larger on a GPU and for a static table, where it pays."""
+    if embedder == "static":
+        return STATIC_BATCH_SIZE
     return GPU_BATCH_SIZE if is_cuda(device) else CPU_BATCH_SIZE
 
 
@@ -366,10 +410,12 @@ def folder_for_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir
     return folder
 
 
-def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu", cache_dir: str | None = None):
+def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu", cache_dir: str | None = None,
+                  precision: str = "auto"):
     if embedder not in EMBEDDERS:
         raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {embedder!r}")
     check_embedder_device(embedder, device)
+    check_precision(precision, device, embedder)
     check_device(device)
     if embedder == "static":
         from sentence_transformers import SentenceTransformer
@@ -378,14 +424,14 @@ def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "
         return SentenceTransformer(modules=[StaticEmbedding.from_model2vec(folder)], device=device)
     if embedder == "openvino":
         return load_openvino(folder, cache_dir)
-    return load_sentence_transformer(folder, device)
+    return load_sentence_transformer(folder, device, torch_dtype(device, embedder, precision))
 
 
 def load_sentence_transformer(folder: str, device: str = "cpu", dtype: str | None = None):
     """The model itself, in ``dtype`` (default: :func:`torch_dtype` of the device).
 
-    In float16 only the transformer runs in half precision: its token embeddings are cast back to
-    float32 before pooling, so vectors come out float32 and unit-length as on the CPU. The dtype is
+    In float16 or bfloat16 only the transformer runs in reduced precision: its token embeddings are
+    cast back to float32 before pooling, so vectors come out float32 and unit-length either way. The dtype is
     always passed: transformers otherwise keeps the dtype the weights were saved in, and a model
     saved in float16 would then run in float16 on a CPU, many times slower.
     """
@@ -414,6 +460,7 @@ def _sentence_transformer(folder: str, **kwargs):
     return SentenceTransformer(folder, local_files_only=True, **kwargs)
 
 
-def describe_model(name: str, folder: str, source: str, model, embedder: str = DEFAULT_EMBEDDER) -> ModelIdentity:
+def describe_model(name: str, folder: str, source: str, model, embedder: str = DEFAULT_EMBEDDER,
+                   precision: str = "float32") -> ModelIdentity:
     dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return ModelIdentity(name, source, fingerprint(folder), dimension(), embedder)
+    return ModelIdentity(name, source, fingerprint(folder), dimension(), embedder, precision)

@@ -19,6 +19,9 @@ reappears at another, which is how swapped roles show ("from A to B" / "from B t
 pronouns, numbers, number words, negations, modals and prepositions of direction or time (to/from,
 before/after, от/до, из, без) are content words: they say who, how many, whether, where or when.
 Only "en" and "ru" have function-word lists; in any other language only ``"same-words"`` merges.
+With ``lang="xx"`` (spaCy's multi-language code, for corpora that mix languages) each pair is checked
+with the lists of the script its words are in (:func:`main_script`: Cyrillic "ru", Latin "en"), and
+a pair in two scripts only as ``"same-words"``.
 
 Pure Python (stdlib), a few tens of microseconds per sentence pair: it runs on every candidate.
 """
@@ -70,6 +73,10 @@ NEGATIONS: dict[str, frozenset[str]] = {
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+|(?<=\d)[.,]\d+)*")
 _APOSTROPHES = ("\u2019", "\u02bc", "\u2018")
 _DIGIT = re.compile(r"\d")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+MULTILINGUAL = "xx"
+SCRIPT_LANGS = {"latin": "en", "cyrillic": "ru"}
 _NT_STEMS = {"ca": "can", "wo": "will", "sha": "shall"}
 
 
@@ -83,6 +90,19 @@ def words(text: str) -> list[str]:
             if apostrophe in folded:
                 folded = folded.replace(apostrophe, "'")
     return _WORD.findall(folded)
+
+
+def main_script(text: str) -> str:
+    """"latin", "cyrillic" or "other": the script most of ``text``'s letters are in ("" for no letters)."""
+    if text.isascii():
+        return "latin" if any(c.isalpha() for c in text) else ""
+    latin, cyrillic = len(_LATIN.findall(text)), len(_CYRILLIC.findall(text))
+    letters = sum(c.isalpha() for c in text)
+    if not letters:
+        return ""
+    if max(latin, cyrillic) * 2 <= letters:
+        return "other"
+    return "latin" if latin >= cyrillic else "cyrillic"
 
 
 def _expand_negations(tokens: list[str], lang: str) -> list[str]:
@@ -115,6 +135,11 @@ def verify(a: str, b: str, lang: str = "en") -> str | None:
         return "same-words" if same else None
     if wa == wb:
         return "same-words"
+    if lang == MULTILINGUAL:
+        script = main_script(" ".join(wa))
+        if script != main_script(" ".join(wb)):
+            return None
+        lang = SCRIPT_LANGS.get(script, "")
 
     function_words = FUNCTION_WORDS.get(lang, frozenset())
     negations = NEGATIONS.get(lang, frozenset())
