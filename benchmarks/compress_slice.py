@@ -1,13 +1,15 @@
 """Compress a token-sized slice of a corpus, decompress it, check every byte, and print the figures.
 
     python benchmarks/compress_slice.py --tokens 1M                      # first 1M tokens of en-gutenberg
-    python benchmarks/compress_slice.py --corpus ../shared/corpora/ru-classics --lang ru --tokens all
+    python benchmarks/compress_slice.py --corpus ../shared/corpora/ru-classics --lang ru --tokens all --distil
+    python benchmarks/compress_slice.py --tokens 1M --also ../shared/corpora/ru-classics --lang xx   # English and Russian
 
 The slice is whole files in name order until the token count (bundled MiniLM tokenizer) is reached.
 Prints per-stage seconds (time inside each stage's own work, summed over workers), items/s and peak
 memory; the total wall time and peak resident memory of compress; and the embedding floor: the time
 to encode the same distinct units with the same embedder outside Beam, in the same run, with the
-ratio total/floor.
+ratio total/floor. With --distil, also what the distilled text export keeps and drops
+(benchmarks/distilled_share.py).
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--tokens", default="1M", help="slice size: 1M, 250k, all (default: 1M)")
     ap.add_argument("--lang", default="en")
+    ap.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                    help="add every .txt and .md file of DIR too (under its folder name), e.g. a corpus in another language")
     ap.add_argument("--keep", type=Path, help="keep the store here instead of a temporary folder")
     ap.add_argument("--no-floor", action="store_true", help="skip the embedding floor measurement")
+    ap.add_argument("--distil", action="store_true", help="also report what the distilled text export keeps and drops")
     ap.add_argument("compress_args", nargs="*", help="extra arguments for hyperscene compress (after --)")
     args = ap.parse_args()
 
@@ -104,6 +109,9 @@ def main() -> int:
     try:
         corpus = work / "corpus"
         files, tokens = make_slice(args.corpus, parse_tokens(args.tokens), corpus)
+        for extra in args.also:
+            more_files, more_tokens = make_slice(extra, None, corpus / extra.resolve().name)
+            files, tokens = files + more_files, tokens + more_tokens
         store = args.keep or work / "store"
         start = time.monotonic()
         manifest = compress.run([str(corpus), "--out", str(store), "--lang", args.lang, *args.compress_args])
@@ -151,6 +159,14 @@ def main() -> int:
             "round_trip": f"{len(originals) - len(mismatched)}/{len(originals)} files byte-identical",
         }
         report["levels"] = level_counts(manifest["counts"], summary)
+        report["model"] = {k: manifest["model"].get(k) for k in ("name", "embedder", "precision")}
+        report["embed_units_per_s"] = stages.get("embed", {}).get("items_per_s")
+        report["non_latin_units"] = manifest["counts"].get("non_latin_units")
+        report["model_warnings"] = summary["model_warnings"]
+        if args.distil:
+            from distilled_share import breakdown
+
+            report["distilled"] = breakdown(str(store), top=8)
         print(f"\n{'level':<7}{'scenes':>10}{'tokens/scene':>14}{'codebook':>10}")
         for row in report["levels"]:
             print(f"{row['level']:<7}{row['scenes']:>10,}{row['mean_tokens']:>14}{row['codebook_size']:>10,}")

@@ -2,6 +2,7 @@
 
     python benchmarks/near_dup_pairs.py --lang en --split dev      # tune on dev
     python benchmarks/near_dup_pairs.py --lang ru --split test     # report on test
+    python benchmarks/near_dup_pairs.py --lang ru --split test --model e5-small --embedder static   # with cosines
 
 Each pair is made from one sentence of ../shared/corpora (en-gutenberg without its Project
 Gutenberg header and footer, or ru-classics) by a rule. Negatives (must not merge): "swap" (two
@@ -328,15 +329,28 @@ def main() -> None:
     ap.add_argument("--lang", default="en", choices=sorted(CORPUS))
     ap.add_argument("--split", default="dev", choices=["dev", "test"])
     ap.add_argument("--n-per-kind", type=int, default=300)
-    ap.add_argument("--embedder-cmd", default="none", choices=["none"],
-                    help="where cosines come from; only 'none' (the verifier and the Jaccard baseline) so far")
+    ap.add_argument("--model", help="embed the pairs with this model (minilm, e5-small, a folder) for the cosine rules")
+    ap.add_argument("--embedder", default="torch", choices=["torch", "static", "openvino"])
     ap.add_argument("--show", type=int, default=5, help="print this many negatives the verifier merges")
     args = ap.parse_args()
 
     pairs = build_pairs(args.lang, args.split, args.n_per_kind)
     counts = {k: sum(p["kind"] == k for p in pairs) for k in dict.fromkeys(p["kind"] for p in pairs)}
     print(f"{args.lang} {args.split}: {len(pairs)} pairs; " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-    results = report(pairs, None, [], lang=args.lang)
+    cosine, thresholds = None, []
+    if args.model:
+        from hyperscene.transforms.models import default_batch_size, folder_for_embedder, load_embedder, resolve_model
+        from hyperscene.transforms.near_dup import default_threshold
+
+        model = load_embedder(folder_for_embedder(resolve_model(args.model)[0], args.embedder), args.embedder)
+        texts = sorted({t for p in pairs for t in (p["a"], p["b"])})
+        vectors = dict(zip(texts, model.encode(texts, batch_size=default_batch_size("cpu", args.embedder),
+                                               normalize_embeddings=True, convert_to_numpy=True)))
+        cosine = np.array([float(vectors[p["a"]] @ vectors[p["b"]]) for p in pairs])
+        default = default_threshold(args.model, args.embedder)
+        thresholds = sorted({round(default + d, 2) for d in (-0.04, -0.02, 0.0)} - {1.0})
+        print(f"cosines from {args.model} ({args.embedder}); its default near-duplicate threshold is {default}")
+    results = report(pairs, cosine, thresholds, lang=args.lang)
 
     start = time.perf_counter()
     reasons = [verify(p["a"], p["b"], args.lang) for p in pairs]
@@ -345,7 +359,8 @@ def main() -> None:
     wrong = [(p, r) for p, r in zip(pairs, reasons) if r and not p["duplicate"]]
     for p, r in wrong[: args.show]:
         print(f"  merged {p['kind']} ({r}): {p['a']!r} / {p['b']!r}")
-    print(json.dumps({"lang": args.lang, "split": args.split, "pairs": counts, "verifier_pairs_per_s": round(speed),
+    print(json.dumps({"lang": args.lang, "split": args.split, "model": args.model, "embedder": args.embedder if args.model else None,
+                      "pairs": counts, "verifier_pairs_per_s": round(speed),
                       "results": results}, ensure_ascii=False))
 
 

@@ -87,7 +87,7 @@ def main() -> None:
     texts = a + b
     models = {name: load(name) for name in dict.fromkeys([args.embedder, *filter(None, args.speed_against.split(","))])}
     speed = {name: 0.0 for name in models}
-    vectors = None
+    vectors, encoded = None, {}
     for name, m in models.items():  # warm-up: the first calls of a model are slow
         m.encode(texts[:256], batch_size=batch_size(name))
     for _ in range(args.repeats):
@@ -95,6 +95,7 @@ def main() -> None:
             start = time.perf_counter()
             e = m.encode(texts, batch_size=batch_size(name), normalize_embeddings=True, convert_to_numpy=True)
             speed[name] = max(speed[name], len(texts) / (time.perf_counter() - start))
+            encoded[name] = e.astype("float32")
             if name == args.embedder:
                 vectors = e.astype("float32")
     ea, eb = vectors[: len(a)], vectors[len(a) :]
@@ -122,6 +123,12 @@ def main() -> None:
     print(f"Spearman(cosine, human score) = {spearman:.4f}")
     print("embedding speed, same run: " + ", ".join(f"{name} {v:,.0f} units/s" for name, v in speed.items())
           + (f" ({speed[args.embedder] / speed['torch']:.2f}x torch)" if args.embedder != "torch" and "torch" in speed else ""))
+    agreement = {}
+    for name, e in encoded.items():
+        if name in ("torch", "openvino", "openvino-int8") and "torch-float32" in encoded:  # the same weights: vectors against float32 torch
+            agreement[name] = float((e * encoded["torch-float32"]).sum(axis=1).min())
+    if agreement:
+        print("minimum cosine to torch-float32, same sentences: " + ", ".join(f"{n} {c:.5f}" for n, c in agreement.items()))
     print(f"{'':>9} {'cosine alone':>25}   {'cosine + word check (the merge rule)':>36}")
     print(f"{'threshold':>9} {'merged':>7} {'precision':>9} {'recall':>7}   {'merged':>7} {'precision':>9} {'recall':>7}")
     for r in rows:
@@ -130,6 +137,7 @@ def main() -> None:
     print(json.dumps({"model": args.model, "embedder": args.embedder, "precision": dtype, "device": args.device,
                       "lang": args.lang, "spearman": round(float(spearman), 4),
                       "units_per_s": {name: round(v) for name, v in speed.items()},
+                      "min_cosine_to_torch_float32": {n: round(c, 6) for n, c in agreement.items()},
                       "lowest_threshold_with_precision": chosen, "precision_target": args.min_precision,
                       "rule_at_threshold": {str(r["threshold"]): [r["rule_merged"], r["rule_precision"], r["rule_recall"]] for r in rows}}))
 

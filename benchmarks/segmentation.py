@@ -31,8 +31,9 @@ Baseline: the scene's first ``gist_size`` units, embedded the same way. Only sce
 than the gist holds count (for the others gist and baseline are both the whole scene).
 
 ``--grid`` first evaluates a grid of settings on the same documents and embeddings (level 1; and
-levels >= 2 with ``--same-book``), next to the best settings of two alternatives measured and not
-chosen: the same cut without centring, and a TextTiling-style cut. Tune on one seed (0), report on
+levels >= 2 with ``--same-book``), next to the best settings of alternatives measured and not
+chosen: the same cut without centring, a TextTiling-style cut, and the same cut on vectors
+reshaped first (whitened, reweighted, principal components removed, word TF-IDF added). Tune on one seed (0), report on
 another (the default, 1).
 """
 
@@ -248,6 +249,71 @@ def grid_level2(vectors, tokens, truths2, cfg) -> list[dict]:
     return sorted(rows, key=lambda r: (r["pk"], r["windowdiff"]))
 
 
+def _unit_rows(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+
+
+def _lexical(texts: list[str]) -> np.ndarray:
+    """TF-IDF vectors of the units' words (5-letter prefixes of words over 3 letters, in two or
+    more units of the document), normalised and centred."""
+    import math
+    from collections import Counter
+
+    from hyperscene.transforms.near_dup_verify import words
+
+    ws = [[w[:5] for w in words(t) if len(w) > 3] for t in texts]
+    df = Counter(w for u in ws for w in set(u))
+    vocab = {w: i for i, w in enumerate(sorted(w for w, c in df.items() if c >= 2))}
+    m = np.zeros((len(texts), max(len(vocab), 1)))
+    for i, u in enumerate(ws):
+        for w in u:
+            if w in vocab:
+                m[i, vocab[w]] += math.log(len(texts) / df[w])
+    return _unit_rows(m) - _unit_rows(m).mean(axis=0)
+
+
+def grid_variants(vectors, tokens, texts, truths, cfg) -> list[dict]:
+    """Reshaped item vectors before the same cut, each at every penalty: measured, not used."""
+    from hyperscene.transforms.scenes import best_segmentation, centred
+
+    corpus = np.concatenate(vectors).astype(np.float64)
+    mean, spread = corpus.mean(axis=0), corpus.std(axis=0) + 1e-9
+    _, _, components = np.linalg.svd(corpus - mean, full_matrices=False)
+
+    def without_top(c, k):
+        top = components[:k]
+        return c - (c @ top.T) @ top
+
+    def weighted(c, t, power):
+        w = np.maximum(t, 1).astype(np.float64) ** power
+        return c * (w / w.mean())[:, None]
+
+    variants = {
+        "centred (hyperscene)": lambda v, t, x: centred(v),
+        "centred, unit length": lambda v, t, x: _unit_rows(centred(v)),
+        "centred / document spread": lambda v, t, x: centred(v) / (centred(v).std(axis=0) + 1e-6),
+        "corpus-whitened, centred": lambda v, t, x: centred((v - mean) / spread),
+        "centred, sqrt-token weights": lambda v, t, x: weighted(centred(v), t, 0.5),
+        "centred, token weights": lambda v, t, x: weighted(centred(v), t, 1.0),
+        "centred, top 1 component out": lambda v, t, x: without_top(centred(v), 1),
+        "centred, top 10 components out": lambda v, t, x: without_top(centred(v), 10),
+        "centred + word TF-IDF (0.5)": lambda v, t, x: np.hstack(
+            [centred(v), 0.5 * np.linalg.norm(centred(v), axis=1).mean() * _lexical(x)]),
+    }
+    sizes = [len(v) for v in vectors]
+    rows = []
+    for name, reshape in variants.items():
+        items = [reshape(v, t, x) for v, t, x in zip(vectors, tokens, texts)]
+        for penalty in PENALTIES:
+            hyps = [best_segmentation(i, cfg.min_units, cfg.max_units, penalty) for i in items]
+            p, w = mean_scores(truths, hyps, sizes)
+            rows.append({"variant": name, "penalty": penalty, "pk": p, "windowdiff": w})
+    best = {}
+    for r in sorted(rows, key=lambda r: (r["pk"], r["windowdiff"])):
+        best.setdefault(r["variant"], r)
+    return list(best.values())
+
+
 def print_rows(title: str, rows: list[dict], limit: int) -> None:
     print(title)
     keys = [k for k in rows[0] if k not in ("pk", "windowdiff")]
@@ -344,6 +410,8 @@ def main() -> None:
         print_rows(f"\nlevel 1, scenes.cut_points (max {cfg.max_units}), best first:", g1["chosen"], 12)
         print_rows("level 1, the same without centring, best:", g1["uncentred"], 3)
         print_rows("level 1, TextTiling-style (centred), best:", g1["texttiling"], 3)
+        print_rows("level 1, reshaped vectors before the same cut, best penalty of each:",
+                   grid_variants(vectors, tokens, doc_texts, truths, cfg), 20)
         if args.same_book > 1:
             print_rows("level 2 against the runs of one book, best first:", grid_level2(vectors, tokens, truths2, cfg), 12)
         print(f"grid: {time.perf_counter() - clock:.1f} s", file=sys.stderr)
