@@ -62,7 +62,7 @@ def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     cfg = manifest["config"]
     texts = StoreVersion(str(store)).read("units", ["text"])["text"].to_pylist()
     folder = folder_for_embedder(resolve_model(cfg["model"])[0], cfg["embedder"], cfg["cache_dir"])
-    model = load_embedder(folder, cfg["embedder"], cfg["device"])
+    model = load_embedder(folder, cfg["embedder"], cfg["device"], precision=cfg.get("precision", "auto"))
     model.encode(texts[:256], batch_size=cfg["batch_size"])  # warm-up, as a worker's first batch is
     start = time.perf_counter()
     model.encode(texts, batch_size=cfg["batch_size"], normalize_embeddings=True, convert_to_numpy=True)

@@ -66,8 +66,9 @@ def main() -> None:
         default_batch_size, folder_for_embedder, load_embedder, load_sentence_transformer, resolve_model, torch_dtype)
 
     folder = folder_for_embedder(resolve_model(args.model)[0], args.embedder)
-    batch_sizes = [int(b) for b in (args.batch_sizes or str(default_batch_size(args.device))).split(",")]
-    precisions = (args.precisions or torch_dtype(args.device, args.embedder)).split(",")
+    batch_sizes = [int(b) for b in (args.batch_sizes or str(default_batch_size(args.device, args.embedder))).split(",")]
+    # A reference for another machine (--save-vectors) is float32, whatever auto would pick here.
+    precisions = (args.precisions or ("float32" if args.save_vectors else torch_dtype(args.device, args.embedder))).split(",")
     print(f"{len(texts):,} texts, {sum(map(len, texts)) / len(texts):.0f} characters on average; "
           f"{args.embedder} on {args.device}", flush=True)
 

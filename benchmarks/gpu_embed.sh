@@ -7,7 +7,7 @@
 # MODEL_DIR: the bundled MiniLM folder (its weights may be stored in float16: the GPU path casts
 # them to float16 anyway). UNITS_PARQUET: distinct unit texts, as
 # `python benchmarks/embed_floor.py STORE --save-texts FILE` writes them. REFERENCE_NPY: float32
-# CPU vectors of texts spread over the file (`embed_floor.py FILE --limit 2000 --save-vectors ...`).
+# CPU vectors of texts spread over the file (`embed_floor.py FILE --limit 2000 --save-vectors ...`, float32 by default).
 set -euo pipefail
 model=$1 units=$2 stsb=$3 reference=${4:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)

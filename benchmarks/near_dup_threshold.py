@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("--embedder", default="torch", choices=EMBEDDERS)
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (torch and static embedders)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the device's and embedder's (64 on a CPU, 512 on a GPU, 4096 static)")
-    ap.add_argument("--precision", default="auto", help="the torch embedder's: auto, float32, bfloat16, float16 (default: auto)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="the torch embedder's (default: auto)")
     ap.add_argument("--stsb", type=Path, default=STSB, help="folder of the STS-B csv files (default: ../shared/corpora/stsb)")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per embedder; the best counts (default: 2)")
     ap.add_argument("--speed-against", default="torch",

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lang", default="en", help="spaCy language code of the blank pipeline; xx for a corpus that mixes languages (default: en)")
     g.add_argument("--spacy-model", help="an installed spaCy pipeline to use instead, e.g. en_core_web_sm")
     g.add_argument("--max-unit-tokens", type=int,
-                   help="cut longer sentences (in spaCy tokens) into clauses (default: 8 for ru, 10 otherwise)")
+                   help="cut longer sentences (in spaCy tokens) into clauses (default: 8 for ru, 9 for xx, 10 otherwise)")
     g = p.add_argument_group("embedding")
     g.add_argument("--model", help="minilm (English), e5-small (multilingual), or any sentence-transformers name "
                    "or local folder (default: minilm for en, e5-small for every other --lang)")
@@ -201,8 +201,9 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
     buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill_to=rows_scratch)
+    # auto is resolved here, once: every worker then runs what the manifest records, whatever its CPU.
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
-                                              precision=cfg.precision)
+                                              precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
     embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)

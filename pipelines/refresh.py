@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id-field")
     g = p.add_argument_group("execution (the model, segmentation and codebooks are the store's own)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
-    g.add_argument("--precision", choices=PRECISIONS,
-                   help="what the torch embedder computes in (default: the store's setting, auto when it has none: "
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="what the torch embedder computes in, like --device a choice of this run (default: auto: "
                         "float16 on cuda, bfloat16 on a CPU that has it in hardware, float32 elsewhere)")
     g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda, 4096 for static)")
     g.add_argument("--cache-dir", help="where distilled static and exported OpenVINO models are kept")
@@ -87,7 +87,7 @@ def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list
     saved.update(
         inputs=tuple(args.inputs), out=stored.store, level_codebook_sizes=tuple(saved.get("level_codebook_sizes", ())),
         device=args.device, batch_size=args.batch_size, beam_args=tuple(beam_args),
-        precision=args.precision or saved.get("precision", "auto"),
+        precision=args.precision,
         input_format=args.input_format or saved.get("input_format", "auto"),
         text_field=args.text_field or saved.get("text_field", "text"),
         id_field=args.id_field if args.id_field is not None else saved.get("id_field"),
@@ -176,8 +176,9 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     merged = joined | "MergeWithStore" >> rf.MergeWithStore()
 
     # Fresh units: counted, embedded, assigned to the frozen hyperwords.
+    # auto is resolved here, once: every worker then runs what the manifest records, whatever its CPU.
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
-                                              precision=cfg.precision)
+                                              precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
     frozen = p | "Hyperwords" >> beam.Create([centroids])
     fresh = (
         merged.fresh
@@ -361,7 +362,7 @@ def run(argv: list[str]) -> dict:
         info = ManifestInfo(
             config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
                                                     if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
-            model=stored.manifest["model"], started_at=started, version=version,
+            model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
             sections={"codebook": stored.manifest.get("codebook", {}),
                       "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
         )

@@ -209,6 +209,20 @@ def test_refresh_adds_a_version_that_round_trips_and_keeps_the_old_one(tmp_path,
     sign = lambda v: v.read("scenes").filter(pa.compute.equal(v.read("scenes")["doc_id"], "sign.md"))
     assert sign(v1).equals(sign(v2))
     assert result["refresh"]["drift"]["fresh_units"] == len(fresh) and result["refresh"]["drift"]["ratio"] > 0
+    # The counts W002 reads are kept up to date; the version records the precision it ran in.
+    assert v2.manifest["counts"]["non_latin_units"] == 0 and v2.manifest["model"]["precision"] == "float32"  # static
+
+
+def test_refresh_precision_is_this_runs_choice(tmp_path, base_store):
+    """Like --device, --precision belongs to the run: a store compressed on a GPU in float16 is
+    refreshed on a CPU without naming one."""
+    saved = dict(StoreVersion(str(base_store)).manifest["config"], precision="float16", device="cuda")
+    stored = type("Stored", (), {"manifest": {"config": saved}, "store": str(base_store)})()
+    args, beam_args = refresh.parse([str(base_store), str(tmp_path)])
+    cfg = refresh.store_config(stored, args, beam_args)
+    assert (cfg.device, cfg.precision) == ("cpu", "auto")
+    args, beam_args = refresh.parse([str(base_store), str(tmp_path), "--precision", "float32"])
+    assert refresh.store_config(stored, args, beam_args).precision == "float32"
 
 
 def test_an_unchanged_input_makes_no_version(tmp_path, corpus, base_store, capsys):

@@ -21,7 +21,8 @@ before/after, от/до, из, без) are content words: they say who, how many
 Only "en" and "ru" have function-word lists; in any other language only ``"same-words"`` merges.
 With ``lang="xx"`` (spaCy's multi-language code, for corpora that mix languages) each pair is checked
 with the lists of the script its words are in (:func:`main_script`: Cyrillic "ru", Latin "en"), and
-a pair in two scripts only as ``"same-words"``.
+a pair in two scripts only as ``"same-words"``. Any Latin-script text is taken for English there, so
+other Latin-script languages beside English get the English lists too.
 
 Pure Python (stdlib), a few tens of microseconds per sentence pair: it runs on every candidate.
 """

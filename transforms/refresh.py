@@ -37,7 +37,7 @@ from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of, dedup_bucket
 from hyperscene.transforms.embed import take_rows
 from hyperscene.transforms.near_dup import METHOD
-from hyperscene.transforms.near_dup_verify import verify
+from hyperscene.transforms.near_dup_verify import main_script, verify
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import as_table
 from hyperscene.transforms.store import read_vectors
@@ -289,6 +289,9 @@ def unit_stats(units: pa.Table) -> Iterator[tuple[str, int]]:
     yield "unused_units", int((counts == 0).sum())
     yield "tokens", int((counts * units.column("token_count").to_numpy()).sum())
     yield "words", int((counts * units.column("word_count").to_numpy()).sum())
+    if "text" in units.column_names:  # for W002, as compress counts them
+        texts = units.column("text").to_pylist()
+        yield "non_latin_units", sum(main_script(t) not in ("latin", "") for t, n in zip(texts, counts) if n > 0)
 
 
 def document_stats(rows: pa.Table) -> Iterator[tuple[str, int]]:
