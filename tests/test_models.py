@@ -136,29 +136,19 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert models.cpu_has_native_bf16() == any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
 
 
-def test_bfloat16_keeps_float32_unit_vectors(model_folder, torch_vectors):
-    """The precision auto picks on a CPU with bfloat16 in hardware: the transformer in bfloat16,
-    float32 pooling, vectors within 0.999 of float32's (0.99995 measured on STS-B)."""
+@pytest.mark.parametrize("dtype, min_cosine", [("bfloat16", 0.999), ("float16", 0.99)])
+def test_reduced_precision_keeps_float32_unit_vectors(dtype, min_cosine, model_folder, torch_vectors):
+    """What auto picks on a CPU with bfloat16 in hardware, and the CUDA path's float16 run on the
+    CPU: the transformer in reduced precision, float32 pooling, unit vectors close to float32's
+    (bfloat16: 0.99987 at least over STS-B's sentences, benchmarks/near_dup_threshold.py)."""
     import torch
 
-    model = models.load_sentence_transformer(model_folder, dtype="bfloat16")
-    assert next(model.parameters()).dtype == torch.bfloat16
+    model = models.load_sentence_transformer(model_folder, dtype=dtype)
+    assert next(model.parameters()).dtype == getattr(torch, dtype)
     vectors = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert (cosines(vectors, torch_vectors) > 0.999).all()
-
-
-def test_float16_keeps_float32_unit_vectors(model_folder, torch_vectors):
-    """The CUDA path's precision, run on the CPU: a float16 transformer, float32 pooling."""
-    import torch
-
-    model = models.load_sentence_transformer(model_folder, dtype="float16")
-    assert next(model.parameters()).dtype == torch.float16
-    vectors = model.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
-    assert vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert (cosines(vectors, torch_vectors) > 0.99).all()
+    assert (cosines(vectors, torch_vectors) > min_cosine).all()
 
 
 def test_a_model_saved_in_float16_runs_in_float32_on_a_cpu(model_folder, torch_vectors, tmp_path, monkeypatch):
