@@ -49,7 +49,7 @@ def main() -> int:
     from hyperscene.pipelines.cli import main as hyperscene
 
     start = time.perf_counter()
-    code = hyperscene(["report", args.store, "--out", str(html), *args.report_args])
+    code = hyperscene(["report", args.store, "--out", str(html), "--overwrite", *args.report_args])
     if code:
         return code
     report_s = time.perf_counter() - start

@@ -14,6 +14,9 @@ from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import default_max_unit_tokens
 
 
+MAX_SEED = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class CompressConfig:
     inputs: tuple[str, ...]
@@ -62,6 +65,9 @@ class CompressConfig:
             raise InvalidOption(f"--batch-size must be positive, not {self.batch_size}")
         if self.codebook_size is not None and self.codebook_size < 1:
             raise InvalidOption(f"--codebook-size must be positive, not {self.codebook_size}")
+        # FAISS takes its seed as a C int: a larger one fails only after embedding, in a traceback.
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise InvalidOption(f"--seed must be a whole number from 0 to {MAX_SEED:,}, not {self.seed!r}")
         if self.codebook_sample < 1:
             raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
         if self.embedder not in EMBEDDERS:

@@ -406,9 +406,15 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
         elif doc["format"] == "text" and _safe_relative(doc["doc_id"]):
             _write(FileSystems.join(out, doc["doc_id"]), data)
         else:
+            name = _records_file(doc["source"])
+            if not _safe_relative(name):
+                # A store's tables are data, not instructions: nothing it names may land outside --out.
+                raise StoreError(f"document {doc['doc_id']!r} of {store_path} names the source {doc['source']!r}, which "
+                                 f"would be written outside --out: the store is damaged or was tampered with; nothing "
+                                 f"was written for it (check the store with: hyperscene verify {store_path})")
             fields = json.loads(doc["metadata"]) if doc["metadata"] else {id_field: doc["doc_id"]}
             line = json_line({**fields, text_field: text})
-            records.setdefault(_records_file(doc["source"]), []).append((doc["record"] or 0, line.encode("utf-8")))
+            records.setdefault(name, []).append((doc["record"] or 0, line.encode("utf-8")))
     for name, lines in sorted(records.items()):
         _write(FileSystems.join(out, name), b"".join(line for _, line in sorted(lines, key=lambda r: r[0])))
     _raise_mismatches(mismatches, store_path)

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the threshold, tokens per record and compression by level, a 2-D map of the hyperwords, the "
                     "largest near-duplicate groups and a few documents' scene trees.")
     p.add_argument("store", help="store directory")
-    p.add_argument("--out", required=True, help="HTML file to write (replaced if it exists)")
+    p.add_argument("--out", required=True, help="HTML file to write: new, or replaced with --overwrite; never inside the store")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--version", type=int, help="store version (default: the latest)")
     p.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, metavar="N",
                    help=f"hyperwords drawn on the map, the largest first (default: {DEFAULT_MAX_POINTS}; the page says "
@@ -591,6 +592,11 @@ def _check(args) -> None:
         parent = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(parent):
             raise InvalidOption(f"--out {args.out!r}: folder {parent!r} does not exist")
+        store, out = os.path.realpath(args.store), os.path.realpath(args.out)
+        if os.path.commonpath([store, out]) == store:
+            raise InvalidOption(f"--out {args.out!r} is inside the store {args.store!r}: write the report elsewhere")
+    if FileSystems.exists(args.out) and not args.overwrite:
+        raise InvalidOption(f"--out {args.out!r} exists: add --overwrite to replace it, or choose another file")
 
 
 def report(store_path: str, out: str, version: int | None = None, max_points: int = DEFAULT_MAX_POINTS,

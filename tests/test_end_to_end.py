@@ -282,3 +282,28 @@ def test_a_corpus_mixing_english_and_russian(tmp_path, caplog):
     [line] = [r.getMessage() for r in caplog.records if "[W002]" in r.getMessage()]
     assert "minilm reads English only" in line and "--lang xx" in line and "\n" not in line
     assert inspect_store.summarise(StoreVersion(str(tmp_path / "en")))["model_warnings"] == [line]
+
+
+@pytest.mark.parametrize("source", ["../../escaped_dir/pwned", "/tmp/hyperscene-escaped/pwned"])
+def test_decompress_never_writes_outside_out(sample_store, tmp_path, capsys, source):
+    """A documents table that names a source outside --out (a damaged or hostile store) is refused
+    with one coded line naming the document, and nothing lands outside --out."""
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(sample_store, store)
+    [documents] = (store / "v000001" / "documents").glob("*.parquet")
+    table = pq.read_table(documents)
+    sources = [source if fmt == "jsonl" else s for s, fmt in zip(table["source"].to_pylist(), table["format"].to_pylist())]
+    pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", [sources]), documents)
+    out = tmp_path / "deep" / "er" / "out"
+    assert main(["decompress", str(store), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[E006] document" in err and "outside --out" in err and "great-expectations" in err and "\n" not in err
+    assert not (tmp_path / "deep" / "escaped_dir").exists() and not Path("/tmp/hyperscene-escaped").exists()
+
+
+def test_a_seed_faiss_cannot_take_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["compress", str(SAMPLE_CORPUS), "--out", str(tmp_path / "s"), "--seed", "3000000000"]) == 2
+    assert "[E005] --seed must be a whole number from 0 to 2,147,483,647" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

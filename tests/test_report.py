@@ -230,13 +230,30 @@ def test_version_option(store, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--out", "{tmp}"], "is a directory"),
     (["--out", "{tmp}/no/such/folder/r.html"], "does not exist"),
+    (["--out", "{tmp}/exists.html"], "exists: add --overwrite to replace it"),
     (["--out", "{tmp}/r.html", "--max-points", "-1"], "--max-points must be 0 or more"),
     (["--out", "{tmp}/r.html", "--doc", "nope.txt"], "no document 'nope.txt'"),
 ])
 def test_bad_options_are_one_line_errors(store, tmp_path, capsys, args, message):
+    (tmp_path / "exists.html").write_text("a file the user keeps")
     code = main(["report", str(store), *[a.format(tmp=tmp_path) for a in args]])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_report_never_replaces_a_file_unasked_nor_writes_inside_the_store(store, tmp_path, capsys):
+    kept = tmp_path / "kept.html"
+    kept.write_text("a file the user keeps")
+    manifest = next(store.glob("v*/manifest.json"))
+    before = manifest.read_bytes()
+    for out, extra, message in ((kept, [], "exists: add --overwrite"), (manifest, ["--overwrite"], "is inside the store"),
+                                (store / "report.html", [], "is inside the store")):
+        assert main(["report", str(store), "--out", str(out), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert kept.read_text() == "a file the user keeps" and manifest.read_bytes() == before
+    assert not (store / "report.html").exists()
+    assert main(["report", str(store), "--out", str(kept), "--overwrite", "--trees", "0"]) == 0
+    assert kept.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
 def test_store_without_units(tmp_path):
