@@ -1,11 +1,22 @@
-"""Small helpers shared by the subcommands: Beam flag checks and logging set-up."""
+"""Small helpers shared by the subcommands: Beam flag checks, logging set-up, store text made safe to show."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 
 from hyperscene.transforms.errors import InvalidOption
+
+def visible(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN`` (``\\uNNNN`` above 0xFF): store
+    text shown on a terminal or a page can then never set a title, move the cursor or clear the
+    screen (ESC, BEL and the C1 controls are such characters)."""
+    if text.isprintable():
+        return text
+    return "".join((f"\\x{ord(c):02x}" if ord(c) <= 0xFF else f"\\u{ord(c):04x}") if unicodedata.category(c) == "Cc" else c
+                   for c in text)
+
 
 # Lines Beam and Hugging Face print on every start that tell a user nothing they can act on.
 _NOISE = ("apitools not found", "Discarding unparseable args", "Loading weights")

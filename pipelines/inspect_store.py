@@ -9,7 +9,7 @@ import re
 import shutil
 import sys
 
-from hyperscene.pipelines.cliutil import human
+from hyperscene.pipelines.cliutil import human, visible
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.store import StoreVersion
 
@@ -204,7 +204,7 @@ def draw_tree(doc: dict, scenes: list[dict], max_children: int = 6, to_level: in
     for r in scenes:
         per_level[r["level"]] = per_level.get(r["level"], 0) + 1
     tokens = next((r["token_count"] for r in scenes if r["parent_scene_id"] is None), 0)
-    header = (f"{doc['doc_id']}: {doc['unit_count']:,} units, {tokens:,} tokens, {doc['bytes']:,} bytes, "
+    header = (f"{visible(doc['doc_id'])}: {doc['unit_count']:,} units, {tokens:,} tokens, {doc['bytes']:,} bytes, "
               + (f"{depth} scene level{'s' if depth != 1 else ''} ("
                  + ", ".join(f"L{level}: {n:,}" for level, n in sorted(per_level.items(), reverse=True)) + ")"
                  if depth else "no scenes (no units)"))
@@ -215,7 +215,7 @@ def draw_tree(doc: dict, scenes: list[dict], max_children: int = 6, to_level: in
 
     def node(r: dict) -> str:
         return (f"L{r['level']}.{r['index']}  units {r['first_position']}-{r['last_position']}  "
-                f"{r['token_count']:,} tok  code {r['code']}  · {r['gist_text']}")
+                f"{r['token_count']:,} tok  code {r['code']}  · {visible(r['gist_text'])}")
 
     def walk(r: dict, indent: str, branch: str, below: str) -> None:
         lines.append(_cut(indent + branch + node(r), width))
@@ -246,7 +246,7 @@ def run(argv: list[str]) -> dict:
         if "deleted" in documents.column_names:  # deleted documents are listed by the versions that hold them
             documents = documents.filter(pc.invert(documents["deleted"]))
         for doc_id in sorted(documents["doc_id"].to_pylist()):
-            print(doc_id)
+            print(visible(doc_id))  # --json gives the exact ids
         return {}
     if args.doc is not None:
         return _show_document(store, args)

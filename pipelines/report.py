@@ -18,12 +18,11 @@ import html
 import math
 import sys
 import time
-import unicodedata
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines.cliutil import human
+from hyperscene.pipelines.cliutil import human, visible
 from hyperscene.transforms import report_data as rd
 from hyperscene.transforms.errors import InvalidOption, StoreError
 from hyperscene.transforms.store import StoreVersion
@@ -179,7 +178,7 @@ def clean(text: str | None, limit: int = TEXT_CHARS) -> str:
     """One readable line: whitespace runs as one space, control characters as \\xNN, cut to
     ``limit`` characters with an ellipsis. Not escaped: :func:`esc` does that where it is written."""
     text = " ".join((text or "").split())
-    text = "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)
+    text = visible(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -550,7 +549,7 @@ def _tree_html(doc: dict, scenes: list[dict]) -> str:
         return f"<li><details{opened}><summary>{label}</summary><ul>{inner}</ul></details></li>"
 
     levels = ", ".join(f"L{level}: {sum(1 for r in scenes if r['level'] == level):,}" for level in range(depth, 0, -1))
-    head = (f'<h3 style="font-size:14px;margin:10px 0 4px">{esc(doc["doc_id"])} '
+    head = (f'<h3 style="font-size:14px;margin:10px 0 4px">{esc(visible(doc["doc_id"]))} '
             f'<span class="more">{doc["unit_count"]:,} units, {doc["bytes"]:,} bytes'
             + (f", scenes {levels}" if depth else ", no scenes") + "</span></h3>")
     return head + ('<ul class="tree">' + "".join(node(r) for r in roots) + "</ul>" if roots else "")

@@ -349,3 +349,25 @@ def test_near_dup_groups_order_and_samples():
     assert groups[0]["members"] == 4 and groups[0]["occurrences"] == 5
     assert [s["unit_id"] for s in groups[0]["samples"]] == ["a1", "a4", "a2"]  # lowest, between, highest
     assert (groups[0]["min_score"], groups[0]["max_score"]) == (0.93, 0.99)
+
+
+def test_terminal_and_page_never_carry_control_characters(tmp_path, capsys):
+    """Issue 14, item 4: a document id and texts holding ESC and BEL sequences (a window title,
+    clear screen) reach neither the terminal (inspect --docs, inspect --doc) nor the page raw."""
+    from hyperscene.pipelines import compress
+
+    name = "title\x1b]0;pwned\x07.txt"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / name).write_text("Clear \x1b[2J the screen now. " * 20 + "\nA bell \x07 rings twice. " * 10)
+    compress.run([str(tmp_path / "in"), "--out", str(tmp_path / "store"), "--embedder", "static"])
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "store"), "--docs"]) == 0
+    listed = capsys.readouterr().out
+    assert "\x1b" not in listed and "\x07" not in listed and "title\\x1b]0;pwned\\x07.txt" in listed
+    assert main(["inspect", str(tmp_path / "store"), "--doc", name, "--width", "200"]) == 0
+    tree = capsys.readouterr().out
+    assert "\x1b" not in tree and "\x07" not in tree and "\\x1b[2J" in tree and tree.startswith("title\\x1b]0;pwned")
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "store"), "--out", str(out), "--doc", name]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert "\x1b" not in page and "\x07" not in page and "title\\x1b]0;pwned\\x07.txt" in page
