@@ -8,6 +8,7 @@ import unicodedata
 
 from hyperscene.transforms.errors import InvalidOption
 
+
 def visible(text: str) -> str:
     """``text`` with every control character written as ``\\xNN`` (``\\uNNNN`` above 0xFF): store
     text shown on a terminal or a page can then never set a title, move the cursor or clear the
