@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from hyperscene.pipelines.cliutil import setup_logging
-    from hyperscene.transforms.errors import HypersceneError, VerificationFailed
+    from hyperscene.transforms.errors import HypersceneError, StoreDamaged, VerificationFailed
 
     setup_logging(verbose)
     module = importlib.import_module(COMMANDS[argv[0]][0])
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         result = module.run(argv[1:])
     except HypersceneError as e:
         print(f"hyperscene {argv[0]}: error: {e}", file=sys.stderr)
-        return 1 if isinstance(e, VerificationFailed) else 2
+        return 1 if isinstance(e, (VerificationFailed, StoreDamaged)) else 2
     except KeyboardInterrupt:
         print(f"hyperscene {argv[0]}: interrupted", file=sys.stderr)
         return 130

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from typing import Iterable, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import InvalidOption, StoreError, VerificationFailed
+from hyperscene.transforms.errors import InvalidOption, StoreDamaged, StoreError, VerificationFailed
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths
@@ -79,11 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
-
-
 def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[str, Iterable] | None = None):
     """Some columns of one table, keeping only rows whose value of each ``where`` column is in its set.
 
@@ -94,7 +88,6 @@ def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[
         return store.read(table, columns)
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from hyperscene.schemas import TABLES
 
@@ -103,13 +96,7 @@ def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[
     for column, values in where.items():
         test = pc.field(column).isin(pa.array(sorted(set(values)), type=schema.field(column).type))
         condition = test if condition is None else condition & test
-    parts = [
-        pq.read_table(io.BytesIO(_read_bytes(FileSystems.join(store.path, f["path"]))), columns=columns, filters=condition)
-        for f in store.files(table)
-    ]
-    if parts:
-        return pa.concat_tables(parts)
-    return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+    return store.read(table, columns, filters=condition)
 
 
 def _check_documents(store: StoreVersion, doc_ids: Iterable[str]):
@@ -409,7 +396,7 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
             name = _records_file(doc["source"])
             if not _safe_relative(name):
                 # A store's tables are data, not instructions: nothing it names may land outside --out.
-                raise StoreError(f"document {doc['doc_id']!r} of {store_path} names the source {doc['source']!r}, which "
+                raise StoreDamaged(f"document {doc['doc_id']!r} of {store_path} names the source {doc['source']!r}, which "
                                  f"would be written outside --out: the store is damaged or was tampered with; nothing "
                                  f"was written for it (check the store with: hyperscene verify {store_path})")
             fields = json.loads(doc["metadata"]) if doc["metadata"] else {id_field: doc["doc_id"]}

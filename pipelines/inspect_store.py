@@ -87,9 +87,10 @@ def made_by(manifest: dict) -> str:
                 f"kept their hyperword, {st.get('occurrences_kept_semantic_id_share')} of occurrences their semantic id")
     if "refresh" in manifest:
         r = manifest["refresh"]
-        drift = (r.get("drift") or {}).get("ratio")
+        drift = r.get("drift") or {}
+        ratio = drift.get("ratio") if drift.get("ratio") is not None else "not measured"
         return (f"refresh of version {r.get('from_version')}: +{r.get('new_documents', 0)} new, {r.get('changed_documents', 0)} "
-                f"changed, {r.get('deleted_documents', 0)} deleted documents; drift ratio {drift}")
+                f"changed, {r.get('deleted_documents', 0)} deleted documents; drift ratio {ratio}")
     return "compress"
 
 
@@ -241,6 +242,7 @@ def run(argv: list[str]) -> dict:
 
     args = build_parser().parse_args(argv)
     store = StoreVersion(args.store, args.version)
+    store.check_files()  # a summary of a store that cannot be read back would mislead
     if args.docs:
         documents = store.read("documents")
         if "deleted" in documents.column_names:  # deleted documents are listed by the versions that hold them
@@ -275,5 +277,6 @@ def _show_document(store: StoreVersion, args) -> dict:
 
 def _model_warnings(manifest: dict) -> list[str]:
     from hyperscene.pipelines.compress import model_warnings
+    from hyperscene.transforms.refresh import drift_warning
 
-    return model_warnings(manifest)
+    return model_warnings(manifest) + ([drift_warning(manifest)] if drift_warning(manifest) else [])

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-if-drift", type=float, metavar="RATIO",
                    help="when the new units' mean distance to their hyperwords exceeds RATIO times the distance when the "
                         "codebook was trained (drift.ratio in the manifest), retrain the codebooks into one more version "
-                        "and report how many ids stayed (default: never; 1.1 retrains at 10%% drift)")
+                        "and report how many ids stayed (default: never; measured only from 10 units per hyperword, and even with no drift a store of fewer than about 5,000 distinct units reads above 1.1: see README, Drift)")
     g = p.add_argument_group("input (default: as the store was compressed)")
     g.add_argument("--input-format", choices=INPUT_FORMATS)
     g.add_argument("--text-field")
@@ -313,6 +313,7 @@ def run(argv: list[str]) -> dict:
     with StoreLock(args.store, "refresh"):
         clear_scratch(args.store)
         stored = StoreVersion(args.store)
+        stored.check_files()  # a damaged base fails now, not after the whole pipeline
         if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
             raise StoreError(f"{args.store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
                              f"refresh needs format {FORMAT_VERSION}; compress the corpus again into a new store")
@@ -380,7 +381,11 @@ def run(argv: list[str]) -> dict:
         drift = manifest["refresh"]["drift"]
         logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
                     "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
-                    drift["fresh_mean_distance"], drift["baseline_mean_distance"], drift["ratio"])
+                    drift["fresh_mean_distance"], drift["baseline_mean_distance"],
+                    "not measured" if drift["ratio"] is None else drift["ratio"])
+        warning = rf.drift_warning(manifest)
+        if warning:
+            logger.warning(warning)
         if _retrain_owed(manifest, args.retrain_if_drift):
             from hyperscene.pipelines.retrain import retrain
 

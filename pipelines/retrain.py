@@ -142,6 +142,7 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
     """Retrain the latest version into the next one; the caller holds the store's lock."""
     started = started or time.time()
     stored = StoreVersion(store)
+    stored.check_files()  # a damaged base fails now, not after the whole pipeline
     if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
         raise StoreError(f"{store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
                          f"retrain needs format {FORMAT_VERSION}; compress the corpus again into a new store")

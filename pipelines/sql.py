@@ -18,6 +18,17 @@ A local store's views read the Parquet files where they are, when a query runs. 
 its tables are loaded into memory first: for a large remote store, copy the version's folder
 locally, or query only the tables you need (``connect(store, tables=[...])``).
 
+By default the engine is confined to the store: DuckDB's external access is off (it reads only
+the version's Parquet files, and nothing on the network), extensions are neither installed nor
+loaded, and the configuration is locked so a query cannot lift this. ``hyperscene sql`` also runs
+exactly one read-only statement (a query, ``describe``, ``show``, ``explain``) and refuses the rest
+(``copy``, ``attach``, ``install``, ``set``, ``create``, several statements, ...) with an [E005] error.
+
+.. warning::
+   ``hyperscene sql --full-access`` (``connect(..., full_access=True)`` from Python) lifts all of
+   this: several statements per call, any file the user can read or write (``read_csv``,
+   ``copy ... to``, ``attach``), the network, and extensions. Use it only with queries you trust.
+
 DuckDB is an optional dependency: ``pip install 'hyperscene[sql]'``.
 """
 
@@ -49,6 +60,9 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]*$")
 
 class QueryError(InvalidOption):
     """DuckDB refused or failed the query: its message, which points at the offending part."""
+
+
+FULL_ACCESS_HINT = "--full-access runs the whole engine (several statements, any file, the network)"
 
 
 def _duckdb():
@@ -91,13 +105,16 @@ def _without_float16(table):
 
 
 def connect(store: str | StoreVersion, version: int | None = None, *, tables: list[str] | None = None,
-            load: bool | None = None):
+            load: bool | None = None, full_access: bool = False):
     """A new in-memory DuckDB connection with one view per table of the store version (the latest
     when ``version`` is None).
 
     ``tables`` limits the views to these names. ``load`` reads the tables into memory (Arrow,
     through Beam's FileSystems) instead of making views over the files; None chooses it for stores
     that are not on the local disk, which DuckDB cannot read by their Beam path.
+
+    The connection reads only the store's files, with no network, no extensions and a locked
+    configuration, unless ``full_access`` (see the module's warning).
     """
     duckdb = _duckdb()
     sv = store if isinstance(store, StoreVersion) else StoreVersion(store, version)
@@ -111,6 +128,7 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
     if load is None:
         load = not local
     con = duckdb.connect(":memory:")
+    paths: list[str] = []
     for name in names:
         if load:
             # Registered Arrow tables live only as long as the Python object: keep it on the view
@@ -119,10 +137,65 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         else:
-            paths = [os.path.abspath(os.path.join(sv.path, f["path"])) for f in sv.files(name)]
-            listed = ", ".join(_sql_string(p) for p in paths)
+            files = [os.path.abspath(os.path.join(sv.path, f["path"])) for f in sv.files(name)]
+            listed = ", ".join(_sql_string(p) for p in files)
             con.execute(f'create view "{name}" as select * from read_parquet([{listed}])')
+            paths += files
+    if not full_access:
+        _confine(con, paths)
     return con
+
+
+def _confine(con, paths: list[str]) -> None:
+    # A view reads its files when a query runs, so they stay allowed (DuckDB takes allowed_paths only
+    # while external access is on). DuckDB would let a COPY overwrite them: hyperscene sql refuses
+    # every statement but a read-only query (check_query).
+    con.execute(f"set allowed_paths = [{', '.join(_sql_string(p) for p in paths)}]")
+    con.execute("set enable_external_access = false")
+    con.execute("set autoinstall_known_extensions = false")
+    con.execute("set autoload_known_extensions = false")
+    con.execute("set lock_configuration = true")  # last: no query can undo the settings above
+
+
+def check_query(query: str) -> None:
+    """Refuse (InvalidOption, E005) anything but exactly one read-only statement, as DuckDB's own
+    parser reads the query."""
+    duckdb = _duckdb()
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as e:
+        raise QueryError(f"the query failed: {e}") from None
+    if len(statements) != 1:
+        raise InvalidOption(f"hyperscene sql runs exactly one SQL statement per call and this has {len(statements)}; "
+                            f"{FULL_ACCESS_HINT}")
+    statement = _wrapped(duckdb, statements[0])
+    kind = statement.type.name
+    # describe, show and summarize parse as SELECT. A PIVOT that must look up its column values is
+    # MULTI, which also hides "copy (pivot ...) to", so it is refused with the rest.
+    if kind != "SELECT":
+        # The statement's first word: INSTALL is of type LOAD, USE of type SET.
+        first = next((re.match(r"\w*", statement.query[o:]).group() for o, t in duckdb.tokenize(statement.query)
+                      if t != duckdb.token_type.comment), "") or kind
+        what = ("a PIVOT without an IN list (name the values: pivot ... on c in (...))" if kind == "MULTI"
+                else f"this {first.upper()} statement")
+        raise InvalidOption(f"hyperscene sql runs only read-only queries (select, with, describe, show, explain) "
+                            f"and refused {what}; {FULL_ACCESS_HINT}")
+
+
+def _wrapped(duckdb, statement):
+    """The statement, or for EXPLAIN (which EXPLAIN ANALYZE runs) the statement it wraps: the first
+    suffix, from a token after EXPLAIN on, that parses (ANALYZE or an option list before it does
+    not parse alone)."""
+    if statement.type.name != "EXPLAIN":
+        return statement
+    text = statement.query
+    for offset, _ in duckdb.tokenize(text)[1:]:
+        try:
+            inner = duckdb.extract_statements(text[offset:])
+        except duckdb.Error:
+            continue
+        return _wrapped(duckdb, inner[0]) if len(inner) == 1 else statement
+    return statement
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "jsonl print every row")
     p.add_argument("--max-width", type=int, default=DEFAULT_MAX_WIDTH, metavar="N",
                    help=f"characters per cell in table format, longer values cut with … (default: {DEFAULT_MAX_WIDTH}; 0: no cut)")
+    p.add_argument("--full-access", action="store_true",
+                   help="WARNING: run the whole DuckDB engine. Without it, the query is exactly one read-only statement "
+                        "that reads only the store's files; with it, several statements, reading and writing any file "
+                        "you can (read_csv, copy ... to, attach), the network and extensions. Only for queries you trust")
     return p
 
 
@@ -223,7 +300,13 @@ def _result(con, query: str):
         reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
         return reader(BATCH_ROWS)
     except duckdb.Error as e:
-        raise QueryError(f"the query failed: {e}") from None
+        raise _query_error(duckdb, e) from None
+
+
+def _query_error(duckdb, e) -> QueryError:
+    if isinstance(e, duckdb.PermissionException):
+        return QueryError(f"the query was refused, as hyperscene sql reads only the store's files ({e}); {FULL_ACCESS_HINT}")
+    return QueryError(f"the query failed: {e}")
 
 
 def _batches(reader):
@@ -233,7 +316,7 @@ def _batches(reader):
     try:
         yield from reader
     except duckdb.Error as e:
-        raise QueryError(f"the query failed: {e}") from None
+        raise _query_error(duckdb, e) from None
 
 
 def execute(con, query: str, fmt: str = "table", out=None, max_rows: int = DEFAULT_MAX_ROWS,
@@ -285,12 +368,15 @@ def run(argv: list[str]) -> dict:
         raise InvalidOption(f"--max-rows must be 0 (all) or more, not {args.max_rows}")
     if args.max_width < 0 or 0 < args.max_width < 4:
         raise InvalidOption(f"--max-width must be 0 (no cut) or at least 4, not {args.max_width}")
+    if not args.full_access:
+        check_query(args.query)
     store = StoreVersion(args.store, args.version)
+    store.check_files()  # a missing or cut file is named here, not as a DuckDB error mid-query
     tables = None
     if FileSystems.get_scheme(store.path) is not None:
         # Loading a remote table costs a full read: load only those the query names.
         tables = [t for t in table_names(store) if re.search(rf"\b{t}\b", args.query, re.IGNORECASE)]
-    con = connect(store, tables=tables)
+    con = connect(store, tables=tables, full_access=args.full_access)
     try:
         rows = execute(con, args.query, args.format, sys.stdout, args.max_rows, args.max_width)
     finally:

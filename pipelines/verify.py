@@ -25,15 +25,14 @@ import logging
 import sys
 from typing import Callable
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.decompress import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents
 from hyperscene.pipelines.decompress import verify as matches_sha256
-from hyperscene.transforms.errors import VerificationFailed
+from hyperscene.transforms.errors import StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_sizes
-from hyperscene.transforms.store import MANIFEST, StoreVersion, published_versions, version_dir
+from hyperscene.transforms.store import MANIFEST, StoreVersion, contained, read_bytes, version_dir
 
 logger = logging.getLogger("hyperscene")
 
@@ -52,11 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", help="store directory")
     p.add_argument("--version", type=int, help="store version (default: the latest)")
     return p
-
-
-def _read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
 
 
 def _one_line(e: Exception, limit: int = 160) -> str:
@@ -87,12 +81,8 @@ class Report:
 def _open_version(store_path: str, version: int | None) -> StoreVersion:
     try:
         return StoreVersion(store_path, version)
-    except ValueError as e:  # not JSON, or not UTF-8: the version's index itself is damaged
-        versions = published_versions(store_path)
-        chosen = version if version is not None else versions[-1]
-        name = f"v{chosen:06d}/{MANIFEST}"
-        raise VerificationFailed(f"{name} in {store_path} is not a readable manifest ({_one_line(e)}): "
-                                 f"the files of version {chosen} cannot be checked") from None
+    except StoreDamaged as e:  # the version's index itself is damaged: none of its files can be checked
+        raise VerificationFailed(f"{e.file} in {store_path} {e.problem}: the files of this version cannot be checked") from None
 
 
 def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[dict]:
@@ -105,7 +95,10 @@ def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[
         ok = (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("table"), str)
               and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
               and isinstance(entry.get("rows"), int))
-        if ok:
+        if ok and not contained(entry["path"]):
+            report.add("error", f"{prefix}/{MANIFEST}", f"lists the file {entry['path']!r}, which lies outside the version "
+                       f"(not read)")
+        elif ok:
             entries.append(entry)
         else:
             report.add("error", f"{prefix}/{MANIFEST}", f"file entry {i} lacks a path, table, rows, bytes or sha256: {entry!r:.120}")
@@ -170,7 +163,7 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
             unusable.get(table, []).append(name)
             continue
         try:
-            data = _read_bytes(FileSystems.join(vpath, entry["path"]))
+            data = read_bytes(FileSystems.join(vpath, entry["path"]))
         except Exception as e:
             report.add("error", name, f"cannot be read ({_one_line(e)})")
             unusable.get(table, []).append(name)

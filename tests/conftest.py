@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +27,17 @@ def units_with_alice_renamed(units_file: Path):
     i = next(i for i, t in enumerate(texts) if t.startswith("Alice"))
     texts[i] = texts[i].replace("Alice", "Alicia", 1)
     return table.set_column(table.schema.get_field_index("text"), "text", [texts])
+
+
+def reseal(version_dir: Path, relative: str) -> None:
+    """Make the manifest agree with a data file changed in place, as a hostile or careless writer
+    would: so that what is tested is the check after the manifest's sha256."""
+    manifest_file = version_dir / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    data = (version_dir / relative).read_bytes()
+    [entry] = [e for e in manifest["files"] if e["path"] == relative]
+    entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest_file.write_text(json.dumps(manifest))
 
 
 def files_under(root: Path) -> dict[str, bytes]:

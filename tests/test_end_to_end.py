@@ -1,7 +1,6 @@
 """Compress real text, decompress it, and compare byte for byte; plus the CLI's error behaviour."""
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, spill_everything, spill_nothing, units_with_alice_renamed
+from conftest import (RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, reseal, spill_everything, spill_nothing,
+                      units_with_alice_renamed)
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
@@ -110,6 +110,13 @@ def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_
     units_file = next((damaged / "v000001" / "units").glob("*.parquet"))
     pq.write_table(units_with_alice_renamed(units_file), units_file)
     assert main(["decompress", str(damaged), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "[E009] v000001/units/part-00000.parquet" in err and "hyperscene verify" in err
+    assert not (tmp_path / "r").exists()
+
+    # A manifest rewritten to match the changed file: the documents' own sha256 still catch it.
+    reseal(damaged / "v000001", "units/part-00000.parquet")
+    assert main(["decompress", str(damaged), "--out", str(tmp_path / "r2")]) == 1
     err = capsys.readouterr().err
     assert "did not match their stored sha256" in err and "alice-in-wonderland.txt" in err
     assert "Traceback" not in err
@@ -297,9 +304,13 @@ def test_decompress_never_writes_outside_out(sample_store, tmp_path, capsys, sou
     sources = [source if fmt == "jsonl" else s for s, fmt in zip(table["source"].to_pylist(), table["format"].to_pylist())]
     pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", [sources]), documents)
     out = tmp_path / "deep" / "er" / "out"
-    assert main(["decompress", str(store), "--out", str(out)]) == 2
+    assert main(["decompress", str(store), "--out", str(out)]) == 1
+    assert "[E009] v000001/documents/part-00000.parquet" in capsys.readouterr().err
+
+    reseal(store / "v000001", "documents/part-00000.parquet")  # tampered with, manifest and all
+    assert main(["decompress", str(store), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert "[E006] document" in err and "outside --out" in err and "great-expectations" in err and "\n" not in err
+    assert "[E009] document" in err and "outside --out" in err and "great-expectations" in err and "\n" not in err
     assert not (tmp_path / "deep" / "escaped_dir").exists() and not Path("/tmp/hyperscene-escaped").exists()
 
 

@@ -4,6 +4,7 @@ end-to-end refreshes of a small store (static embedder, so they stay quick)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import SAMPLE_CORPUS, data_files, files_under, spill_everything, spill_nothing
-from hyperscene.pipelines import compress, decompress, refresh
+from hyperscene.pipelines import compress, decompress, inspect_store, refresh
 from hyperscene.pipelines.cli import main
 from hyperscene.transforms.errors import StoreBusy, StoreError
 from hyperscene.transforms.refresh import match_fresh_units, merge_bucket, plan_refresh
@@ -376,6 +377,48 @@ def test_a_retrain_cut_short_is_owed_by_the_next_refresh():
     assert _retrain_owed(drifted, 1.3) is None and _retrain_owed(drifted, None) is None
     assert _retrain_owed({"version": 6, "retrain": {}}, 1.0) is None  # the retrain happened
     assert _retrain_owed({"version": 2, "refresh": {"drift": {"ratio": None}}}, 0.5) is None  # nothing new was embedded
+
+
+def test_drift_is_a_ratio_to_the_baseline_when_the_codebook_had_enough_units_per_hyperword():
+    from hyperscene.transforms.refresh import MIN_UNITS_PER_HYPERWORD, drift_section
+
+    stats = {"_fresh_units": 50, "_fresh_distance_total": 20.0, "_stored_units": 2_000, "_stored_distance_total": 640.0,
+             "codebook_size": 89}
+    drift = drift_section(stats, 0.32)
+    assert drift["ratio"] == 1.25 and drift["reason"] is None
+    assert drift["units_per_hyperword"] == 22.47 and drift["stored_mean_distance"] == 0.32
+    # The units the baseline was measured over, when known, decide rather than the stored ones.
+    assert drift_section(stats, 0.32, baseline_units=10 * 89)["ratio"] == 1.25
+    few = drift_section(stats, 0.32, baseline_units=10 * 89 - 1)
+    assert few["ratio"] is None and f"under {MIN_UNITS_PER_HYPERWORD}" in few["reason"]
+    assert drift_section({**stats, "_fresh_units": 0}, 0.32)["reason"].startswith("no fresh units")
+    assert "no baseline" in drift_section(stats, None)["reason"] and "no baseline" in drift_section(stats, 0.0)["reason"]
+
+
+def test_drift_on_a_tiny_store_is_not_measured_and_retrains_nothing(tmp_path, caplog):
+    """Issue 14: a codebook with about as many hyperwords as units sits on those very units (baseline
+    near 0), so a ratio would be in the thousands and --retrain-if-drift would always fire."""
+    from hyperscene.transforms.refresh import drift_warning
+
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.txt").write_text("The cat sat on the mat, and the dog slept by the fire.\nIt rained all day in the small town.\n")
+    (source / "b.txt").write_text("A ship sailed out of the harbour at dawn.\nThe captain watched the grey sea and said nothing.\n")
+    store = tmp_path / "store"
+    compress.run([str(source), "--out", str(store), "--embedder", "static"])
+    (source / "c.txt").write_text("Snow fell on the mountains, and the valley lay silent under the stars.\n")
+    with caplog.at_level(logging.WARNING, logger="hyperscene"):
+        result = refresh.run([str(store), str(source), "--retrain-if-drift", "1.5"])
+
+    assert sum("[W003]" in r.getMessage() for r in caplog.records) == 1
+    assert result["version"] == 2 and "retrain" not in result and published_versions(str(store)) == [1, 2]
+    drift = result["refresh"]["drift"]
+    assert drift["fresh_units"] > 0 and drift["fresh_mean_distance"] > 0
+    assert drift["ratio"] is None and "per hyperword, under 10" in drift["reason"] and drift["units_per_hyperword"] < 10
+    assert drift_warning(result).startswith("[W003] drift not measured: the codebook was trained on ")
+    assert drift_warning(result) in inspect_store.summarise(StoreVersion(str(store)))["model_warnings"]
+    # A later refresh with nothing new owes no retrain either.
+    assert refresh.run([str(store), str(source), "--retrain-if-drift", "1.5"])["changed"] is False
 
 
 def test_a_refresh_that_spills_long_documents_writes_what_values_give(tmp_path, corpus, base_store, monkeypatch):

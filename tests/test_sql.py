@@ -1,5 +1,6 @@
 """hyperscene sql and connect(): a view per table of the version, results equal to pyarrow's reads of
-the same files, every output format, clean errors for bad SQL, and --version.
+the same files, every output format, clean errors for bad SQL, --version, and the engine confined to
+one read-only statement over the store's files unless --full-access.
 
 The store is the sample corpus, compressed once for this module with the static embedder; tests
 that need a second version copy it first.
@@ -175,3 +176,109 @@ def test_bad_options(store, capsys):
     assert code == 2 and "--max-rows must be 0 (all) or more" in err
     code, _, err = run(capsys, store.parent / "missing", "select 1")
     assert code == 2 and "holds no published store version" in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# Confinement: one read-only statement over the store's files, unless --full-access
+
+
+def refused(capsys, *args) -> str:
+    """Run hyperscene sql, expect a coded one-line refusal that names the way out; the error line."""
+    code, out, err = run(capsys, *args)
+    assert code == 2 and not out, (code, out, err)
+    assert err.startswith("hyperscene sql: error: [E005] ") and "--full-access" in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_file_outside_the_store_is_refused(store, tmp_path, capsys):
+    outside = tmp_path / "secret.csv"
+    outside.write_text("secret\nhunter2\n")
+    for query in [f"select * from read_csv('{outside}')", f"select * from read_text('{outside}')",
+                  f"select * from '{outside}'"]:
+        err = refused(capsys, store, query)
+        assert "reads only the store's files" in err and "hunter2" not in err, err
+
+
+def test_copy_is_refused_and_writes_nothing(store, tmp_path, capsys):
+    target = tmp_path / "units.csv"
+    for query in [f"copy units to '{target}'", f"copy (select * from units) to '{target}' (header)",
+                  f"explain analyze copy (select * from units) to '{target}'",
+                  f"export database '{tmp_path / 'export'}'"]:
+        err = refused(capsys, store, query)
+        assert "refused this COPY statement" in err or "refused this EXPORT statement" in err, err
+    assert not target.exists() and not (tmp_path / "export").exists()
+
+
+def test_a_store_file_cannot_be_overwritten(store, tmp_path, capsys):
+    """The views' own files are the ones DuckDB is allowed to open: a write to one is refused too."""
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    target = copy / "v000001" / next(f["path"] for f in manifest_of(copy)["files"] if f["table"] == "documents")
+    before = target.read_bytes()
+    refused(capsys, copy, f"explain analyze copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
+    refused(capsys, copy, f"explain (analyze, format json) copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("query, word", [
+    ("attach '{tmp}/other.duckdb' as other", "ATTACH"),
+    ("install httpfs", "INSTALL"),
+    ("load httpfs", "LOAD"),
+    ("set enable_external_access = true", "SET"),
+    ("reset enable_external_access", "RESET"),
+    ("pragma enable_external_access = true", "PRAGMA"),
+    ("create table t as select * from units", "CREATE"),
+    ("insert into units select * from units", "INSERT"),
+    ("call pragma_version()", "CALL"),
+])
+def test_statements_that_are_not_queries_are_refused(store, tmp_path, capsys, query, word):
+    err = refused(capsys, store, query.format(tmp=tmp_path))
+    assert f"refused this {word} statement" in err, err
+    assert not (tmp_path / "other.duckdb").exists()
+
+
+@pytest.mark.parametrize("query", ["select 1; select 2", "select count(*) from units; select count(*) from scenes", "", "-- nothing"])
+def test_exactly_one_statement(store, capsys, query):
+    err = refused(capsys, store, query)
+    assert "exactly one SQL statement per call" in err, err
+
+
+@pytest.mark.parametrize("query", [
+    "show tables",
+    "describe units",
+    "summarize scenes",
+    "with n as (select level, count(*) as c from scenes group by level) select * from n order by level",
+    "from documents select count(*)",
+    "explain select count(*) from occurrences",
+    "explain analyze select count(*) from occurrences join units using (unit_id)",
+    "select 1;",
+])
+def test_read_only_queries_over_the_store_run(store, capsys, query):
+    code, out, err = run(capsys, store, query, "--format", "jsonl")
+    assert code == 0 and out and not err, err
+
+
+def test_connect_cannot_be_unlocked(store, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("secret\nhunter2\n")
+    con = connect(str(store))
+    with pytest.raises(duckdb.Error, match="locked"):
+        con.execute("set enable_external_access = true")
+    with pytest.raises(duckdb.PermissionException):
+        con.execute(f"select * from read_csv('{outside}')")
+    assert con.execute("select count(*) from documents").fetchall()[0][0] == manifest_of(store)["counts"]["documents"]
+    assert connect(str(store), full_access=True).execute(f"select * from read_csv('{outside}')").fetchall() == [("hunter2",)]
+
+
+def test_full_access_runs_the_whole_engine(store, tmp_path, capsys):
+    outside = tmp_path / "other.csv"
+    outside.write_text("a,b\n1,x\n2,y\n")
+    code, out, err = run(capsys, store, f"select * from read_csv('{outside}') order by a", "--format", "jsonl", "--full-access")
+    assert code == 0 and not err, err
+    assert out == '{"a": 1, "b": "x"}\n{"a": 2, "b": "y"}\n'
+    target = tmp_path / "doc_ids.csv"
+    code, _, err = run(capsys, store, f"copy (select doc_id from documents) to '{target}' (header); select 1", "--full-access")
+    assert code == 0 and not err, err
+    assert len(target.read_text().splitlines()) == 1 + manifest_of(store)["counts"]["documents"]

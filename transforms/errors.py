@@ -40,3 +40,14 @@ class VerificationFailed(HypersceneError):
 
 class StoreBusy(HypersceneError):
     code = "E008"
+
+
+class StoreDamaged(StoreError):
+    """A store version whose manifest or data files are not what it was published as: ``file`` (relative
+    to the store) and ``problem`` say which and how."""
+
+    code = "E009"
+
+    def __init__(self, message: str, file: str = "", problem: str = ""):
+        super().__init__(message)
+        self.file, self.problem = file, problem
