@@ -46,8 +46,10 @@ class Case:
     label: str  # what the table shows
     file: str  # relative to the corpus folder
     record: int | None  # JSONL line number (from 1); None for a whole file
-    raw: bytes  # the file's bytes, or the JSONL line's (without its line break)
+    raw: bytes | None  # the file's bytes, or the JSONL line's (without its line break); None: no bytes to keep
     expect: str | None  # None: round-trips exactly; else a piece of the dead-letter reason
+    kind: str = "file"  # "fifo": a named pipe; "link:PATH": a symbolic link to PATH
+    source: str | None = None  # the dead letter's source, where it is not ``file`` (a name that is not UTF-8)
 
 
 def png_bytes() -> bytes:
@@ -131,12 +133,28 @@ def jsonl_cases() -> list[Case]:
     return [Case(label, "records.jsonl", i, raw, expect) for i, (label, raw, expect) in enumerate(lines, start=1)]
 
 
+def file_cases() -> list[Case]:
+    """Files that are no text file, or whose name is no text: dead letters, never a hang or a stop."""
+    name = os.fsdecode(b"name-\xff.txt")  # POSIX names are bytes: this one is not UTF-8
+    return [
+        Case("file name not UTF-8 (byte \\xff)", name, None, b"Text of a file whose name is not UTF-8.\n",
+             "file name is not UTF-8", source="name-\\xff.txt"),
+        Case("FIFO (named pipe) named .txt", "pipe.txt", None, None, "not a regular file (a FIFO", kind="fifo"),
+        Case("link to /dev/zero named .txt", "zero.txt", None, None, "not a regular file (a character device)",
+             kind="link:/dev/zero"),
+    ]
+
+
 def write_cases(folder: Path) -> list[Case]:
     """Write every small case under ``folder``; returns them. records.jsonl's lines end in \\n, \\r\\n or \\r."""
     folder.mkdir(parents=True, exist_ok=True)
-    cases = text_cases() + jsonl_cases()
+    cases = text_cases() + jsonl_cases() + file_cases()
     for case in cases:
-        if case.record is None:
+        if case.kind == "fifo":
+            os.mkfifo(folder / case.file)
+        elif case.kind.startswith("link:"):
+            os.symlink(case.kind.removeprefix("link:"), folder / case.file)
+        elif case.record is None:
             (folder / case.file).write_bytes(case.raw)
     endings = [b"\n", b"\r\n", b"\r"]
     records = [c for c in cases if c.file == "records.jsonl"]
@@ -157,7 +175,7 @@ def outcomes(store: str, restored: Path, folder: Path, cases: list[Case]) -> lis
             restored_records[obj["id"]] = obj["text"]
     result = []
     for case in cases:
-        letter = dead.get((case.file, case.record))
+        letter = dead.get((case.source or case.file, case.record))
         if letter is not None:
             kept = "raw bytes kept" if letter["raw"] == case.raw else "raw bytes NOT kept"
             outcome = f"dead letter: {letter['reason']} ({kept})"

@@ -46,28 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hyperscene: error: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
 
-    from hyperscene.pipelines.cliutil import setup_logging
-    from hyperscene.transforms.errors import HypersceneError, StoreDamaged, VerificationFailed
+    from hyperscene.pipelines.cliutil import raise_on_termination, setup_logging
 
     setup_logging(verbose)
+    raise_on_termination()
     module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
         result = module.run(argv[1:])
-    except HypersceneError as e:
-        print(f"hyperscene {argv[0]}: error: {e}", file=sys.stderr)
-        return 1 if isinstance(e, (VerificationFailed, StoreDamaged)) else 2
-    except KeyboardInterrupt:
-        print(f"hyperscene {argv[0]}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader of standard output left (| head): stop quietly, as on SIGPIPE
-        _silence_stdout()
-        return 141
-    except Exception as e:  # a bug or an environment problem: one line, the traceback on request
-        if verbose:
-            raise
-        print(f"hyperscene {argv[0]}: unexpected error: {type(e).__name__}: {e} (rerun with -v for the traceback)",
-              file=sys.stderr)
-        return 1
+    except BaseException as e:
+        return _failed(argv[0], e, verbose)
     if argv[0] == "refresh" and not result.get("changed"):
         print(f"nothing changed: {result['refresh']['unchanged_documents']:,} documents as stored; "
               f"the store stays at version {result['version']}")
@@ -79,6 +66,28 @@ def main(argv: list[str] | None = None) -> int:
         print(render(summarise(store)))
         _warn_dead_letters(store)
     return 0
+
+
+def _failed(command: str, e: BaseException, verbose: bool) -> int:
+    """The exit status of a command that raised ``e``, its one line printed."""
+    from hyperscene.pipelines import cliutil
+    from hyperscene.transforms.errors import HypersceneError, StoreDamaged, VerificationFailed
+
+    if isinstance(e, KeyboardInterrupt) or (cliutil.stopped_by and isinstance(e, Exception)):
+        # Ctrl-C or SIGTERM (see raise_on_termination), however a stage passed it on: the job has cleaned up
+        print(f"hyperscene {command}: interrupted ({cliutil.stopped_by or 'SIGINT'})", file=sys.stderr)
+        return 143 if cliutil.stopped_by == "SIGTERM" else 130
+    if isinstance(e, HypersceneError):
+        print(f"hyperscene {command}: error: {e}", file=sys.stderr)
+        return 1 if isinstance(e, (VerificationFailed, StoreDamaged)) else 2
+    if isinstance(e, BrokenPipeError):  # the reader of standard output left (| head): stop quietly, as on SIGPIPE
+        _silence_stdout()
+        return 141
+    if not isinstance(e, Exception) or verbose:  # SystemExit (argparse), or a traceback asked for
+        raise e
+    # a bug or an environment problem: one line, the traceback on request
+    print(f"hyperscene {command}: unexpected error: {type(e).__name__}: {e} (rerun with -v for the traceback)", file=sys.stderr)
+    return 1
 
 
 def _silence_stdout() -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import time
 import unicodedata
+from contextlib import contextmanager
 
 from hyperscene.transforms.errors import InvalidOption
 
@@ -24,7 +28,13 @@ _NOISE = ("apitools not found", "Discarding unparseable args", "Loading weights"
 
 
 class _DropNoise(logging.Filter):
+    def __init__(self, verbose: bool = False):
+        super().__init__()
+        self._verbose = verbose
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("apache_beam.runners") and not self._verbose:
+            return False  # a failing stage's traceback: the exception reaches the command, which says it in one line
         return not any(n in record.getMessage() for n in _NOISE)
 
 
@@ -43,7 +53,7 @@ class _CurrentStderr(logging.StreamHandler):
 def setup_logging(verbose: bool = False) -> None:
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-    handler.addFilter(_DropNoise())
+    handler.addFilter(_DropNoise(verbose))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
@@ -120,3 +130,182 @@ def return_freed_memory() -> None:
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+# The signal that stopped this process, for the command's last line (Beam rewrites the messages of
+# exceptions that cross a stage, so it cannot travel in the exception).
+stopped_by: str | None = None
+
+
+def raise_on_termination() -> None:
+    """Make SIGTERM (``kill``, a scheduler stopping the job) raise KeyboardInterrupt in the main
+    thread, as Ctrl-C's SIGINT does, so that a job cleans up after itself (:func:`writing_version`),
+    and note which signal it was: a stage may turn the exception into another."""
+    import threading
+
+    global stopped_by
+    stopped_by = None
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return
+
+    def stop(signum, frame):
+        global stopped_by
+        stopped_by = signal.Signals(signum).name
+        raise KeyboardInterrupt(stopped_by)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def remove_scratch(scratch: str) -> None:
+    """Delete a run's scratch folder, and ``_work`` with it when nothing else is left there."""
+    from apache_beam.io.filesystems import FileSystems
+
+    parent = FileSystems.split(scratch)[0]
+    try:
+        if FileSystems.exists(scratch):
+            FileSystems.delete([scratch])
+        if FileSystems.exists(parent) and not FileSystems.match([FileSystems.join(parent, "*")])[0].metadata_list:
+            FileSystems.delete([parent])
+    except Exception as e:  # the store is complete or failed already; scratch only costs disk
+        logging.getLogger("hyperscene").warning("could not remove scratch files in %s: %s; remove them by hand", scratch, e)
+
+
+def _stop_worker_processes(grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL, this process's descendants (the DirectRunner's worker processes with
+    --workers N), so that none writes into a version being removed. Linux only (/proc); elsewhere a
+    leftover is cleared by the next run."""
+    def descendants() -> list[int]:
+        parent_of = {}
+        try:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/stat") as f:
+                            parent_of[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                    except (OSError, IndexError, ValueError):
+                        pass
+        except OSError:
+            return []
+        found, frontier = [], [os.getpid()]
+        while frontier:
+            children = [pid for pid, ppid in parent_of.items() if ppid in frontier]
+            found += children
+            frontier = children
+        return found
+
+    pids = descendants()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.time() + grace
+        while pids and time.time() < deadline:
+            pids = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)]
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# Peak bytes on the store's disk while a version is written (the version's files plus its scratch:
+# spilled texts, vectors and rows), per input byte and per vector dimension: measured by
+# benchmarks/disk_use.py on the first 1M tokens of en-gutenberg (README, "Disk space").
+DISK_PER_INPUT_BYTE = 66.2 / 384
+
+
+def disk_needed(input_bytes: int, dimension: int) -> int:
+    """About the most a run writing ``input_bytes`` of input with vectors of ``dimension`` puts on the disk at once."""
+    return int(input_bytes * DISK_PER_INPUT_BYTE * max(dimension, 1))
+
+
+def free_bytes(path: str) -> int | None:
+    """Free bytes on the local disk that holds (or will hold) ``path``; None for object stores."""
+    import shutil
+
+    if "://" in path:
+        return None
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder).free
+
+
+def check_free_space(store: str, needed: int) -> None:
+    """[W005] when the store's disk has less free space than the run's estimated peak (``needed``,
+    from :func:`disk_needed`). Only a warning: the estimate is for English prose and the run may
+    still fit; the user can stop it now rather than when the disk fills."""
+    free = free_bytes(store)
+    if free is not None and free < needed:
+        logging.getLogger("hyperscene").warning(
+            "[W005] the disk of %s has %s free, and this run may need about %s there at its peak (the version it "
+            "writes and its scratch): it may stop with [E010]; free space or choose another --out",
+            store, human_bytes(free), human_bytes(needed))
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def _disk_full(e: BaseException) -> bool:
+    """Whether ``e`` (as it is, or as a stage passed it on) is a write that found the disk full."""
+    import errno
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        if "[Errno 28]" in str(e) or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def writing_version(store: str, version: int, needed: int | None = None):
+    """Around the writing of one store version (the writer's lock held): its scratch goes when the
+    block ends, and when the block ends without publishing the version (an error, Ctrl-C, SIGTERM),
+    its unpublished files go too, now rather than at the next run. A full disk becomes [E010],
+    saying which folder and about how much the run needs (``needed``, bytes)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from hyperscene.transforms.errors import DiskFull
+    from hyperscene.transforms.store import MANIFEST, version_dir, work_dir
+
+    path, scratch = version_dir(store, version), work_dir(store, version)
+    try:
+        yield path, scratch
+    except BaseException as e:
+        if FileSystems.get_scheme(path) is None:
+            _stop_worker_processes()
+        try:
+            if FileSystems.exists(path) and not FileSystems.exists(FileSystems.join(path, MANIFEST)):
+                FileSystems.delete([path])
+                logging.getLogger("hyperscene").info("removed the unpublished files of version %d", version)
+        except Exception as cleanup:  # the next run clears them, under the lock
+            logging.getLogger("hyperscene").warning("could not remove the unpublished version %s: %s", path, cleanup)
+        if isinstance(e, Exception) and _disk_full(e):
+            remove_scratch(scratch)
+            free = free_bytes(store)
+            raise DiskFull(
+                f"the disk holding {store} is full (No space left on device) while writing version {version}; its "
+                f"unpublished files and scratch were removed" + (f", leaving {human_bytes(free)} free" if free is not None else "")
+                + (f". This run needs about {human_bytes(needed)} there at its peak" if needed else "")
+                + ": free space on that disk, or write the store on another (--out)") from None
+        raise
+    finally:
+        remove_scratch(scratch)

@@ -39,7 +39,7 @@ from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, published_versions, version_dir, work_dir, write_vector_file,
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, published_versions, version_dir, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -258,17 +258,6 @@ def prepare_version(out: str) -> tuple[int, str]:
     return 1, path
 
 
-def _remove_scratch(scratch: str) -> None:
-    parent = FileSystems.split(scratch)[0]
-    try:
-        if FileSystems.exists(scratch):
-            FileSystems.delete([scratch])
-        if FileSystems.exists(parent) and not FileSystems.match([FileSystems.join(parent, "*")])[0].metadata_list:
-            FileSystems.delete([parent])
-    except Exception as e:  # the store is complete or failed already; scratch only costs disk
-        logger.warning("could not remove scratch files in %s: %s; remove them by hand", scratch, e)
-
-
 def log_stages(result) -> dict:
     """Per-stage seconds, items and peak memory of a finished pipeline, logged and returned."""
     stages = stage_report(result)
@@ -309,14 +298,13 @@ def _compress(cfg: CompressConfig, options, runner, files, folder: str, embedder
 
     info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version,
                         sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None}})
-    p = beam.Pipeline(runner=runner, options=options)
-    scratch = work_dir(cfg.out, version)
-    build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path, scratch)
-    try:
+    needed = cliutil.disk_needed(sum(f.size for f in files), identity.dimension)
+    cliutil.check_free_space(cfg.out, needed)
+    with cliutil.writing_version(cfg.out, version, needed) as (path, scratch):
+        p = beam.Pipeline(runner=runner, options=options)
+        build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path, scratch)
         result = p.run()
         result.wait_until_finish()
-    finally:
-        _remove_scratch(scratch)
     stages = log_stages(result)
     manifest = StoreVersion(cfg.out, version).manifest
     warn_if_blind(manifest)

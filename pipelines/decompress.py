@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.transforms.errors import InvalidOption, StoreDamaged, StoreError, VerificationFailed
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import glob_escape, match_paths
+from hyperscene.transforms.read import glob_escape, match_paths, records_file, restore_collision
 from hyperscene.transforms.store import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -351,9 +351,30 @@ def _safe_relative(doc_id: str) -> bool:
     return norm == doc_id and not norm.startswith(("/", "../")) and norm != ".."
 
 
-def _records_file(source: str) -> str:
-    """One output per source: x.jsonl stays x.jsonl; x.jsonl.gz, x.parquet become x.jsonl.gz.jsonl, x.parquet.jsonl."""
-    return source if source.endswith(".jsonl") else source + ".jsonl"
+def _target(doc: dict) -> tuple[str, str]:
+    """(path under --out, what owns it) of a document: a text file at its id, a record in the JSONL
+    file of its source (as :func:`~hyperscene.transforms.read.restore_target` says at read time)."""
+    if doc["format"] == "text" and _safe_relative(doc["doc_id"]):
+        return doc["doc_id"], f"document {doc['doc_id']!r}"
+    return records_file(doc["source"]), f"the records of {doc['source']!r}"
+
+
+def _plan(store: StoreVersion, doc_ids: list[str] | None) -> None:
+    """Refuse, before writing anything, a store whose documents would be written outside --out, two
+    to one path, or to a path another needs as a folder."""
+    documents = read_table(store, "documents", None, {"doc_id": doc_ids} if doc_ids else None).to_pylist()
+    documents = [d for d in documents if not d.get("deleted")]
+    for doc in documents:
+        path, _ = _target(doc)
+        if not _safe_relative(path):
+            # A store's tables are data, not instructions: nothing it names may land outside --out.
+            raise StoreDamaged(f"document {doc['doc_id']!r} of {store.store} names the source {doc['source']!r}, which "
+                               f"would be written outside --out: the store is damaged or was tampered with; nothing "
+                               f"was written (check the store with: hyperscene verify {store.store})")
+    collision = restore_collision(_target(d) for d in documents)
+    if collision:
+        raise StoreError(f"{collision}, so nothing was written: restore them apart, each with --doc ID --out DIR "
+                         f"(list the ids with: hyperscene inspect {store.store} --docs)")
 
 
 def _check_out(out: str) -> None:
@@ -374,6 +395,7 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
         raise InvalidOption("--out is required unless --doc, --level or --scene picks what to print")
     if out is not None:
         _check_out(out)
+        _plan(store, doc_ids)
     fields = store.manifest["config"]
     id_field, text_field = fields.get("id_field") or "id", fields.get("text_field") or "text"
 
@@ -390,15 +412,11 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
         written += 1
         if out is None:
             sys.stdout.buffer.write(data)
-        elif doc["format"] == "text" and _safe_relative(doc["doc_id"]):
-            _write(FileSystems.join(out, doc["doc_id"]), data)
+            continue
+        name, _ = _target(doc)
+        if doc["format"] == "text" and name == doc["doc_id"]:
+            _write(FileSystems.join(out, name), data)
         else:
-            name = _records_file(doc["source"])
-            if not _safe_relative(name):
-                # A store's tables are data, not instructions: nothing it names may land outside --out.
-                raise StoreDamaged(f"document {doc['doc_id']!r} of {store_path} names the source {doc['source']!r}, which "
-                                 f"would be written outside --out: the store is damaged or was tampered with; nothing "
-                                 f"was written for it (check the store with: hyperscene verify {store_path})")
             fields = json.loads(doc["metadata"]) if doc["metadata"] else {id_field: doc["doc_id"]}
             line = json_line({**fields, text_field: text})
             records.setdefault(name, []).append((doc["record"] or 0, line.encode("utf-8")))

@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from hyperscene.pipelines import cliutil
-from hyperscene.pipelines.compress import _remove_scratch, local_worker_flags, log_stages
+from hyperscene.pipelines.compress import local_worker_flags, log_stages
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
 from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms import refresh as rf
@@ -32,10 +32,11 @@ from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreErro
 from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
 from hyperscene.transforms.models import PRECISIONS, describe_model, folder_for_embedder, load_embedder, resolve_model, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
-from hyperscene.transforms.read import ReadDocuments, dead_letter, discover, duplicate_id_reason, read_input_file
+from hyperscene.transforms.read import (ReadDocuments, check_distinct_sources, dead_letter, discover, duplicate_id_reason,
+                                        read_input_file)
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, work_dir, write_vector_file,
+    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -320,10 +321,13 @@ def run(argv: list[str]) -> dict:
         cfg = store_config(stored, args, beam_args)
         files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
         incoming, dead = scan_input(files, cfg.text_field, cfg.id_field)
-        stored_docs = stored.read("documents", ["doc_id", "sha256", "revision", "deleted"]).to_pylist()
+        stored_docs = stored.read("documents", ["doc_id", "sha256", "revision", "deleted", "source", "format"]).to_pylist()
         stored_dead = [(d["source"], d["record"], d["reason"]) for d in stored.read("dead_letters", ["source", "record", "reason"]).to_pylist()]
         plan = rf.plan_refresh(stored_docs, {d: c["sha256"] for d, c in incoming.items()}.items(), args.delete_missing,
                                stored_dead, [(d["source"], d["record"], d["reason"]) for d in dead])
+        check_distinct_sources(files, {(d["format"], d["source"]) for d in stored_docs
+                                       if not d["deleted"] and d["doc_id"] not in plan.deleted},
+                               hint=" (a stored document that is no longer in the input stays unless --delete-missing)")
         logger.info("refresh of %s (version %d): %s", args.store, stored.version,
                     ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items()))
         if plan.empty:
@@ -354,28 +358,28 @@ def run(argv: list[str]) -> dict:
                              "its vectors would not be comparable; install the same model, or compress into a new store")
 
         version = stored.version + 1
-        path = prepare_version(args.store, version)
-        scratch = work_dir(args.store, version)
+        prepare_version(args.store, version)
         paths = {c["path"] for d, c in incoming.items() if d in plan.process}
         to_read = [f for f in files if f.path in paths]
         process_bytes = sum(c["bytes"] for d, c in incoming.items() if d in plan.process)
-        copied = copy_files(stored, path, ("vectors",))
-        info = ManifestInfo(
-            config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
-                                                    if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
-            model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
-            sections={"codebook": stored.manifest.get("codebook", {}),
-                      "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
-        )
-        options = PipelineOptions(list(cfg.beam_args))
-        p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
-        build_pipeline(p, cfg, stored, plan, to_read, new_dead, folder, embedder_folder, identity.dimension, info, path,
-                       scratch, copied, process_bytes)
-        try:
+        # The new version copies the stored one's files, then adds what this run writes.
+        needed = sum(e["bytes"] for e in stored.entries()) + cliutil.disk_needed(process_bytes, identity.dimension)
+        cliutil.check_free_space(args.store, needed)
+        with cliutil.writing_version(args.store, version, needed) as (path, scratch):
+            copied = copy_files(stored, path, ("vectors",))
+            info = ManifestInfo(
+                config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
+                                                        if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
+                model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
+                sections={"codebook": stored.manifest.get("codebook", {}),
+                          "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
+            )
+            options = PipelineOptions(list(cfg.beam_args))
+            p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
+            build_pipeline(p, cfg, stored, plan, to_read, new_dead, folder, embedder_folder, identity.dimension, info, path,
+                           scratch, copied, process_bytes)
             result = p.run()
             result.wait_until_finish()
-        finally:
-            _remove_scratch(scratch)
         stages = log_stages(result)
         manifest = StoreVersion(args.store, version).manifest
         drift = manifest["refresh"]["drift"]

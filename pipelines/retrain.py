@@ -147,19 +147,20 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
         raise StoreError(f"{store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
                          f"retrain needs format {FORMAT_VERSION}; compress the corpus again into a new store")
     version = stored.version + 1
-    path = prepare_version(store, version)
-    copied = copy_files(stored, path, ("documents", "dead_letters"))
-    info = ManifestInfo(
-        config={**stored.manifest["config"], "out": store}, model=stored.manifest["model"], started_at=started, version=version,
-        sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
-                  "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
-    )
-    logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
-    options = PipelineOptions(list(beam_args))
-    p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
-    build_pipeline(p, stored, info, path, copied)
-    result = p.run()
-    result.wait_until_finish()
+    prepare_version(store, version)
+    with cliutil.writing_version(store, version) as (path, _):
+        copied = copy_files(stored, path, ("documents", "dead_letters"))
+        info = ManifestInfo(
+            config={**stored.manifest["config"], "out": store}, model=stored.manifest["model"], started_at=started, version=version,
+            sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
+                      "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
+        )
+        logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
+        options = PipelineOptions(list(beam_args))
+        p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
+        build_pipeline(p, stored, info, path, copied)
+        result = p.run()
+        result.wait_until_finish()
     manifest = StoreVersion(store, version).manifest
     s = manifest["retrain"]["stability"]
     logger.info("version %d published: %s of %s units kept their hyperword (%s), %s of %s occurrences their semantic id (%s)",

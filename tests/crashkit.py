@@ -214,6 +214,15 @@ class Run:
         _reap_group(self.child.pid)
         return self.outcome()
 
+    def stop(self, sig: int) -> "Outcome":
+        """Stop the run as a user or a scheduler does, and wait for it: SIGTERM to the process alone
+        (``kill PID``), SIGINT to its whole group (Ctrl-C in a terminal)."""
+        if sig == signal.SIGINT:
+            os.killpg(self.child.pid, sig)
+        else:
+            os.kill(self.child.pid, sig)
+        return self.wait()
+
     def pause(self) -> None:
         os.killpg(self.child.pid, signal.SIGSTOP)
 

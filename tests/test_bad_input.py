@@ -4,8 +4,8 @@ source, record, reason and raw bytes, so nothing is lost; the counts reach the m
 The cases are those of ``benchmarks/bad_input.py`` (which prints them as a table, plus a 200 MB
 single-line document): invalid UTF-8 in a text file and in a JSONL line, malformed JSONL lines, a
 record without its text field, NUL bytes, binary and corrupt or truncated compressed files, empty and
-whitespace-only documents, mixed CRLF/LF/CR, U+2028/U+2029/U+0085/VT/FF, byte-order marks. All of
-them are compressed in one run.
+whitespace-only documents, mixed CRLF/LF/CR, U+2028/U+2029/U+0085/VT/FF, byte-order marks, a file
+name that is not UTF-8, a FIFO and a link to /dev/zero. All of them are compressed in one run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hyperscene.transforms.store import StoreVersion
 _spec = importlib.util.spec_from_file_location("bad_input_cases", REPO / "benchmarks" / "bad_input.py")
 cases_module = sys.modules["bad_input_cases"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cases_module)
-CASES = cases_module.text_cases() + cases_module.jsonl_cases()
+CASES = cases_module.text_cases() + cases_module.jsonl_cases() + cases_module.file_cases()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def restored_records(compressed):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 def test_each_case_round_trips_or_is_a_dead_letter(case, compressed, dead_letters, restored_records):
-    letter = dead_letters.get((case.file, case.record))
+    letter = dead_letters.get((case.source or case.file, case.record))
     if case.expect is None:
         assert letter is None, letter
         if case.record is None:
@@ -157,3 +157,82 @@ def test_a_parquet_file_without_the_text_column_is_kept_whole():
     [(tag, letter)] = read_parquet(InputFile("x", "t.parquet", "parquet"), buffer.getvalue(), "text", None)
     assert tag == "dead_letters" and letter["reason"] == "no 'text' column (has: body, n)"
     assert letter["raw"] == buffer.getvalue()
+
+
+def _write(root, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_a_store_given_as_input_is_refused_and_one_inside_it_skipped(sample_store, tmp_path, capsys):
+    """Issue 14, item 7: a store's Parquet tables are no corpus."""
+    import shutil
+
+    assert main(["compress", str(sample_store), "--out", str(tmp_path / "s2")]) == 2
+    err = capsys.readouterr().err
+    assert "[E005]" in err and "is a hyperscene store, not a corpus" in err and "hyperscene decompress" in err
+    assert not (tmp_path / "s2").exists()
+
+    corpus = tmp_path / "corpus"
+    _write(corpus, {"a.txt": "One plain document.\n"})
+    shutil.copytree(sample_store, corpus / "old-store")
+    assert main(["compress", str(corpus), "--out", str(tmp_path / "s3"), "--embedder", "static"]) == 0
+    assert f"[W004] skipping {corpus / 'old-store'} inside the input" in capsys.readouterr().err
+    assert StoreVersion(str(tmp_path / "s3")).read("documents")["doc_id"].to_pylist() == ["a.txt"]
+
+
+@pytest.mark.parametrize("layout", ["parquet beside its restored name", "two roots with one relative path"])
+def test_sources_that_would_be_restored_to_one_path_are_refused(tmp_path, capsys, layout):
+    """Issue 14, item 5: two sources restored into one file would come back interleaved."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if layout == "parquet beside its restored name":
+        root = tmp_path / "in"
+        root.mkdir()
+        pq.write_table(pa.table({"id": ["p1"], "text": ["From the Parquet file."]}), root / "x.parquet")
+        _write(root, {"x.parquet.jsonl": '{"id": "j1", "text": "From the JSONL file."}\n'})
+        inputs, named = [str(root)], ["in/x.parquet'", "in/x.parquet.jsonl'"]
+    else:
+        for root in ("r1", "r2"):
+            _write(tmp_path / root, {"sub/data.jsonl": f'{{"id": "{root}", "text": "A record of {root}."}}\n'})
+        inputs, named = [str(tmp_path / "r1"), str(tmp_path / "r2")], ["r1/sub/data.jsonl", "r2/sub/data.jsonl"]
+    assert main(["compress", *inputs, "--out", str(tmp_path / "s"), "--embedder", "static"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[E005]" in err and "would both be restored to" in err and all(n in err for n in named), err
+    assert "\n" not in err and not (tmp_path / "s").exists()
+
+
+def test_a_file_replaced_by_a_folder_of_its_name(tmp_path, capsys):
+    """Issue 14, item 10: a.txt becomes a.txt/b.txt. The refresh that would keep both says so; with
+    --delete-missing it goes ahead and decompress gives the folder back; a store that holds both
+    anyway is refused by decompress before it writes anything."""
+    import pyarrow.parquet as pq
+
+    from conftest import reseal
+
+    corpus, store = tmp_path / "corpus", tmp_path / "store"
+    _write(corpus, {"a.txt": "The first file.\n", "c.txt": "The second file.\n"})
+    compress.run([str(corpus), "--out", str(store), "--embedder", "static"])
+    (corpus / "a.txt").unlink()
+    _write(corpus, {"a.txt/b.txt": "Now a file in a folder.\n"})
+    assert main(["refresh", str(store), str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert "[E005] document 'a.txt' is restored to the file 'a.txt', which document 'a.txt/b.txt' needs as a folder" in err
+    assert "--delete-missing" in err and not (store / "v000002").exists()
+    assert main(["refresh", str(store), str(corpus), "--delete-missing"]) == 0
+    assert main(["decompress", str(store), "--out", str(tmp_path / "restored")]) == 0
+    assert (tmp_path / "restored" / "a.txt" / "b.txt").read_text() == "Now a file in a folder.\n"
+
+    # A store that names both anyway (written by hand): nothing is written, and the way out is named.
+    [documents] = (store / "v000001" / "documents").glob("*.parquet")
+    table = pq.read_table(documents)
+    ids = ["a.txt/b.txt" if d == "c.txt" else d for d in table["doc_id"].to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("doc_id"), "doc_id", [ids]), documents)
+    reseal(store / "v000001", documents.relative_to(store / "v000001").as_posix())
+    capsys.readouterr()
+    assert main(["decompress", str(store), "--version", "1", "--out", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err
+    assert "[E006] document 'a.txt' is restored to the file 'a.txt'" in err and "--doc ID --out DIR" in err
+    assert not (tmp_path / "r1").exists()

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from crashkit import (
     command,
     published,
     run_until,
+    scan,
     snapshot,
     spilled_vectors,
     table_files_without_manifest,
@@ -295,6 +297,22 @@ def test_sigkill_at_random_moments_then_a_rerun_completes(kind, corpus, request,
             report(kind, label, outcome, sc.version, "last version verified", "")
         print(f"CRASH | {kind} | random chain | {'published by its last run' if finished else 're-run: exit 0'} | "
               f"v{sc.version} round-trips and verifies")
+
+
+@pytest.mark.parametrize("kind, sig", [("compress", signal.SIGTERM), ("refresh", signal.SIGTERM), ("compress", signal.SIGINT)])
+def test_a_run_stopped_by_sigterm_or_ctrl_c_leaves_nothing_behind(kind, sig, corpus, request, tmp_path):
+    """Issue 14, item 14: stopped while its scratch holds spilled vectors, a run removes its scratch,
+    its unpublished version and its lock before it exits, rather than leaving them to the next run."""
+    sc = scenario(kind, request, corpus, tmp_path)
+    before = {p for p in scan(sc.store)}
+    with Run(command(*sc.argv), sc.store, sc.version, tmp_path / "logs", "stopped") as run:
+        assert run.wait_for(point("scratch", sc)), run.outcome().stderr[-3000:]
+        outcome = run.stop(sig)
+    name = signal.Signals(sig).name
+    assert outcome.returncode == (143 if sig == signal.SIGTERM else 130), outcome.stderr[-3000:]
+    assert f"hyperscene {kind}: interrupted ({name})" in outcome.stderr and "Traceback" not in outcome.stderr
+    assert {p for p in scan(sc.store)} == before, sorted(set(scan(sc.store)) - before)
+    assert published_versions(str(sc.store)) == sorted(sc.before)
 
 
 def test_refresh_lock_refuses_a_second_refresh_while_one_runs(corpus, request, tmp_path):

@@ -1,6 +1,7 @@
 """Compress real text, decompress it, and compare byte for byte; plus the CLI's error behaviour."""
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 

@@ -51,3 +51,9 @@ class StoreDamaged(StoreError):
     def __init__(self, message: str, file: str = "", problem: str = ""):
         super().__init__(message)
         self.file, self.problem = file, problem
+
+
+class DiskFull(HypersceneError):
+    """The disk a store is written on ran out of space (or would, by the estimate made at the start)."""
+
+    code = "E010"

@@ -21,6 +21,7 @@ import lzma
 import os
 import posixpath
 import re
+import stat
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import EmptyInput, InputNotFound
+from hyperscene.transforms.errors import EmptyInput, InputNotFound, InvalidOption
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import is_local, scratch_name, written_atomically
 
@@ -58,6 +59,9 @@ class InputFile:
     source: str  # relative to the input root given by the user
     format: str  # text | jsonl | parquet
     size: int = 0  # bytes on disk (compressed, if the file is)
+    # Why the file cannot be read as a document (a name that is not UTF-8, not a regular file): it
+    # becomes a dead letter with this reason instead.
+    problem: str | None = None
 
 
 def strip_compression(name: str) -> str:
@@ -105,22 +109,124 @@ def discover(patterns: list[str], input_format: str = "auto", exclude: tuple[str
                 root, paths, explicit = posixpath.dirname(pattern), match_sizes(glob_escape(pattern)), True
         if not paths:
             raise InputNotFound(f"no input matches {pattern!r}: check the path, or quote the glob")
+        stores = _store_roots(paths)
+        if root.rstrip("/") in stores:
+            raise InvalidOption(f"{pattern!r} is a hyperscene store, not a corpus: its Parquet tables would be read as "
+                                f"documents. Give the corpus it was made from, or restore that with: hyperscene decompress "
+                                f"{pattern} --out DIR")
+        for store in stores:
+            logger.warning("[W004] skipping %s inside the input: it is a hyperscene store (its tables are no corpus)", store)
         for path, size in paths.items():
+            if any(path.startswith(store + "/") for store in stores):
+                continue
             name = posixpath.basename(path)
             fmt = input_format if input_format != "auto" else detect_format(name)
             hidden = any(part.startswith(".") for part in _relative(path, root).split("/"))
             if any(_comparable(path).startswith(e) for e in excluded) or (not explicit and (hidden or fmt is None)):
                 skipped += 1
                 continue
-            found.setdefault(path, InputFile(path, _relative(path, root), fmt or "text", size))
+            if path not in found:
+                found[path] = _input_file(path, _relative(path, root), fmt or "text", size)
     if skipped:
         logger.info("skipped %d hidden or unrecognised files (set --input-format to read them)", skipped)
+    check_distinct_sources(list(found.values()))
     if not found:
         raise EmptyInput(
             f"no readable input files in {', '.join(patterns)}: expected .txt, .md, .jsonl or "
             ".parquet files (optionally .gz or .zst); set --input-format to read other names"
         )
     return sorted(found.values(), key=lambda f: f.source)
+
+
+_STORE_MANIFEST = re.compile(r"^(.*)/v\d{6}/manifest\.json$")
+
+
+def _store_roots(paths) -> list[str]:
+    """Folders among these paths that are hyperscene stores: they hold a published version's manifest."""
+    return sorted({m.group(1) for p in paths if (m := _STORE_MANIFEST.match(p.replace("\\", "/")))})
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this mode is not read (a FIFO would block forever, /dev/zero never ends), or None."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}): only regular files are read"
+
+
+def _input_file(path: str, source: str, fmt: str, size: int) -> InputFile:
+    """An input file, with the reason it cannot be read when its name is not UTF-8 (the name's bytes,
+    shown escaped as its source, stay in the reason) or, on the local disk, it is no regular file."""
+    problem = None
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:  # POSIX names are bytes; Python keeps undecodable ones as surrogates
+        raw_name = os.fsencode(source)
+        source = raw_name.decode("utf-8", "backslashreplace")
+        problem = f"file name is not UTF-8 (its bytes: {raw_name!r}): rename the file to read it"
+    if problem is None and "://" not in path:
+        try:
+            problem = _not_regular(os.stat(path).st_mode)
+        except OSError:  # gone meanwhile: the read says so
+            pass
+    return InputFile(path, source, fmt, size, problem)
+
+
+def records_file(source: str) -> str:
+    """Where decompress writes the records (JSONL lines or Parquet rows) of one source file: x.jsonl
+    stays x.jsonl; x.jsonl.gz, x.parquet become x.jsonl.gz.jsonl, x.parquet.jsonl."""
+    return source if source.endswith(".jsonl") else source + ".jsonl"
+
+
+def restore_target(fmt: str, source: str, path: str | None = None) -> tuple[str, str]:
+    """(path decompress writes, what owns that path) for an input file: a text file's document is
+    written at its id, a records file's documents into one JSONL file of its source. ``path``: the
+    file's own path, to tell apart two files of one source (from two input roots)."""
+    if fmt == "text":
+        doc_id = strip_compression(source)
+        return doc_id, f"document {doc_id!r}"
+    return records_file(source), f"the records of {path or source!r}"
+
+
+def restore_collision(targets) -> str | None:
+    """(path, owner) pairs -> why two owners would be restored to one path, or one path would have to
+    be a file and a folder at once; None when every owner has a path of its own."""
+    owner_of: dict[str, str] = {}
+    for path, owner in targets:
+        first = owner_of.setdefault(path, owner)
+        if first != owner:
+            return f"{first} and {owner} would both be restored to {path!r}"
+    for path, owner in owner_of.items():
+        folder = posixpath.dirname(path)
+        while folder:
+            if folder in owner_of:
+                return f"{owner_of[folder]} is restored to the file {folder!r}, which {owner} needs as a folder ({path!r})"
+            folder = posixpath.dirname(folder)
+    return None
+
+
+def check_distinct_sources(files: list[InputFile], stored=(), hint: str = "") -> None:
+    """Refuse inputs whose documents decompress could not give back apart (two roots holding
+    ``sub/data.jsonl``; ``x.parquet`` beside ``x.parquet.jsonl``; ``a.txt`` beside ``a.txt/b.txt``):
+    their records would be written into one file, interleaved, or over each other. ``stored``:
+    (format, source) of the documents a store keeps beside them (a file of a stored source is that
+    source again). Two text files with one id are not refused: the second is a dead letter, its
+    bytes kept."""
+    def check(targets):
+        collision = restore_collision(targets)
+        if collision:
+            raise InvalidOption(f"{collision}: decompress could not give them back apart. Sources are paths relative "
+                                f"to each input root, so two roots must not hold the same relative paths: give their "
+                                f"common parent folder instead, or rename one of the files{hint}")
+
+    readable = [f for f in files if f.problem is None]
+    check([restore_target(f.format, f.source, f.path) for f in readable])
+    if stored:
+        check([restore_target(fmt, source) for fmt, source in stored] + [restore_target(f.format, f.source) for f in readable])
 
 
 def glob_escape(path: str) -> str:
@@ -315,16 +421,37 @@ def read_input_file(f: InputFile, text_field: str = "text", id_field: str | None
     """One input file -> ("documents", document) and ("dead_letters", dead letter) records."""
     stored = None
     try:
-        with FileSystems.open(f.path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
-            stored = h.read()
+        stored = _read_regular(f.path)
+        if f.problem is not None:
+            return [("dead_letters", dead_letter(f.source, None, f.problem, stored))]
         raw = decompress_strictly(f.path, stored)  # .gz, .zst, .bz2, ... by suffix
         if f.format == "parquet":
             return list(read_parquet(f, raw, text_field, id_field))
         if f.format == "jsonl":
             return list(read_jsonl(f, raw, text_field, id_field))
         return list(read_text_file(f, raw))
+    except NotRegularFile as e:
+        return [("dead_letters", dead_letter(f.source, None, str(e), None))]
     except Exception as e:  # unreadable or corrupt: one dead letter for the whole file, as stored
         return [("dead_letters", dead_letter(f.source, None, f"unreadable: {e}", stored))]
+
+
+class NotRegularFile(OSError):
+    pass
+
+
+def _read_regular(path: str) -> bytes:
+    """A file's bytes; on the local disk only a regular file's, checked on the open file itself (a
+    path that became a FIFO after discovery must not block the read)."""
+    if "://" in path:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as h:
+            return h.read()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as h:
+        problem = _not_regular(os.fstat(fd).st_mode)
+        if problem is not None:
+            raise NotRegularFile(problem)
+        return h.read()
 
 
 def duplicate_id_reason(doc_id: str, kept_path: str) -> str:
