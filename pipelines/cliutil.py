@@ -218,14 +218,16 @@ def _is_zombie(pid: int) -> bool:
 
 
 # Peak bytes on the store's disk while a version is written (the version's files plus its scratch:
-# spilled texts, vectors and rows), per input byte and per vector dimension: measured by
-# benchmarks/disk_use.py on the first 1M tokens of en-gutenberg (README, "Disk space").
-DISK_PER_INPUT_BYTE = 66.2 / 384
+# spilled texts, vectors and rows) per input byte: a fixed part and a part per vector dimension,
+# from benchmarks/disk_use.py on the first 1M tokens of en-gutenberg: 47.2 with the static
+# embedder's 256 dimensions, 66.2 with MiniLM's 384 (README, "Disk space").
+DISK_PER_INPUT_BYTE = 9.2
+DISK_PER_INPUT_BYTE_AND_DIMENSION = 0.148
 
 
 def disk_needed(input_bytes: int, dimension: int) -> int:
     """About the most a run writing ``input_bytes`` of input with vectors of ``dimension`` puts on the disk at once."""
-    return int(input_bytes * DISK_PER_INPUT_BYTE * max(dimension, 1))
+    return int(input_bytes * (DISK_PER_INPUT_BYTE + DISK_PER_INPUT_BYTE_AND_DIMENSION * dimension))
 
 
 def free_bytes(path: str) -> int | None:
