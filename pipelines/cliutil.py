@@ -62,6 +62,17 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
+# Local worker processes: each loads the model and holds its own buffers, so far more than the cores
+# only costs memory; a mistyped count (3000000000) would otherwise try to start that many.
+MAX_WORKERS = 256
+
+
+def check_workers(workers: int) -> None:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InvalidOption(f"--workers must be from 1 to {MAX_WORKERS} local processes, not {workers} "
+                            f"(this machine has {os.cpu_count()} cores)")
+
+
 def check_beam_args(args: list[str]) -> None:
     """Flags we did not define must be Beam pipeline options; anything else is a typo to report."""
     if not args:
@@ -132,6 +143,8 @@ def return_freed_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
+# Seconds a stopped run has to clean up before it exits regardless (the next run clears what is left).
+CLEANUP_SECONDS = 60.0
 # The signal that stopped this process, for the command's last line (Beam rewrites the messages of
 # exceptions that cross a stage, so it cannot travel in the exception).
 stopped_by: str | None = None
@@ -150,7 +163,16 @@ def raise_on_termination() -> None:
 
     def stop(signum, frame):
         global stopped_by
+        first = stopped_by is None
         stopped_by = signal.Signals(signum).name
+        if first:
+            # The cleanup gets a bounded time: a stage may swallow the exception (Beam's worker start-up
+            # does), and a process that ignores SIGTERM would have to be SIGKILLed, leaving everything.
+            timer = threading.Timer(CLEANUP_SECONDS, os._exit, args=(143 if signum == signal.SIGTERM else 130,))
+            timer.daemon = True
+            timer.start()
+        else:  # a second signal: stop now
+            os._exit(143 if signum == signal.SIGTERM else 130)
         raise KeyboardInterrupt(stopped_by)
 
     signal.signal(signal.SIGTERM, stop)

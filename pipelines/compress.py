@@ -122,8 +122,7 @@ def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
 def parse(argv: list[str]) -> CompressConfig:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
-    if args.workers < 1:
-        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    cliutil.check_workers(args.workers)
     beam_args += local_worker_flags(args.workers, beam_args)
     cfg = CompressConfig(
         inputs=tuple(args.inputs),

@@ -75,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
-    if args.workers < 1:
-        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    cliutil.check_workers(args.workers)
     if args.retrain_if_drift is not None and not args.retrain_if_drift > 0:
         raise InvalidOption(f"--retrain-if-drift is a ratio of distances, above 0, not {args.retrain_if_drift}")
     return args, beam_args + local_worker_flags(args.workers, beam_args)

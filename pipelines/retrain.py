@@ -173,8 +173,7 @@ def run(argv: list[str]) -> dict:
     started = time.time()
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
-    if args.workers < 1:
-        raise InvalidOption(f"--workers must be positive, not {args.workers}")
+    cliutil.check_workers(args.workers)
     beam_args += local_worker_flags(args.workers, beam_args)
     with StoreLock(args.store, "retrain"):
         clear_scratch(args.store)

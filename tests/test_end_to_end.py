@@ -130,6 +130,7 @@ def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_
         (["compress", "{tmp}/empty", "--out", "{tmp}/s"], "holds no files"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--model", "no-such/model-xyz"], "unknown model"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--device", "cuda:7"], "on device 'cuda:7'"),
+        (["compress", "{ru}", "--out", "{tmp}/s", "--workers", "3000000000"], "--workers must be from 1 to 256"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--lang", "zz"], "no usable blank pipeline"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--codebok-size", "3"], "unknown option --codebok_size"),
         (["compress", "{ru}", "--out", "{tmp}/s", "--near-dup-threshold", "1.5"], "--near-dup-threshold"),
