@@ -177,7 +177,7 @@ def outcomes(store: str, restored: Path, folder: Path, cases: list[Case]) -> lis
     for case in cases:
         letter = dead.get((case.source or case.file, case.record))
         if letter is not None:
-            kept = "raw bytes kept" if letter["raw"] == case.raw else "raw bytes NOT kept"
+            kept = ("no bytes to keep" if case.raw is None else "raw bytes kept") if letter["raw"] == case.raw else "raw bytes NOT kept"
             outcome = f"dead letter: {letter['reason']} ({kept})"
             ok = case.expect is not None and case.expect in letter["reason"] and letter["raw"] == case.raw
         elif case.record is None:
