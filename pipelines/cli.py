@@ -55,16 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         result = module.run(argv[1:])
     except BaseException as e:
         return _failed(argv[0], e, verbose)
-    if argv[0] == "refresh" and not result.get("changed"):
-        print(f"nothing changed: {result['refresh']['unchanged_documents']:,} documents as stored; "
-              f"the store stays at version {result['version']}")
-    elif argv[0] in ("compress", "refresh", "retrain"):
-        from hyperscene.pipelines.inspect_store import render, summarise
-        from hyperscene.transforms.store import StoreVersion
-
-        store = StoreVersion(result["config"]["out"], result["version"])  # refresh and retrain record the path they wrote
-        print(render(summarise(store)))
-        _warn_dead_letters(store)
+    print_result = getattr(module, "print_result", None)  # what a command prints about its result is its own
+    if print_result is not None:
+        print_result(result)
     return 0
 
 
@@ -97,15 +90,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass
-
-
-def _warn_dead_letters(store) -> None:
-    dead = store.manifest["counts"].get("dead_letters", 0)
-    if dead:
-        first = store.read("dead_letters", ["source", "record", "reason"]).slice(0, 1).to_pylist()[0]
-        where = first["source"] + (f":{first['record']}" if first["record"] is not None else "")
-        print(f"hyperscene compress: {dead} input record(s) were not stored as documents, e.g. {where}: "
-              f"{first['reason']}; see the dead_letters table", file=sys.stderr)
 
 
 def entry() -> None:

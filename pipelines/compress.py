@@ -17,7 +17,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from hyperscene.pipelines import cliutil
+from hyperscene.pipelines import cliutil, job
 from hyperscene.pipelines.config import (
     DEFAULT_CODEBOOK_SAMPLE,
     DEFAULT_EMBEDDER,
@@ -26,20 +26,20 @@ from hyperscene.pipelines.config import (
     CompressConfig,
 )
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, codebook_baseline, hyperword_table_rows
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
-from hyperscene.transforms.models import PRECISIONS, describe_model, folder_for_embedder, known_model, load_embedder, resolve_model, torch_dtype
+from hyperscene.transforms.errors import StoreError
+from hyperscene.transforms.manifest_warnings import model_warnings
+from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.levels import BuildLevels
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
 from hyperscene.transforms.near_dup_verify import main_script
-from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, published_versions, version_dir, write_vector_file,
+    ManifestInfo, PublishVersion, WriteTable, published_versions, version_dir, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -112,18 +112,11 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, such as 512,64,16; not {text!r}") from None
 
 
-def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
-    """--workers N as the DirectRunner's own flags, unless the user set those flags already."""
-    if workers <= 1 or any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in beam_args):
-        return []
-    return ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
-
-
 def parse(argv: list[str]) -> CompressConfig:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
     cliutil.check_workers(args.workers)
-    beam_args += local_worker_flags(args.workers, beam_args)
+    beam_args += job.local_worker_flags(args.workers, beam_args)
     cfg = CompressConfig(
         inputs=tuple(args.inputs),
         out=args.out,
@@ -160,14 +153,6 @@ def parse(argv: list[str]) -> CompressConfig:
 
 def _pairs(name, value_fn=lambda _: 1):
     return beam.Map(lambda x: (name, value_fn(x)))
-
-
-def _hyperword_rows(centroids, clusters):
-    """Every centroid becomes a row, with its cluster's statistics (an empty cluster has none)."""
-    stats = {c["hyperword"]: c for c in clusters}
-    for hw, centroid in enumerate(centroids):
-        row = stats.get(hw) or {"hyperword": hw, "unit_count": 0, "occurrence_count": 0}
-        yield {**row, "centroid": centroid.tolist()}
 
 
 def _bucket_stats(bucket: UnitBucket):
@@ -207,7 +192,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)
-    hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
+    hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
     levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed,
                                                      spill_to=rows_scratch)
 
@@ -243,27 +228,17 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)
 
 
-def prepare_version(out: str) -> tuple[int, str]:
-    """The version to write. Unpublished leftovers of a crashed run (its version folder and its
-    scratch) are cleared; a published store is kept. Called with the store's lock held."""
-    clear_scratch(out)
+def next_version(out: str) -> int:
+    """The version compress writes: 1, into a store with no published version (lock held)."""
     versions = published_versions(out)
     if versions:
         raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
-    path = version_dir(out, 1)
-    if FileSystems.exists(path):
-        logger.info("clearing unpublished files of an interrupted run in %s", path)
-        FileSystems.delete([path])
-    return 1, path
+    return 1
 
 
-def log_stages(result) -> dict:
-    """Per-stage seconds, items and peak memory of a finished pipeline, logged and returned."""
-    stages = stage_report(result)
-    for stage, s in stages.items():
-        logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],
-                    f"{s['items']:,}", s["items_per_s"], s["peak_rss_mb"])
-    return stages
+def complete_sections(sections: dict, stats: dict) -> dict:
+    """The manifest sections once the pipeline's statistics are in: the codebook's baseline distance."""
+    return codebook_baseline(sections, stats)
 
 
 def run(argv: list[str]) -> dict:
@@ -272,85 +247,31 @@ def run(argv: list[str]) -> dict:
     started = time.time()
     cfg = parse(argv)
     cliutil.return_freed_memory()
-    options = PipelineOptions(list(cfg.beam_args))
-    runner = cliutil.create_runner(options)
+    cliutil.create_runner(PipelineOptions(list(cfg.beam_args)))  # an unknown --runner fails now
     files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
-    folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
-    try:
-        embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
-        model = load_embedder(embedder_folder, cfg.embedder, cfg.device, precision=cfg.precision)
-    except Exception as e:  # a broken model folder, or a device this machine lacks
-        raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
-    identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder,
-                              torch_dtype(cfg.device, cfg.embedder, cfg.precision))
-    del model
+    model = job.load_model(cfg)
     if os.path.isfile(cfg.out):
         raise StoreError(f"--out {cfg.out!r} is a file: give a directory for the store")
-    with StoreLock(cfg.out, "compress"):
-        return _compress(cfg, options, runner, files, folder, embedder_folder, identity, started)
+    with job.locked(cfg.out, "compress"):
+        version = next_version(cfg.out)
+        identity = model.identity
+        logger.info("compressing %d input files into %s (model %s, %s embedder, %d dims)", len(files),
+                    version_dir(cfg.out, version), cfg.model, cfg.embedder, identity.dimension)
+        info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version,
+                            sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None}},
+                            complete=complete_sections)
 
+        def build(p, path, scratch):
+            build_pipeline(p, cfg, files, model.folder, model.embedder_folder, identity.dimension, info, path, scratch)
 
-def _compress(cfg: CompressConfig, options, runner, files, folder: str, embedder_folder: str, identity, started: float) -> dict:
-    version, path = prepare_version(cfg.out)
-    logger.info("compressing %d input files into %s (model %s, %s embedder, %d dims)", len(files), path, cfg.model, cfg.embedder, identity.dimension)
-
-    info = ManifestInfo(config=cfg.as_manifest(), model=identity.as_dict(), started_at=started, version=version,
-                        sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None}})
-    needed = cliutil.disk_needed(sum(f.size for f in files), identity.dimension)
-    cliutil.check_free_space(cfg.out, needed)
-    with cliutil.writing_version(cfg.out, version, needed) as (path, scratch):
-        p = beam.Pipeline(runner=runner, options=options)
-        build_pipeline(p, cfg, files, folder, embedder_folder, identity.dimension, info, path, scratch)
-        result = p.run()
-        result.wait_until_finish()
-    stages = log_stages(result)
-    manifest = StoreVersion(cfg.out, version).manifest
+        needed = job.disk_needed(sum(f.size for f in files), identity.dimension)
+        manifest, stages = job.write_version(cfg.out, version, build, cfg.beam_args, needed)
     warn_if_blind(manifest)
     return {**manifest, "stages": stages}
 
 
-# A corpus where most units have another unit of their cluster within the threshold is one the
-# model cannot read: MiniLM's static table put 89% of Russian novels' units there, against 3-6%
-# for a model that reads the language (README, "Near-duplicates").
-BLIND_CANDIDATE_SHARE = 0.5
-
-
-def blindness(manifest: dict) -> str | None:
-    """One coded line when the model could not tell the corpus's units apart, else None."""
-    counts = manifest.get("counts", {})
-    units, candidates = counts.get("distinct_units", 0), counts.get("near_duplicate_candidates")
-    if not units or candidates is None or candidates / units <= BLIND_CANDIDATE_SHARE:
-        return None
-    model = manifest.get("model", {})
-    lang = manifest.get("config", {}).get("lang", "en")
-    advice = "--model e5-small" if model.get("name") != "e5-small" else "a model trained on this language (--model NAME)"
-    return (f"[W001] model {model.get('name')} ({model.get('embedder')}) cannot tell this corpus's texts apart: "
-            f"{candidates / units:.0%} of its distinct units are within the near-duplicate threshold of another; "
-            f"only word-checked merges were made, but hyperwords and scenes mean little; for --lang {lang} use {advice}")
-
-
-# An English-only model on a corpus more than this share of whose distinct units are in another
-# script (Cyrillic, Greek, CJK, ...) is warned about: those units' vectors mean little.
-FOREIGN_SCRIPT_SHARE = 0.05
-
-
-def script_warning(manifest: dict) -> str | None:
-    """One coded line when an English-only model was given text in other scripts, else None."""
-    counts = manifest.get("counts", {})
-    units, foreign = counts.get("distinct_units", 0), counts.get("non_latin_units")
-    model = manifest.get("model", {})
-    known = known_model(model.get("name", ""))
-    if not units or foreign is None or known is None or known.languages != "en" or foreign / units <= FOREIGN_SCRIPT_SHARE:
-        return None
-    return (f"[W002] model {model.get('name')} reads English only, but {foreign / units:.0%} of this corpus's distinct "
-            f"units are in another script: their hyperwords, near-duplicate candidates and scenes mean little; "
-            f"use --lang xx for a corpus that mixes languages, or the corpus's own --lang (both default to --model e5-small)")
-
-
-def model_warnings(manifest: dict) -> list[str]:
-    """The coded warnings about the model and the corpus (W001, W002), for compress and inspect."""
-    return [line for line in (blindness(manifest), script_warning(manifest)) if line]
+print_result = job.print_summary
 
 
 def warn_if_blind(manifest: dict) -> None:

@@ -99,7 +99,7 @@ def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[
     return store.read(table, columns, filters=condition)
 
 
-def _check_documents(store: StoreVersion, doc_ids: Iterable[str]):
+def check_documents(store: StoreVersion, doc_ids: Iterable[str]):
     """The documents rows of these ids; StoreError naming the first id the store lacks."""
     wanted = set(doc_ids)
     documents = read_table(store, "documents", None, {"doc_id": wanted}) if wanted else store.read("documents").slice(0, 0)
@@ -117,7 +117,7 @@ def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> It
     """(document row, [text + separator of each unit, in position order]) for each document, in
     doc_id order. The document is its ``prefix`` followed by the pieces; not yet verified."""
     if doc_ids is not None:
-        documents = _check_documents(store, doc_ids)
+        documents = check_documents(store, doc_ids)
         occurrences = read_table(store, "occurrences", OCCURRENCE_COLUMNS, {"doc_id": doc_ids})
         units = read_table(store, "units", UNIT_COLUMNS, {"unit_id": occurrences["unit_id"].to_pylist()}) if occurrences.num_rows else None
     else:
@@ -208,7 +208,7 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
         targets = _scenes_by_id(store, scene_ids)
         docs = sorted({t["doc_id"] for t in targets.values()})
     elif doc_ids:
-        _check_documents(store, doc_ids)
+        check_documents(store, doc_ids)
         docs = sorted(set(doc_ids))
     else:
         docs = None
@@ -252,7 +252,7 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
     return [r for r in rows if r["level"] == min(level, r["depth"])]
 
 
-def _gist_texts(store: StoreVersion, scenes: list[dict], whole_store: bool = False) -> dict[tuple[str, int], str]:
+def gist_texts(store: StoreVersion, scenes: list[dict], whole_store: bool = False) -> dict[tuple[str, int], str]:
     """(doc_id, position) -> unit text, for every gist position of these scenes (``whole_store``:
     they come from every document, so reading is not filtered by document)."""
     import pyarrow as pa
@@ -297,7 +297,7 @@ def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, m
     scenes come from every document, so tables are read whole rather than filtered by document.
     """
     if gist:
-        texts = _gist_texts(store, scenes, whole_store)
+        texts = gist_texts(store, scenes, whole_store)
         for s in scenes:
             yield _record(s, gist_positions=list(s["gist"]), gist=gist_text([texts[(s["doc_id"], p)] for p in s["gist"]]))
         return

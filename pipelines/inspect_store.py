@@ -178,14 +178,14 @@ TREE_COLUMNS = ["scene_id", "level", "index", "parent_scene_id", "first_position
 def document_scenes(store: StoreVersion, doc_id: str) -> tuple[dict, list[dict]]:
     """(documents row, its scenes sorted by (level, index), each with ``gist_text``): read for this
     document only."""
-    from hyperscene.pipelines.decompress import _check_documents, _gist_texts, gist_text, read_table
+    from hyperscene.pipelines.decompress import check_documents, gist_texts, gist_text, read_table
 
-    doc = _check_documents(store, [doc_id]).to_pylist()[0]
+    doc = check_documents(store, [doc_id]).to_pylist()[0]
     scenes = read_table(store, "scenes", TREE_COLUMNS, {"doc_id": [doc_id]}).to_pylist() if store.files("scenes") else []
     scenes.sort(key=lambda r: (r["level"], r["index"]))
     for r in scenes:
         r["doc_id"] = doc_id
-    texts = _gist_texts(store, scenes)
+    texts = gist_texts(store, scenes)
     for r in scenes:
         r["gist_text"] = gist_text([texts[(doc_id, p)] for p in r["gist"]])
         del r["doc_id"]
@@ -276,7 +276,6 @@ def _show_document(store: StoreVersion, args) -> dict:
 
 
 def _model_warnings(manifest: dict) -> list[str]:
-    from hyperscene.pipelines.compress import model_warnings
-    from hyperscene.transforms.refresh import drift_warning
+    from hyperscene.transforms.manifest_warnings import manifest_warnings
 
-    return model_warnings(manifest) + ([drift_warning(manifest)] if drift_warning(manifest) else [])
+    return manifest_warnings(manifest)

@@ -13,30 +13,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import time
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from hyperscene.pipelines import cliutil
-from hyperscene.pipelines.compress import local_worker_flags, log_stages
+from hyperscene.pipelines import cliutil, job
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
-from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms.dedup import bucket_count, split_by_bucket
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound, StoreError
-from hyperscene.transforms.levels import BuildLevels, CodeStats, _level_stats, codebook_rows
-from hyperscene.transforms.models import PRECISIONS, describe_model, folder_for_embedder, load_embedder, resolve_model, torch_dtype
+from hyperscene.transforms.errors import InvalidOption, StoreError
+from hyperscene.transforms.levels import BuildLevels, CodeStats, codebook_rows, level_stats
+from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import (ReadDocuments, check_distinct_sources, dead_letter, discover, duplicate_id_reason,
                                         read_input_file)
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, version_dir, write_vector_file,
+    ManifestInfo, PublishVersion, StoreVersion, WriteTable, write_vector_file,
 )
 from hyperscene.transforms.tokens import CountTokens
 
@@ -78,7 +73,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     cliutil.check_workers(args.workers)
     if args.retrain_if_drift is not None and not args.retrain_if_drift > 0:
         raise InvalidOption(f"--retrain-if-drift is a ratio of distances, above 0, not {args.retrain_if_drift}")
-    return args, beam_args + local_worker_flags(args.workers, beam_args)
+    return args, beam_args + job.local_worker_flags(args.workers, beam_args)
 
 
 def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list[str]) -> CompressConfig:
@@ -117,26 +112,6 @@ def scan_input(files, text_field: str, id_field: str | None) -> tuple[dict[str, 
     return chosen, dead
 
 
-def stored_files(stored: StoreVersion, table: str) -> list[str]:
-    return [FileSystems.join(stored.path, f["path"]) for f in stored.files(table)]
-
-
-def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """The hyperword centroids and each scene level's codebook, as the store holds them."""
-    hyperwords = stored.read("hyperwords", ["hyperword", "centroid"]).sort_by("hyperword")
-    centroids = np.array(hyperwords.column("centroid").to_pylist(), dtype=np.float32)
-    rows = stored.read("codebooks", ["level", "code", "centroid"]).sort_by([("level", "ascending"), ("code", "ascending")])
-    levels = []
-    level_column = rows.column("level").to_numpy()
-    for level in np.unique(level_column):
-        levels.append((int(level), np.array(rows.filter(level_column == level).column("centroid").to_pylist(), dtype=np.float32)))
-    return centroids, levels
-
-
-def _stored(p, name: str, paths: list[str], **kwargs):
-    return p | f"Stored {name}" >> beam.Create(paths) | f"Read stored {name}" >> beam.FlatMap(rf.read_stored, **kwargs)
-
-
 def _count(name):
     """(name, rows) of a PCollection of Arrow tables and row dicts."""
     return beam.Map(lambda t: (name, t.num_rows if hasattr(t, "num_rows") else 1))
@@ -147,7 +122,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
                    copied_vectors: list[dict], process_bytes: int):
     version = info.version
     n = bucket_count(process_bytes)
-    centroids, level_books = frozen_codebooks(stored)
+    centroids, level_books = job.frozen_codebooks(stored)
     scene_cfg = cfg.scene_config()
     top = max((level for level, _ in level_books), default=None)
     if top is not None and (scene_cfg.levels is None or scene_cfg.levels > top):
@@ -167,10 +142,10 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     # The join with the stored units, bucket by bucket.
     joined = {
         "new": segmented.occurrences | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=n, spill_to=rows_scratch),
-        "stored": _stored(p, "units", stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "removed": _stored(p, "removed", stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
+        "stored": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "removed": job.read_stored(p, "removed", job.stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
         | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "members": _stored(p, "members", stored_files(stored, "provenance"), columns=["unit_id"])
+        "members": job.read_stored(p, "members", job.stored_files(stored, "provenance"), columns=["unit_id"])
         | "MembersByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
     }
     merged = joined | "MergeWithStore" >> rf.MergeWithStore()
@@ -188,7 +163,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     )
 
     # Known units of the new documents: their stored vectors.
-    vector_paths = stored_files(stored, "vectors")
+    vector_paths = job.stored_files(stored, "vectors")
     known_ids = merged.known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
     known_vectors = (
         p | "StoredVectorsForKnown" >> beam.Create(vector_paths)
@@ -220,22 +195,22 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     # The new version's tables: what still holds of the stored ones, and the new rows.
     units = (merged.units, fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)) | "Units" >> beam.Flatten()
     hw_stats = units | "HyperwordMembers" >> beam.FlatMap(rf.hyperword_members) | "HyperwordStats" >> beam.CombinePerKey(rf.HyperwordStats())
-    scenes = (_stored(p, "scenes", stored_files(stored, "scenes"), keep_docs_not_in=plan.removed), levels["scenes"]) | "Scenes" >> beam.Flatten()
+    scenes = (job.read_stored(p, "scenes", job.stored_files(stored, "scenes"), keep_docs_not_in=plan.removed), levels["scenes"]) | "Scenes" >> beam.Flatten()
     code_stats = scenes | "SceneMembers" >> beam.FlatMap(rf.scene_members) | "CodeStats" >> beam.CombinePerKey(CodeStats())
-    dead_rows = _stored(p, "dead_letters", stored_files(stored, "dead_letters"))
+    dead_rows = job.read_stored(p, "dead_letters", job.stored_files(stored, "dead_letters"))
     if new_dead:
         dead_rows = (dead_rows, p | "NewDeadLetters" >> beam.Create(new_dead)) | "DeadLetters" >> beam.Flatten()
     documents = (
-        _stored(p, "documents", stored_files(stored, "documents")) | "UpdateDocuments" >> beam.Map(rf.update_documents, plan=plan),
+        job.read_stored(p, "documents", job.stored_files(stored, "documents")) | "UpdateDocuments" >> beam.Map(rf.update_documents, plan=plan),
         new_documents,
     ) | "Documents" >> beam.Flatten()
     tables = {
         "documents": documents,
         "units": units,
-        "occurrences": (_stored(p, "occurrences", stored_files(stored, "occurrences"), keep_docs_not_in=plan.removed),
+        "occurrences": (job.read_stored(p, "occurrences", job.stored_files(stored, "occurrences"), keep_docs_not_in=plan.removed),
                         levels["occurrences"]) | "Occurrences" >> beam.Flatten(),
         "hyperwords": frozen | "HyperwordRows" >> beam.FlatMap(rf.hyperword_rows, stats=beam.pvalue.AsDict(hw_stats)),
-        "provenance": (_stored(p, "provenance", stored_files(stored, "provenance")), matched.provenance) | "Provenance" >> beam.Flatten(),
+        "provenance": (job.read_stored(p, "provenance", job.stored_files(stored, "provenance")), matched.provenance) | "Provenance" >> beam.Flatten(),
         "dead_letters": dead_rows,
         "scenes": scenes,
         "codebooks": p | "LevelCodebookRows" >> beam.Create(level_books)
@@ -254,7 +229,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         merged.stats,
         matched.stats,
         dead_rows | "NDead" >> _count("dead_letters"),
-        scenes | "LevelStats" >> beam.FlatMap(_level_stats),
+        scenes | "LevelStats" >> beam.FlatMap(level_stats),
         fresh | "FreshStats" >> beam.FlatMap(rf.fresh_stats),
         known | "KnownStats" >> beam.FlatMap(rf.known_stats),
         p | "FixedStats" >> beam.Create([("codebook_size", len(centroids)), ("fresh_units", 0), ("known_units", 0),
@@ -272,31 +247,7 @@ def _document_stats(rows):
     return rf.document_stats(rows)
 
 
-def copy_files(stored: StoreVersion, path: str, tables: tuple[str, ...]) -> list[dict]:
-    """The stored files of ``tables``, copied as they are into the new version (whose folder stays
-    self-contained); their manifest entries hold as they were."""
-    entries = [dict(e) for e in stored.manifest["files"] if e["table"] in tables and e["rows"]]
-    sources = [FileSystems.join(stored.path, e["path"]) for e in entries]
-    targets = [FileSystems.join(path, e["path"]) for e in entries]
-    for target in targets:
-        folder = FileSystems.split(target)[0]
-        if FileSystems.get_scheme(folder) is None:  # local folders must exist; object stores have none
-            os.makedirs(folder, exist_ok=True)
-    if sources:
-        FileSystems.copy(sources, targets)
-    return entries
-
-
-def prepare_version(store: str, version: int) -> str:
-    """The folder of the version to write, cleared of an interrupted run's files (lock held)."""
-    path = version_dir(store, version)
-    if FileSystems.exists(path):
-        logger.info("clearing unpublished files of an interrupted run in %s", path)
-        FileSystems.delete([path])
-    return path
-
-
-def _retrain_owed(manifest: dict, threshold: float | None) -> str | None:
+def retrain_owed(manifest: dict, threshold: float | None) -> str | None:
     """The reason to retrain now, when the latest version is a refresh whose drift passed the threshold."""
     drift = (manifest.get("refresh") or {}).get("drift") or {}
     if threshold is None or drift.get("ratio") is None or drift["ratio"] <= threshold:
@@ -310,13 +261,8 @@ def run(argv: list[str]) -> dict:
     started = time.time()
     args, beam_args = parse(argv)
     cliutil.return_freed_memory()
-    with StoreLock(args.store, "refresh"):
-        clear_scratch(args.store)
-        stored = StoreVersion(args.store)
-        stored.check_files()  # a damaged base fails now, not after the whole pipeline
-        if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
-            raise StoreError(f"{args.store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
-                             f"refresh needs format {FORMAT_VERSION}; compress the corpus again into a new store")
+    with job.locked(args.store, "refresh"):
+        stored = job.base_version(args.store, "refresh")
         cfg = store_config(stored, args, beam_args)
         files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
         incoming, dead = scan_input(files, cfg.text_field, cfg.id_field)
@@ -330,7 +276,7 @@ def run(argv: list[str]) -> dict:
         logger.info("refresh of %s (version %d): %s", args.store, stored.version,
                     ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items()))
         if plan.empty:
-            owed = _retrain_owed(stored.manifest, args.retrain_if_drift)
+            owed = retrain_owed(stored.manifest, args.retrain_if_drift)
             if owed:  # the refresh that drifted was published, its retrain was cut short: do it now
                 from hyperscene.pipelines.retrain import retrain
 
@@ -342,45 +288,34 @@ def run(argv: list[str]) -> dict:
         new_dead = [d for d in dead if (d["source"], d["record"], d["reason"]) not in known_dead]
 
         load_spacy(cfg.lang, cfg.spacy_model)
-        folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
-        try:
-            embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
-            model = load_embedder(embedder_folder, cfg.embedder, cfg.device, precision=cfg.precision)
-        except Exception as e:
-            raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
-        identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder,
-                                  torch_dtype(cfg.device, cfg.embedder, cfg.precision))
-        del model
+        model = job.load_model(cfg)
+        identity = model.identity
         if identity.fingerprint != stored.manifest["model"].get("fingerprint"):
             raise StoreError(f"the model {cfg.model!r} found here differs from the one the store was written with "
                              f"(fingerprint {identity.fingerprint[:12]} vs {stored.manifest['model'].get('fingerprint', '?')[:12]}): "
                              "its vectors would not be comparable; install the same model, or compress into a new store")
 
         version = stored.version + 1
-        prepare_version(args.store, version)
         paths = {c["path"] for d, c in incoming.items() if d in plan.process}
         to_read = [f for f in files if f.path in paths]
         process_bytes = sum(c["bytes"] for d, c in incoming.items() if d in plan.process)
+        info = ManifestInfo(
+            config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
+                                                    if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
+            model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
+            sections={"codebook": stored.manifest.get("codebook", {}),
+                      "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
+            complete=rf.complete_sections,
+        )
+
+        def build(p, path, scratch):
+            copied = job.copy_files(stored, path, ("vectors",))
+            build_pipeline(p, cfg, stored, plan, to_read, new_dead, model.folder, model.embedder_folder, identity.dimension,
+                           info, path, scratch, copied, process_bytes)
+
         # The new version copies the stored one's files, then adds what this run writes.
-        needed = sum(e["bytes"] for e in stored.entries()) + cliutil.disk_needed(process_bytes, identity.dimension)
-        cliutil.check_free_space(args.store, needed)
-        with cliutil.writing_version(args.store, version, needed) as (path, scratch):
-            copied = copy_files(stored, path, ("vectors",))
-            info = ManifestInfo(
-                config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
-                                                        if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
-                model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
-                sections={"codebook": stored.manifest.get("codebook", {}),
-                          "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},
-            )
-            options = PipelineOptions(list(cfg.beam_args))
-            p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
-            build_pipeline(p, cfg, stored, plan, to_read, new_dead, folder, embedder_folder, identity.dimension, info, path,
-                           scratch, copied, process_bytes)
-            result = p.run()
-            result.wait_until_finish()
-        stages = log_stages(result)
-        manifest = StoreVersion(args.store, version).manifest
+        needed = sum(e["bytes"] for e in stored.entries()) + job.disk_needed(process_bytes, identity.dimension)
+        manifest, stages = job.write_version(args.store, version, build, cfg.beam_args, needed)
         drift = manifest["refresh"]["drift"]
         logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "
                     "was trained (ratio %s)", version, ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in plan.as_dict().items() if v),
@@ -389,9 +324,17 @@ def run(argv: list[str]) -> dict:
         warning = rf.drift_warning(manifest)
         if warning:
             logger.warning(warning)
-        if _retrain_owed(manifest, args.retrain_if_drift):
+        if retrain_owed(manifest, args.retrain_if_drift):
             from hyperscene.pipelines.retrain import retrain
 
-            retrained = retrain(args.store, beam_args, _retrain_owed(manifest, args.retrain_if_drift))
+            retrained = retrain(args.store, beam_args, retrain_owed(manifest, args.retrain_if_drift))
             return {**retrained, "changed": True, "refreshed_version": version, "stages": {**stages, **retrained["stages"]}}
     return {**manifest, "changed": True, "stages": stages}
+
+
+def print_result(result: dict) -> None:
+    if not result.get("changed"):
+        print(f"nothing changed: {result['refresh']['unchanged_documents']:,} documents as stored; "
+              f"the store stays at version {result['version']}")
+    else:
+        job.print_summary(result)

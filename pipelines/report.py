@@ -602,9 +602,9 @@ def report(store_path: str, out: str, version: int | None = None, max_points: in
            groups: int = DEFAULT_GROUPS, trees: int = DEFAULT_TREES, doc_ids: list[str] | None = None) -> dict:
     store = StoreVersion(store_path, version)
     if doc_ids:
-        from hyperscene.pipelines.decompress import _check_documents
+        from hyperscene.pipelines.decompress import check_documents
 
-        _check_documents(store, doc_ids)
+        check_documents(store, doc_ids)
     data = gather(store, max_points, groups, trees, doc_ids)
     page = render_html(data, store).encode("utf-8")
     with FileSystems.create(out, compression_type=CompressionTypes.UNCOMPRESSED) as f:

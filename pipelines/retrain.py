@@ -14,23 +14,19 @@ import time
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from hyperscene.pipelines import cliutil
-from hyperscene.pipelines.compress import _hyperword_rows, local_worker_flags, log_stages
-from hyperscene.pipelines.refresh import _stored, copy_files, frozen_codebooks, prepare_version, stored_files
-from hyperscene.schemas import FORMAT_VERSION, TABLES
+from hyperscene.pipelines import cliutil, job
+from hyperscene.schemas import TABLES
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
-from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, hyperword_table_rows
 from hyperscene.transforms.dedup import bucket_count
-from hyperscene.transforms.errors import InvalidOption, StoreError
-from hyperscene.transforms.levels import CodeStats, _level_stats, codebook_rows
+from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.models import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreLock, StoreVersion, WriteTable, clear_scratch, write_vector_file,
+    ManifestInfo, PublishVersion, StoreVersion, WriteTable, write_vector_file,
 )
 
 logger = logging.getLogger("hyperscene")
@@ -70,15 +66,15 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
     cfg = stored.manifest["config"]
     version, seed = info.version, cfg.get("seed", 0)
     n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
-    centroids, level_books = frozen_codebooks(stored)
+    centroids, level_books = job.frozen_codebooks(stored)
     dimension = stored.manifest["model"]["dimension"]
     threshold = cfg.get("near_dup_threshold") or default_threshold(cfg.get("model", DEFAULT_MODEL), cfg.get("embedder", "torch"))
 
     buckets = (
         {
-            "units": _stored(p, "units", stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-            "vectors": _stored(p, "vectors", stored_files(stored, "vectors")) | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-            "occurrences": _stored(p, "occurrences", stored_files(stored, "occurrences"), columns=rt.OCCURRENCE_COLUMNS)
+            "units": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "vectors": job.read_stored(p, "vectors", job.stored_files(stored, "vectors")) | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "occurrences": job.read_stored(p, "occurrences", job.stored_files(stored, "occurrences"), columns=rt.OCCURRENCE_COLUMNS)
             | "OccurrencesByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         }
         | "Join" >> beam.CoGroupByKey()
@@ -88,9 +84,9 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
                                                          cfg.get("codebook_sample") or 200_000, init=centroids)
     assigned = buckets | "AssignHyperwords" >> AssignHyperwords(trained)
     near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n, lang=cfg.get("lang", "en"), check=cfg.get("near_dup_check", "none"))
-    hyperwords = trained | "HyperwordRows" >> beam.FlatMap(_hyperword_rows, clusters=beam.pvalue.AsList(near.clusters))
+    hyperwords = trained | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
 
-    stored_scenes = _stored(p, "scenes", stored_files(stored, "scenes"))
+    stored_scenes = job.read_stored(p, "scenes", job.stored_files(stored, "scenes"))
     books = (
         stored_scenes
         | "LevelSamples" >> beam.FlatMap(rt.level_samples)
@@ -131,7 +127,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
         near.provenance | "NMerges" >> beam.Map(lambda t: ("near_duplicate_units", t.num_rows)),
         near.clusters | "NMergedOcc" >> beam.Map(lambda c: ("near_duplicate_occurrences", c["near_duplicate_occurrences"])),
         trained | "NCodes" >> beam.Map(lambda c: ("codebook_size", len(c))),
-        recoded.scenes | "LevelStats" >> beam.FlatMap(_level_stats),
+        recoded.scenes | "LevelStats" >> beam.FlatMap(level_stats),
         books | "LevelSizes" >> beam.MapTuple(lambda level, c: (f"level_{level}_codebook_size", len(c))),
         recoded.stats,
     ] | "AllStats" >> beam.Flatten()
@@ -141,32 +137,25 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
 def retrain(store: str, beam_args: list[str], reason: str, started: float | None = None) -> dict:
     """Retrain the latest version into the next one; the caller holds the store's lock."""
     started = started or time.time()
-    stored = StoreVersion(store)
-    stored.check_files()  # a damaged base fails now, not after the whole pipeline
-    if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
-        raise StoreError(f"{store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
-                         f"retrain needs format {FORMAT_VERSION}; compress the corpus again into a new store")
+    stored = job.base_version(store, "retrain")
     version = stored.version + 1
-    prepare_version(store, version)
-    with cliutil.writing_version(store, version) as (path, _):
-        copied = copy_files(stored, path, ("documents", "dead_letters"))
-        info = ManifestInfo(
-            config={**stored.manifest["config"], "out": store}, model=stored.manifest["model"], started_at=started, version=version,
-            sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
-                      "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
-        )
-        logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
-        options = PipelineOptions(list(beam_args))
-        p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
-        build_pipeline(p, stored, info, path, copied)
-        result = p.run()
-        result.wait_until_finish()
-    manifest = StoreVersion(store, version).manifest
+    info = ManifestInfo(
+        config={**stored.manifest["config"], "out": store}, model=stored.manifest["model"], started_at=started, version=version,
+        sections={"codebook": {"trained_in_version": version, "baseline_mean_distance": None},
+                  "retrain": {"from_version": stored.version, "reason": reason, "stability": None}},
+        complete=rt.complete_sections,
+    )
+    logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
+
+    def build(p, path, scratch):
+        build_pipeline(p, stored, info, path, job.copy_files(stored, path, ("documents", "dead_letters")))
+
+    manifest, stages = job.write_version(store, version, build, beam_args, sum(e["bytes"] for e in stored.entries()))
     s = manifest["retrain"]["stability"]
     logger.info("version %d published: %s of %s units kept their hyperword (%s), %s of %s occurrences their semantic id (%s)",
                 version, f"{s['units_kept_hyperword']:,}", f"{s['units']:,}", s["units_kept_hyperword_share"],
                 f"{s['occurrences_kept_semantic_id']:,}", f"{s['occurrences']:,}", s["occurrences_kept_semantic_id_share"])
-    return {**manifest, "stages": log_stages(result)}
+    return {**manifest, "stages": stages}
 
 
 def run(argv: list[str]) -> dict:
@@ -174,7 +163,9 @@ def run(argv: list[str]) -> dict:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
     cliutil.check_workers(args.workers)
-    beam_args += local_worker_flags(args.workers, beam_args)
-    with StoreLock(args.store, "retrain"):
-        clear_scratch(args.store)
+    beam_args += job.local_worker_flags(args.workers, beam_args)
+    with job.locked(args.store, "retrain"):
         return retrain(args.store, beam_args, "asked for", started)
+
+
+print_result = job.print_summary

@@ -311,7 +311,7 @@ def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(base_store):
     """recode_document (retrain) and encode_document (compress) agree: with the codebooks and
     hyperwords a version holds, every scene's code, score, child codes and every semantic id come out
     as stored."""
-    from hyperscene.pipelines.refresh import frozen_codebooks
+    from hyperscene.pipelines.job import frozen_codebooks
     from hyperscene.transforms.retrain import recode_document
 
     v1 = StoreVersion(str(base_store))
@@ -370,13 +370,13 @@ def test_refresh_retrains_on_drift_into_one_more_version(tmp_path, corpus, base_
 
 
 def test_a_retrain_cut_short_is_owed_by_the_next_refresh():
-    from hyperscene.pipelines.refresh import _retrain_owed
+    from hyperscene.pipelines.refresh import retrain_owed
 
     drifted = {"version": 5, "refresh": {"drift": {"ratio": 1.3}}}
-    assert _retrain_owed(drifted, 1.2) == "drift ratio 1.3 > 1.2 in version 5"
-    assert _retrain_owed(drifted, 1.3) is None and _retrain_owed(drifted, None) is None
-    assert _retrain_owed({"version": 6, "retrain": {}}, 1.0) is None  # the retrain happened
-    assert _retrain_owed({"version": 2, "refresh": {"drift": {"ratio": None}}}, 0.5) is None  # nothing new was embedded
+    assert retrain_owed(drifted, 1.2) == "drift ratio 1.3 > 1.2 in version 5"
+    assert retrain_owed(drifted, 1.3) is None and retrain_owed(drifted, None) is None
+    assert retrain_owed({"version": 6, "retrain": {}}, 1.0) is None  # the retrain happened
+    assert retrain_owed({"version": 2, "refresh": {"drift": {"ratio": None}}}, 0.5) is None  # nothing new was embedded
 
 
 def test_drift_is_a_ratio_to_the_baseline_when_the_codebook_had_enough_units_per_hyperword():

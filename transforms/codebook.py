@@ -178,3 +178,23 @@ class AssignHyperwords(beam.PTransform):
 
     def expand(self, buckets):
         return buckets | "Assign" >> beam.ParDo(_AssignDoFn(), centroids=beam.pvalue.AsSingleton(self._centroids))
+
+
+def hyperword_table_rows(centroids, clusters):
+    """Every centroid becomes a ``hyperwords`` row, with its cluster's statistics (an empty cluster has none)."""
+    stats = {c["hyperword"]: c for c in clusters}
+    for hw, centroid in enumerate(centroids):
+        row = stats.get(hw) or {"hyperword": hw, "unit_count": 0, "occurrence_count": 0}
+        yield {**row, "centroid": centroid.tolist()}
+
+
+def codebook_baseline(sections: dict, stats: dict) -> dict:
+    """Manifest sections with the codebook's baseline filled in when this run trained it
+    (``baseline_mean_distance`` None): the units' mean distance to their hyperwords, and how many
+    units it is over; refresh measures drift against it."""
+    codebook = sections.get("codebook")
+    if codebook is not None and codebook.get("baseline_mean_distance") is None:
+        units = stats.get("distinct_units", 0)
+        codebook["baseline_mean_distance"] = round(stats.get("_hyperword_distance_total", 0.0) / units, 6) if units else None
+        codebook["baseline_units"] = units
+    return sections

@@ -714,14 +714,14 @@ class BuildLevels(beam.PTransform):
         stats = members | "CodeStats" >> beam.CombinePerKey(CodeStats())
         rows = codebooks | "Rows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(stats))
         levels = (
-            (scenes | "LevelStats" >> beam.FlatMap(_level_stats),
+            (scenes | "LevelStats" >> beam.FlatMap(level_stats),
              codebooks | "CodebookSizes" >> beam.MapTuple(lambda level, c: (f"level_{level}_codebook_size", len(c))))
             | "AllLevelStats" >> beam.Flatten()
         )
         return {"scenes": scenes, "occurrences": occurrences, "codebooks": rows, "levels": levels}
 
 
-def _level_stats(scenes):
+def level_stats(scenes):
     """("level_<L>_scenes", scenes) and ("level_<L>_tokens", tokens) pairs of one document's scenes
     table (or spilled rows of one), summed over documents into the manifest's counts."""
     scenes = as_table(scenes, ["level", "token_count"])

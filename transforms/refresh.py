@@ -545,3 +545,12 @@ def drift_warning(manifest: dict) -> str | None:
     return (f"[W003] drift not measured: {drift.get('reason') or 'no ratio recorded'}; --retrain-if-drift does not fire "
             f"on version {manifest.get('version')}; drift is measured from {MIN_UNITS_PER_HYPERWORD} units per hyperword "
             f"(400 distinct units at the default codebook size): run hyperscene retrain STORE once the store has grown")
+
+
+def complete_sections(sections: dict, stats: dict) -> dict:
+    """A refresh's manifest sections once its statistics are in: its drift against the codebook's baseline."""
+    codebook = sections.get("codebook") or {}
+    refresh = sections.get("refresh")
+    if refresh is not None and refresh.get("drift") is None:
+        refresh["drift"] = drift_section(stats, codebook.get("baseline_mean_distance"), codebook.get("baseline_units"))
+    return sections

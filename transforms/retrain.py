@@ -173,3 +173,15 @@ def stability_section(stats: dict) -> dict:
         "occurrences": occurrences, "occurrences_kept_semantic_id": kept_ids,
         "occurrences_kept_semantic_id_share": round(kept_ids / occurrences, 4) if occurrences else None,
     }
+
+
+def complete_sections(sections: dict, stats: dict) -> dict:
+    """A retrain's manifest sections once its statistics are in: the new codebook's baseline and the
+    ids that stayed."""
+    from hyperscene.transforms.codebook import codebook_baseline
+
+    sections = codebook_baseline(sections, stats)
+    retrain = sections.get("retrain")
+    if retrain is not None and retrain.get("stability") is None:
+        retrain["stability"] = stability_section(stats)
+    return sections

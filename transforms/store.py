@@ -23,7 +23,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import apache_beam as beam
 import numpy as np
@@ -317,6 +317,9 @@ class ManifestInfo:
     # Extra manifest sections: "codebook" (where the hyperword codebook was trained, and how far
     # units sat from it then: the baseline of drift), "refresh" (what a refresh changed).
     sections: dict = field(default_factory=dict)
+    # The job's own completion of its sections from the run's statistics, (sections, stats) ->
+    # sections, applied to a copy when the version is published; a module-level function.
+    complete: Callable[[dict, dict], dict] | None = None
 
 
 def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: dict) -> dict:
@@ -333,7 +336,7 @@ def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: di
         # Names starting with "_" are figures the sections are computed from, not counts.
         "counts": dict(sorted((k, v) for k, v in stats.items() if not k.startswith("_"))),
         "timings": {"wall_seconds": round(finished - info.started_at, 3)},
-        **_sections(info.sections, stats),
+        **_sections(info, stats),
         "files": sorted(files, key=lambda f: f["path"]),
     }
     manifest["counts"]["store_bytes"] = sum(f["bytes"] for f in files)
@@ -344,27 +347,9 @@ def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: di
     return manifest
 
 
-def _sections(sections: dict, stats: dict) -> dict:
-    """Manifest sections, with the codebook's baseline distance filled in from this run's units
-    when this run trained it (``baseline_mean_distance`` None)."""
-    sections = json.loads(json.dumps(sections))  # a copy: the same info may publish twice on a retry
-    codebook = sections.get("codebook")
-    if codebook is not None and codebook.get("baseline_mean_distance") is None:
-        units = stats.get("distinct_units", 0)
-        codebook["baseline_mean_distance"] = round(stats.get("_hyperword_distance_total", 0.0) / units, 6) if units else None
-        codebook["baseline_units"] = units
-    refresh = sections.get("refresh")
-    if refresh is not None and refresh.get("drift") is None:
-        from hyperscene.transforms.refresh import drift_section
-
-        refresh["drift"] = drift_section(stats, (codebook or {}).get("baseline_mean_distance"),
-                                         (codebook or {}).get("baseline_units"))
-    retrain = sections.get("retrain")
-    if retrain is not None and retrain.get("stability") is None:
-        from hyperscene.transforms.retrain import stability_section
-
-        retrain["stability"] = stability_section(stats)
-    return sections
+def _sections(info: ManifestInfo, stats: dict) -> dict:
+    sections = json.loads(json.dumps(info.sections))  # a copy: the same info may publish twice on a retry
+    return info.complete(sections, stats) if info.complete is not None else sections
 
 
 class PublishVersion(beam.PTransform):
