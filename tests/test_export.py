@@ -17,7 +17,7 @@ import pytest
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"  # before datasets is imported: never the network
 
-from conftest import units_with_alice_renamed  # noqa: E402
+from conftest import reseal, units_with_alice_renamed  # noqa: E402
 from hyperscene.pipelines.cli import main  # noqa: E402
 from hyperscene.pipelines.decompress import gist_text  # noqa: E402
 from hyperscene.transforms import export as ex  # noqa: E402
@@ -287,6 +287,7 @@ def test_version_defaults_to_the_latest(sample_store, tables, tmp_path, capsys):
     documents = pq.read_table(store / "v000002" / "documents" / "part-00000.parquet")
     keep = [d != "sign-of-the-four.md" for d in documents["doc_id"].to_pylist()]
     pq.write_table(documents.filter(pa.array(keep)), store / "v000002" / "documents" / "part-00000.parquet")
+    reseal(store / "v000002", "documents/part-00000.parquet")  # a version the manifest vouches for
 
     latest, _ = export(capsys, store, tmp_path / "latest", "--format", "hyperwords")
     first, _ = export(capsys, store, tmp_path / "first", "--format", "hyperwords", "--version", 1)
@@ -310,6 +311,7 @@ def test_deleted_documents_are_skipped(sample_store, tables, tmp_path, capsys):
     else:
         documents = documents.append_column("deleted", deleted)
     pq.write_table(documents, path)
+    reseal(store / "v000001", "documents/part-00000.parquet")
     summary, _ = export(capsys, store, tmp_path / "out")
     rows = load(tmp_path / "out", "parquet", "parquet", tmp_path)
     assert "alice-in-wonderland.txt" not in rows["doc_id"] and summary["documents"] == len(tables["documents"]) - 1
@@ -358,6 +360,9 @@ def test_a_damaged_document_fails_the_export(sample_store, tmp_path, capsys):
     units_file = store / "v000001" / "units" / "part-00000.parquet"
     pq.write_table(units_with_alice_renamed(units_file), units_file)
     out = tmp_path / "out"
+    assert main(["export", str(store), "--out", str(out)]) == 1
+    assert "[E009] v000001/units/part-00000.parquet" in capsys.readouterr().err  # the file no longer matches its manifest
+    reseal(store / "v000001", "units/part-00000.parquet")  # rewritten with its manifest: the documents' sha256 catch it
     assert main(["export", str(store), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "1 document(s) did not match their stored sha256" in err and "'alice-in-wonderland.txt'" in err

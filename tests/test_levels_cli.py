@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_CORPUS, units_with_alice_renamed
+from conftest import SAMPLE_CORPUS, reseal, units_with_alice_renamed
 from hyperscene.pipelines.cli import main
 from hyperscene.pipelines.decompress import gist_text
 from hyperscene.transforms.store import StoreVersion
@@ -336,6 +336,7 @@ def test_damaged_document_gives_no_scene_texts_and_exit_status_1(sample_store, t
     shutil.copytree(sample_store, damaged)
     units_file = next((damaged / "v000001" / "units").glob("*.parquet"))
     pq.write_table(units_with_alice_renamed(units_file), units_file)
+    reseal(damaged / "v000001", units_file.relative_to(damaged / "v000001").as_posix())  # past the files' own check
     out = tmp_path / "level1.jsonl"
     assert main(["decompress", str(damaged), "--level", "1", "--format", "jsonl", "--out", str(out)]) == 1
     err = capsys.readouterr().err
