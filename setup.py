@@ -4,18 +4,23 @@ The repository's top-level folders are the subpackages of ``hyperscene`` (a name
 nothing generic lands in site-packages. This file is also what ``--setup_file`` stages to workers.
 """
 
-from setuptools import setup
+import os
+
+from setuptools import find_packages, setup
 
 PACKAGES = ["pipelines", "transforms", "schemas"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 setup(
     name="hyperscene",
     version="0.1.0",
     description="Compress and distil text corpora into multi-level Parquet scene stores, byte-exact",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=open("README.md", encoding="utf-8").read() if os.path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[f"hyperscene.{p}" for p in PACKAGES],
+    # Each folder and its subpackages (transforms/store/ ...), found from where setup.py lies.
+    packages=[f"hyperscene.{p}" for p in PACKAGES]
+    + [f"hyperscene.{p}.{sub}" for p in PACKAGES for sub in find_packages(os.path.join(HERE, p))],
     package_dir={f"hyperscene.{p}": p for p in PACKAGES},
     install_requires=[
         "apache-beam>=2.60",

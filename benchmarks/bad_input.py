@@ -165,7 +165,7 @@ def write_cases(folder: Path) -> list[Case]:
 
 def outcomes(store: str, restored: Path, folder: Path, cases: list[Case]) -> list[tuple[Case, str, bool]]:
     """(case, what happened, as expected?) for each case, from the store and a decompressed copy."""
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     dead = {(d["source"], d["record"]): d for d in StoreVersion(store).read("dead_letters").to_pylist()}
     restored_records = {}

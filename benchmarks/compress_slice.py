@@ -57,7 +57,7 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
 def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
     from hyperscene.transforms.models import folder_for_embedder, load_embedder, resolve_model
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     cfg = manifest["config"]
     texts = StoreVersion(str(store)).read("units", ["text"])["text"].to_pylist()
@@ -102,7 +102,7 @@ def main() -> int:
     from hyperscene.pipelines import compress, decompress
     from hyperscene.pipelines.cliutil import setup_logging
     from hyperscene.pipelines.inspect_store import summarise
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     setup_logging()
     work = Path(tempfile.mkdtemp(prefix="hyperscene-bench-"))

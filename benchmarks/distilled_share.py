@@ -21,7 +21,7 @@ def breakdown(store_path: str, top: int = 15) -> dict:
     from hyperscene.pipelines.export import assemble_documents, document_batches, live_documents, read_units
     from hyperscene.pipelines.export import OCCURRENCE_COLUMNS
     from hyperscene.transforms.export import Deduper
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     store = StoreVersion(store_path)
     units = read_units(store, None)

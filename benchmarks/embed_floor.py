@@ -29,7 +29,7 @@ def read_texts(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     if path.is_dir():
-        from hyperscene.transforms.store import StoreVersion
+        from hyperscene.transforms.store.reader import StoreVersion
 
         return StoreVersion(str(path)).read("units", ["text"])["text"].to_pylist()
     return pq.read_table(path, columns=["text"])["text"].to_pylist()

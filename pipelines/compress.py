@@ -38,9 +38,9 @@ from hyperscene.transforms.near_dup_verify import main_script
 from hyperscene.transforms.read import InputFile, ReadDocuments, discover
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
-from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, WriteTable, published_versions, version_dir, write_vector_file,
-)
+from hyperscene.transforms.store.layout import published_versions, version_dir
+from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
+from hyperscene.transforms.store.writer import WriteTable, write_vector_file
 from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")

@@ -14,13 +14,12 @@ text of its most central units, lossy and short.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import posixpath
 import sys
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -29,18 +28,14 @@ from hyperscene.transforms.errors import InvalidOption, StoreDamaged, StoreError
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths, records_file, restore_collision
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.documents import check_documents, document_pieces, matches_sha256, read_table, reassemble
+from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
 
 # The scenes columns that decompress and inspect need (never the centroids).
 SCENE_COLUMNS = ["scene_id", "doc_id", "level", "index", "parent_scene_id", "first_position", "last_position",
                  "child_count", "token_count", "code", "gist"]
-# The columns that rebuilding documents reads (and every column of documents).
-OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator"]
-UNIT_COLUMNS = ["unit_id", "text"]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hyperscene decompress",
@@ -76,96 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- reading ---------------------------------------------------------------------------------
-
-
-def read_table(store: StoreVersion, table: str, columns: list[str], where: dict[str, Iterable] | None = None):
-    """Some columns of one table, keeping only rows whose value of each ``where`` column is in its set.
-
-    Rows are filtered while each file is read, so a document's rows do not need the whole table in
-    memory; without ``where`` this is ``store.read(table, columns)``.
-    """
-    if not where:
-        return store.read(table, columns)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from hyperscene.schemas import TABLES
-
-    schema = TABLES[table]
-    condition = None
-    for column, values in where.items():
-        test = pc.field(column).isin(pa.array(sorted(set(values)), type=schema.field(column).type))
-        condition = test if condition is None else condition & test
-    return store.read(table, columns, filters=condition)
-
-
-def check_documents(store: StoreVersion, doc_ids: Iterable[str]):
-    """The documents rows of these ids; StoreError naming the first id the store lacks."""
-    wanted = set(doc_ids)
-    documents = read_table(store, "documents", None, {"doc_id": wanted}) if wanted else store.read("documents").slice(0, 0)
-    missing = wanted - set(documents["doc_id"].to_pylist())
-    if missing:
-        raise StoreError(f"no document {sorted(missing)[0]!r} in {store.path} (list ids with: hyperscene inspect {store.store} --docs)")
-    if "deleted" in documents.column_names:
-        for doc in documents.filter(documents["deleted"]).to_pylist():
-            raise StoreError(f"document {doc['doc_id']!r} is deleted in version {store.version}; its last revision "
-                             f"({doc['revision']}) is in version {doc['added_in_version']}: add --version {doc['added_in_version']}")
-    return documents
-
-
-def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, list[str]]]:
-    """(document row, [text + separator of each unit, in position order]) for each document, in
-    doc_id order. The document is its ``prefix`` followed by the pieces; not yet verified."""
-    if doc_ids is not None:
-        documents = check_documents(store, doc_ids)
-        occurrences = read_table(store, "occurrences", OCCURRENCE_COLUMNS, {"doc_id": doc_ids})
-        units = read_table(store, "units", UNIT_COLUMNS, {"unit_id": occurrences["unit_id"].to_pylist()}) if occurrences.num_rows else None
-    else:
-        documents = store.read("documents")
-        occurrences = store.read("occurrences", OCCURRENCE_COLUMNS)
-        units = store.read("units", UNIT_COLUMNS)
-    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist())) if units is not None else {}
-    for doc, pieces, unit_ids in assemble_documents(documents, occurrences, text_of):
-        if None in pieces:
-            raise VerificationFailed(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units table of "
-                                     f"{store.path} lacks: the store is damaged (check it with: hyperscene verify {store.store})")
-        yield doc, pieces
-
-
-def assemble_documents(documents, occurrences, text_of: dict[str, str]) -> Iterator[tuple[dict, list[str | None], list[str]]]:
-    """The core of rebuilding documents, shared by decompress and verify: from the documents table,
-    the occurrences (:data:`OCCURRENCE_COLUMNS`) of those documents and unit id -> text, yield
-    (document row, [text + separator of each unit, in position order], [its unit ids]) for each
-    document, in doc_id order. A unit missing from ``text_of`` gives None for its piece;
-    occurrences of a doc_id that ``documents`` lacks are skipped, and so are deleted documents."""
-    occurrences = occurrences.sort_by([("doc_id", "ascending"), ("position", "ascending")])
-    occ_docs = occurrences["doc_id"].to_pylist()
-    occ_units = occurrences["unit_id"].to_pylist()
-    occ_seps = occurrences["separator"].to_pylist()
-
-    i, n = 0, len(occ_docs)
-    for doc in documents.sort_by("doc_id").to_pylist():
-        if doc.get("deleted"):  # deleted by a refresh: earlier versions hold its text
-            continue
-        doc_id = doc["doc_id"]
-        while i < n and occ_docs[i] < doc_id:  # no such document: Arrow's UTF-8 order is Python's str order
-            i += 1
-        start = i
-        while i < n and occ_docs[i] == doc_id:
-            i += 1
-        unit_ids = occ_units[start:i]
-        pieces = [None if (t := text_of.get(u)) is None else t + sep for u, sep in zip(unit_ids, occ_seps[start:i])]
-        yield doc, pieces, unit_ids
-
-
-def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterator[tuple[dict, str]]:
-    """(document row, text) for each document, in doc_id order. Texts are not yet verified."""
-    for doc, pieces in document_pieces(store, doc_ids):
-        yield doc, doc["prefix"] + "".join(pieces)
-
-
-def verify(doc: dict, text: str) -> bool:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() == doc["sha256"]
 
 
 # --- scenes ----------------------------------------------------------------------------------
@@ -307,7 +212,7 @@ def scene_records(store: StoreVersion, scenes: list[dict], gist: bool = False, m
         by_doc.setdefault(s["doc_id"], []).append(s)
 
     def verified(doc: dict, pieces: list[str]) -> bool:
-        if verify(doc, doc["prefix"] + "".join(pieces)):
+        if matches_sha256(doc, doc["prefix"] + "".join(pieces)):
             return True
         if mismatches is not None:
             mismatches.append(doc["doc_id"])
@@ -404,7 +309,7 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
     progress = Progress("decompress", "documents")
     for doc, text in reassemble(store, doc_ids):
         progress.add()
-        if not verify(doc, text):
+        if not matches_sha256(doc, text):
             mismatches.append(doc["doc_id"])
             continue
         data = text.encode("utf-8")

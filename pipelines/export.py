@@ -30,12 +30,14 @@ from typing import Iterator
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines.decompress import OCCURRENCE_COLUMNS, assemble_documents, gist_text, read_table, verify
+from hyperscene.pipelines.decompress import gist_text
+
+from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, assemble_documents, matches_sha256, read_table
 from hyperscene.transforms import export as ex
 from hyperscene.transforms.errors import InvalidOption, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_paths
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
 
@@ -192,7 +194,7 @@ def _verified_documents(store: StoreVersion, documents, units: UnitTables, misma
                 raise VerificationFailed(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units "
                                          f"table of {store.path} lacks: the store is damaged (check it with: hyperscene "
                                          f"verify {store.store})")
-            if not verify(doc, doc["prefix"] + "".join(pieces)):
+            if not matches_sha256(doc, doc["prefix"] + "".join(pieces)):
                 mismatches.append(doc["doc_id"])
                 continue
             yield doc, pieces, unit_ids

@@ -11,7 +11,7 @@ import sys
 
 from hyperscene.pipelines.cliutil import human, visible
 from hyperscene.transforms.errors import InvalidOption
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +178,8 @@ TREE_COLUMNS = ["scene_id", "level", "index", "parent_scene_id", "first_position
 def document_scenes(store: StoreVersion, doc_id: str) -> tuple[dict, list[dict]]:
     """(documents row, its scenes sorted by (level, index), each with ``gist_text``): read for this
     document only."""
-    from hyperscene.pipelines.decompress import check_documents, gist_texts, gist_text, read_table
+    from hyperscene.pipelines.decompress import gist_texts, gist_text
+    from hyperscene.transforms.store.documents import check_documents, read_table
 
     doc = check_documents(store, [doc_id]).to_pylist()[0]
     scenes = read_table(store, "scenes", TREE_COLUMNS, {"doc_id": [doc_id]}).to_pylist() if store.files("scenes") else []

@@ -28,7 +28,9 @@ from hyperscene.pipelines import cliutil
 from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms.errors import ModelNotFound, StoreError
 from hyperscene.transforms.progress import stage_report
-from hyperscene.transforms.store import StoreLock, StoreVersion, clear_scratch, version_dir
+from hyperscene.transforms.store.layout import clear_scratch, version_dir
+from hyperscene.transforms.store.lock import StoreLock
+from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
 
@@ -266,7 +268,7 @@ def writing_version(store: str, version: int, needed: int | None = None):
     from apache_beam.io.filesystems import FileSystems
 
     from hyperscene.transforms.errors import DiskFull
-    from hyperscene.transforms.store import MANIFEST, version_dir, work_dir
+    from hyperscene.transforms.store.layout import MANIFEST, version_dir, work_dir
 
     path, scratch = version_dir(store, version), work_dir(store, version)
     try:

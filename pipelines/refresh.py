@@ -30,9 +30,9 @@ from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.read import (ReadDocuments, check_distinct_sources, dead_letter, discover, duplicate_id_reason,
                                         read_input_file)
 from hyperscene.transforms.segment import Segment, load_spacy
-from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreVersion, WriteTable, write_vector_file,
-)
+from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
+from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.writer import WriteTable, write_vector_file
 from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")

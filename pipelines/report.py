@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.pipelines.cliutil import human, visible
 from hyperscene.transforms import report_data as rd
 from hyperscene.transforms.errors import InvalidOption, StoreError
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 DEFAULT_MAX_POINTS = 2000
 DEFAULT_GROUPS = 10
@@ -107,7 +107,7 @@ def gather(store: StoreVersion, max_points: int = DEFAULT_MAX_POINTS, groups: in
     """Everything the page shows, as plain Python and numpy values."""
     import numpy as np
 
-    from hyperscene.pipelines.decompress import read_table
+    from hyperscene.transforms.store.documents import read_table
     from hyperscene.pipelines.inspect_store import document_scenes, summarise
 
     summary = summarise(store)
@@ -602,7 +602,7 @@ def report(store_path: str, out: str, version: int | None = None, max_points: in
            groups: int = DEFAULT_GROUPS, trees: int = DEFAULT_TREES, doc_ids: list[str] | None = None) -> dict:
     store = StoreVersion(store_path, version)
     if doc_ids:
-        from hyperscene.pipelines.decompress import check_documents
+        from hyperscene.transforms.store.documents import check_documents
 
         check_documents(store, doc_ids)
     data = gather(store, max_points, groups, trees, doc_ids)

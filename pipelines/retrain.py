@@ -25,9 +25,9 @@ from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.models import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
-from hyperscene.transforms.store import (
-    ManifestInfo, PublishVersion, StoreVersion, WriteTable, write_vector_file,
-)
+from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
+from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.writer import WriteTable, write_vector_file
 
 logger = logging.getLogger("hyperscene")
 

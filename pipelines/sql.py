@@ -49,7 +49,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import HypersceneError, InvalidOption
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 FORMATS = ("table", "csv", "jsonl")
 DEFAULT_MAX_ROWS = 1000

@@ -27,12 +27,13 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines.decompress import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents
-from hyperscene.pipelines.decompress import verify as matches_sha256
+from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents
+from hyperscene.transforms.store.documents import matches_sha256
 from hyperscene.transforms.errors import StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_sizes
-from hyperscene.transforms.store import MANIFEST, StoreVersion, contained, read_bytes, version_dir
+from hyperscene.transforms.store.layout import MANIFEST, contained, read_bytes, version_dir
+from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
 

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import StoreError
 from hyperscene.transforms.read import glob_escape, match_sizes
-from hyperscene.transforms.store import MANIFEST, published_versions, version_dir
+from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir
 
 _FOLDER = re.compile(r"v(\d{6})$")
 UNPUBLISHED = "unpublished (ignored)"

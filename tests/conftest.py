@@ -92,7 +92,7 @@ def spill_nothing(monkeypatch) -> None:
 
 
 def data_files(store: Path, version: int | None = None) -> dict[str, str]:
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     return {f["path"]: f["sha256"] for f in StoreVersion(str(store), version).manifest["files"]}
 

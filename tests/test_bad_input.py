@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 _spec = importlib.util.spec_from_file_location("bad_input_cases", REPO / "benchmarks" / "bad_input.py")
 cases_module = sys.modules["bad_input_cases"] = importlib.util.module_from_spec(_spec)

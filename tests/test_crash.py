@@ -47,7 +47,7 @@ from crashkit import (
     wdir,
 )
 from hyperscene.pipelines.cli import main
-from hyperscene.transforms.store import published_versions
+from hyperscene.transforms.store.layout import published_versions
 
 KINDS = ["compress", "refresh"]
 POINTS = ["start", "scratch", "tables", "before-publish", "published"]

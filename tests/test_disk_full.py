@@ -46,12 +46,12 @@ def test_a_full_disk_stops_the_run_in_one_coded_line(small_disk, capsys):
 
 def test_a_write_that_finds_the_disk_full_is_one_coded_line(tmp_path, capsys, monkeypatch):
     """The same error path wherever a mount is not allowed: the store's writer gets ENOSPC, as from a full disk."""
-    from hyperscene.transforms import store as store_module
+    from hyperscene.transforms.store import writer
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, "write_sorted_file", full)
+    monkeypatch.setattr(writer, "write_sorted_file", full)
     store = tmp_path / "store"
     assert main(["compress", str(SAMPLE_CORPUS), "--out", str(store), "--embedder", "static"]) == 2
     _assert_disk_full(capsys.readouterr().err, store)

@@ -15,7 +15,7 @@ from conftest import (RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, reseal,
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 
 def test_sample_corpus_round_trips_byte_for_byte(sample_store, tmp_path):

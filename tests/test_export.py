@@ -22,7 +22,7 @@ from hyperscene.pipelines.cli import main  # noqa: E402
 from hyperscene.pipelines.decompress import gist_text  # noqa: E402
 from hyperscene.transforms import export as ex  # noqa: E402
 from hyperscene.transforms.errors import InvalidOption  # noqa: E402
-from hyperscene.transforms.store import StoreVersion  # noqa: E402
+from hyperscene.transforms.store.reader import StoreVersion  # noqa: E402
 
 
 @pytest.fixture(scope="module")

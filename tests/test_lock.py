@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from hyperscene.transforms import store as store_module
+from hyperscene.transforms.store import lock as lock_module
 from hyperscene.transforms.errors import StoreBusy
-from hyperscene.transforms.store import LOCK, StoreLock
+from hyperscene.transforms.store.layout import LOCK
+from hyperscene.transforms.store.lock import StoreLock
 
 
 def test_an_empty_lock_of_just_now_holds(tmp_path):
@@ -99,13 +100,13 @@ def _writer(store: str, log: str, start: float, deadline: float, slow: bool) -> 
 
     random.seed(os.getpid())
     if slow:
-        is_dead = store_module._is_dead
+        is_dead = lock_module._is_dead
 
         def slow_is_dead(holder):
             time.sleep(random.uniform(0, 0.05))
             return is_dead(holder)
 
-        store_module._is_dead = slow_is_dead  # this process only (forked)
+        lock_module._is_dead = slow_is_dead  # this process only (forked)
     while time.time() < start:
         time.sleep(0.001)
     while time.time() < deadline:

@@ -203,7 +203,7 @@ def test_unknown_device_is_an_invalid_option():
 @openvino_installed
 def test_openvino_compress_round_trips(tmp_path, monkeypatch):
     from hyperscene.pipelines import decompress
-    from hyperscene.transforms.store import StoreVersion
+    from hyperscene.transforms.store.reader import StoreVersion
 
     monkeypatch.setenv("HYPERSCENE_CACHE", str(tmp_path / "default-cache"))  # must not be used
     store, restored = tmp_path / "store", tmp_path / "restored"

@@ -21,7 +21,9 @@ from hyperscene.pipelines import compress, decompress, inspect_store, refresh
 from hyperscene.pipelines.cli import main
 from hyperscene.transforms.errors import StoreBusy, StoreError
 from hyperscene.transforms.refresh import match_fresh_units, merge_bucket, plan_refresh
-from hyperscene.transforms.store import LOCK, StoreLock, StoreVersion, published_versions
+from hyperscene.transforms.store.layout import LOCK, published_versions
+from hyperscene.transforms.store.lock import StoreLock
+from hyperscene.transforms.store.reader import StoreVersion
 
 
 def doc(doc_id, sha, revision=1, deleted=False):

@@ -22,7 +22,8 @@ from conftest import SAMPLE_CORPUS
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
 from hyperscene.transforms import report_data as rd
-from hyperscene.transforms.store import StoreVersion, write_table_file
+from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.writer import write_table_file
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ["summary", "cluster-sizes", "near-dup-scores", "tokens-by-level", "compression", "hyperword-map",

@@ -29,7 +29,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from hyperscene.pipelines import compress, decompress
-from hyperscene.transforms.store import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion
 
 EXAMPLES = 16
 MIN_DOCUMENTS, MAX_DOCUMENTS = 20, 60

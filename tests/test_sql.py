@@ -22,7 +22,8 @@ from conftest import SAMPLE_CORPUS
 from hyperscene.pipelines.cli import main
 from hyperscene.pipelines.sql import connect
 from hyperscene.schemas import SORT_KEYS
-from hyperscene.transforms.store import StoreVersion, write_table_file
+from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.writer import write_table_file
 
 pytest.importorskip("duckdb")
 

@@ -6,13 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from hyperscene.schemas import SORT_KEYS, TABLES
-from hyperscene.transforms import store as store_module
+from hyperscene.transforms.store import writer
 from hyperscene.transforms.errors import StoreError
 from hyperscene.transforms.spill import spill_tables
-from hyperscene.transforms.store import (
-    ManifestInfo, StoreVersion, _publish, published_versions, shard_of, sorted_runs, version_dir, write_sorted_file,
-    write_table_file,
-)
+from hyperscene.transforms.store.layout import published_versions, version_dir
+from hyperscene.transforms.store.publish import ManifestInfo, _publish
+from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.writer import shard_of, sorted_runs, write_sorted_file, write_table_file
 
 
 def test_every_table_has_a_schema_and_sort_keys():
@@ -100,7 +100,7 @@ def test_the_writer_streams_disjoint_parts_and_sorts_overlapping_ones(tmp_path):
 
 
 def test_row_groups_have_a_fixed_size(tmp_path, monkeypatch):
-    monkeypatch.setitem(store_module.ROW_GROUP_ROWS, "occurrences", 4)
+    monkeypatch.setitem(writer.ROW_GROUP_ROWS, "occurrences", 4)
     parts = [occurrence_rows("d", range(0, 3)), occurrence_rows("d", range(3, 9)), occurrence_rows("d", range(9, 10))]
     record = write_sorted_file(str(tmp_path), "occurrences", 0, parts)
     metadata = pq.ParquetFile(tmp_path / record["path"]).metadata

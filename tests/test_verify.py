@@ -18,7 +18,7 @@ import pytest
 from conftest import units_with_alice_renamed
 from hyperscene.pipelines.cli import main
 from hyperscene.schemas import TABLES
-from hyperscene.transforms.store import write_table_file
+from hyperscene.transforms.store.writer import write_table_file
 
 V1 = "v000001"
 DOCUMENT_TABLES = ("documents", "occurrences", "units")

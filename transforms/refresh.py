@@ -40,7 +40,7 @@ from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.near_dup_verify import main_script, verify
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import as_table
-from hyperscene.transforms.store import read_vectors
+from hyperscene.transforms.store.reader import read_vectors
 
 # Rows per element when a stored table is read back into the pipeline.
 READ_BATCH_ROWS = 65_536

@@ -22,7 +22,7 @@ from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
 from hyperscene.transforms.progress import stage_timer
-from hyperscene.transforms.store import read_vectors
+from hyperscene.transforms.store.reader import read_vectors
 
 UNIT_COLUMNS = ["unit_id", "text", "occurrence_count", "token_count", "word_count"]
 OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "semantic_id"]

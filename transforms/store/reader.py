@@ -1,0 +1,135 @@
+"""Reading a published version: its manifest checked, every data file checked against it when read."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from hyperscene.schemas import FORMAT_VERSION, TABLES
+from hyperscene.transforms.errors import StoreDamaged, StoreError
+from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
+
+
+def read_vectors(table) -> np.ndarray:
+    """The ``vector`` column of a vectors table as a float32 matrix."""
+    column = table.column("vector").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    return values.reshape(len(column), -1).astype(np.float32)
+
+
+class StoreVersion:
+    """A published version of a store, for reading.
+
+    Opening one checks its manifest (JSON, a known format, a list of files inside the version); every
+    data file is checked against the manifest's size and sha256 when it is read. Whatever fails is
+    :class:`~hyperscene.transforms.errors.StoreDamaged`, naming the file and saying to run verify.
+    """
+
+    def __init__(self, store: str, version: int | None = None):
+        versions = published_versions(store)
+        if not versions:
+            raise StoreError(f"{store!r} holds no published store version: compress into it first")
+        if version is None:
+            version = versions[-1]
+        elif version not in versions:
+            raise StoreError(f"{store!r} has no version {version} (has: {', '.join(map(str, versions))})")
+        self.store, self.version = store, version
+        self.path = version_dir(store, version)
+        self._entries: list[dict] | None = None
+        name = f"v{version:06d}/{MANIFEST}"
+        try:
+            self.manifest = json.loads(read_bytes(FileSystems.join(self.path, MANIFEST)))
+        except ValueError as e:  # not JSON, or not UTF-8
+            raise self.damaged(name, f"is not a readable manifest ({' '.join(str(e).split())[:120]})") from None
+        if not isinstance(self.manifest, dict):
+            raise self.damaged(name, "is not a manifest (a JSON object)")
+        format_version = self.manifest.get("format_version")
+        if not isinstance(format_version, int) or isinstance(format_version, bool) or format_version < 1:
+            raise self.damaged(name, f"has no valid format_version ({format_version!r}, expected a whole number)")
+        if format_version > FORMAT_VERSION:
+            raise StoreError(
+                f"store format {format_version} is newer than this hyperscene reads ({FORMAT_VERSION}): upgrade hyperscene"
+            )
+
+    def damaged(self, name: str, problem: str) -> StoreDamaged:
+        """The error for a file of this version (``name`` relative to the store) that is not as published."""
+        return StoreDamaged(f"{name} in {self.store} {problem}: the store is damaged (see every problem with: "
+                            f"hyperscene verify {self.store} --version {self.version})", name, problem)
+
+    def entries(self) -> list[dict]:
+        """The manifest's file entries, each checked to have a table, a contained path, rows, bytes and a sha256."""
+        if self._entries is None:
+            files = self.manifest.get("files")
+            name = f"v{self.version:06d}/{MANIFEST}"
+            if not isinstance(files, list):
+                raise self.damaged(name, "lists no files")
+            for i, entry in enumerate(files):
+                if not (isinstance(entry, dict) and isinstance(entry.get("table"), str)
+                        and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
+                        and isinstance(entry.get("rows"), int) and "path" in entry):
+                    raise self.damaged(name, f"has a file entry ({i}) without table, path, rows, bytes or sha256")
+                if not contained(entry["path"]):
+                    raise self.damaged(name, f"lists the file {entry['path']!r}, which lies outside version {self.version}")
+            self._entries = files
+        return self._entries
+
+    def files(self, table: str) -> list[dict]:
+        return [f for f in self.entries() if f["table"] == table]
+
+    def file_path(self, entry: dict) -> str:
+        return FileSystems.join(self.path, entry["path"])
+
+    def check_files(self) -> None:
+        """Every listed file exists with its recorded size: the cheap check that a job makes before any
+        work (reading checks each file's sha256 as well)."""
+        from hyperscene.transforms.read import glob_escape, match_sizes
+
+        entries = self.entries()
+        present = {p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(self.path), "**")).items()}
+        root = self.path.replace("\\", "/").rstrip("/") + "/"
+        for entry in entries:
+            size = present.get(root + entry["path"])
+            if size is None:
+                raise self.damaged(f"v{self.version:06d}/{entry['path']}", "is missing")
+            if size != entry["bytes"]:
+                raise self.damaged(f"v{self.version:06d}/{entry['path']}", f"holds {size:,} bytes, the manifest says {entry['bytes']:,}")
+
+    def file_bytes(self, entry: dict) -> bytes:
+        """A data file's bytes, after checking them against the manifest's size and sha256."""
+        name = f"v{self.version:06d}/{entry['path']}"
+        try:
+            data = read_bytes(self.file_path(entry))
+        except FileNotFoundError:
+            raise self.damaged(name, "is missing") from None
+        except OSError as e:
+            raise self.damaged(name, f"cannot be read ({type(e).__name__}: {e})") from None
+        if len(data) != entry["bytes"]:
+            raise self.damaged(name, f"holds {len(data):,} bytes, the manifest says {entry['bytes']:,}")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise self.damaged(name, "does not match the sha256 in the manifest")
+        return data
+
+    def read(self, table: str, columns: list[str] | None = None, filters=None):
+        """Some columns of one table (all without ``columns``), keeping rows that match ``filters`` (an
+        Arrow expression); every file checked by :meth:`file_bytes`."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = []
+        for entry in self.files(table):
+            data = self.file_bytes(entry)
+            try:
+                parts.append(pq.read_table(io.BytesIO(data), columns=columns, filters=filters))
+            except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
+                raise self.damaged(f"v{self.version:06d}/{entry['path']}", f"does not read as the {table} table "
+                                   f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+        schema = TABLES[table]
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns])
+        return pa.concat_tables(parts) if parts else schema.empty_table()
