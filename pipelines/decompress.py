@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.transforms.errors import InvalidOption, StoreDamaged, StoreError, VerificationFailed
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import glob_escape, match_paths, records_file, restore_collision
+from hyperscene.transforms.read import glob_escape, match_paths, restore_collision, restore_target
 from hyperscene.transforms.store.documents import check_documents, document_pieces, matches_sha256, read_table, reassemble
 from hyperscene.transforms.store.reader import StoreVersion
 
@@ -36,6 +36,8 @@ logger = logging.getLogger("hyperscene")
 # The scenes columns that decompress and inspect need (never the centroids).
 SCENE_COLUMNS = ["scene_id", "doc_id", "level", "index", "parent_scene_id", "first_position", "last_position",
                  "child_count", "token_count", "code", "gist"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hyperscene decompress",
@@ -261,7 +263,7 @@ def _target(doc: dict) -> tuple[str, str]:
     file of its source (as :func:`~hyperscene.transforms.read.restore_target` says at read time)."""
     if doc["format"] == "text" and _safe_relative(doc["doc_id"]):
         return doc["doc_id"], f"document {doc['doc_id']!r}"
-    return records_file(doc["source"]), f"the records of {doc['source']!r}"
+    return restore_target("records", doc["source"])
 
 
 def _plan(store: StoreVersion, doc_ids: list[str] | None) -> None:

@@ -29,7 +29,7 @@ from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms.errors import ModelNotFound, StoreError
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.store.layout import clear_scratch, version_dir
-from hyperscene.transforms.store.lock import StoreLock
+from hyperscene.transforms.store.lock import StoreLock, process_ended
 from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -141,8 +141,6 @@ def copy_files(stored: StoreVersion, path: str, tables: tuple[str, ...]) -> list
 
 def remove_scratch(scratch: str) -> None:
     """Delete a run's scratch folder, and ``_work`` with it when nothing else is left there."""
-    from apache_beam.io.filesystems import FileSystems
-
     parent = FileSystems.split(scratch)[0]
     try:
         if FileSystems.exists(scratch):
@@ -185,18 +183,10 @@ def _stop_worker_processes(grace: float = 2.0) -> None:
                 pass
         deadline = time.time() + grace
         while pids and time.time() < deadline:
-            pids = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and not _is_zombie(pid)]
+            pids = [pid for pid in pids if not process_ended(pid)]
             time.sleep(0.05)
         if not pids:
             return
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
 
 
 # Peak bytes on the store's disk while a version is written (the version's files plus its scratch:
@@ -265,10 +255,8 @@ def writing_version(store: str, version: int, needed: int | None = None):
     block ends, and when the block ends without publishing the version (an error, Ctrl-C, SIGTERM),
     its unpublished files go too, now rather than at the next run. A full disk becomes [E010],
     saying which folder and about how much the run needs (``needed``, bytes)."""
-    from apache_beam.io.filesystems import FileSystems
-
     from hyperscene.transforms.errors import DiskFull
-    from hyperscene.transforms.store.layout import MANIFEST, version_dir, work_dir
+    from hyperscene.transforms.store.layout import MANIFEST, work_dir
 
     path, scratch = version_dir(store, version), work_dir(store, version)
     try:
@@ -283,7 +271,7 @@ def writing_version(store: str, version: int, needed: int | None = None):
         except Exception as cleanup:  # the next run clears them, under the lock
             logger.warning("could not remove the unpublished version %s: %s", path, cleanup)
         if isinstance(e, Exception) and _disk_full(e):
-            remove_scratch(scratch)
+            remove_scratch(scratch)  # before the free space is measured for the message
             free = free_bytes(store)
             raise DiskFull(
                 f"the disk holding {store} is full (No space left on device) while writing version {version}; its "

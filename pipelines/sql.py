@@ -137,7 +137,7 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         else:
-            files = [os.path.abspath(os.path.join(sv.path, f["path"])) for f in sv.files(name)]
+            files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
             listed = ", ".join(_sql_string(p) for p in files)
             con.execute(f'create view "{name}" as select * from read_parquet([{listed}])')
             paths += files

@@ -27,13 +27,12 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents
-from hyperscene.transforms.store.documents import matches_sha256
+from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents, matches_sha256
 from hyperscene.transforms.errors import StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.read import glob_escape, match_sizes
-from hyperscene.transforms.store.layout import MANIFEST, contained, read_bytes, version_dir
-from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_dir
+from hyperscene.transforms.store.reader import StoreVersion, entry_problem
 
 logger = logging.getLogger("hyperscene")
 
@@ -92,17 +91,12 @@ def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[
     if not isinstance(files, list):
         raise VerificationFailed(f"{prefix}/{MANIFEST} in {store.store} lists no files: the version cannot be checked")
     entries = []
-    for i, entry in enumerate(files):
-        ok = (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("table"), str)
-              and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
-              and isinstance(entry.get("rows"), int))
-        if ok and not contained(entry["path"]):
-            report.add("error", f"{prefix}/{MANIFEST}", f"lists the file {entry['path']!r}, which lies outside the version "
-                       f"(not read)")
-        elif ok:
+    for entry in files:
+        problem = entry_problem(entry)
+        if problem is None:
             entries.append(entry)
         else:
-            report.add("error", f"{prefix}/{MANIFEST}", f"file entry {i} lacks a path, table, rows, bytes or sha256: {entry!r:.120}")
+            report.add("error", f"{prefix}/{MANIFEST}", f"{problem} (not read)")
     return sorted(entries, key=lambda e: e["path"])
 
 

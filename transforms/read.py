@@ -59,8 +59,8 @@ class InputFile:
     source: str  # relative to the input root given by the user
     format: str  # text | jsonl | parquet
     size: int = 0  # bytes on disk (compressed, if the file is)
-    # Why the file cannot be read as a document (a name that is not UTF-8, not a regular file): it
-    # becomes a dead letter with this reason instead.
+    # Why the file cannot be read as a document (its name is not UTF-8): it becomes a dead letter
+    # with this reason instead. A file that is no regular file is found when it is opened.
     problem: str | None = None
 
 
@@ -160,20 +160,14 @@ def _not_regular(mode: int) -> str | None:
 
 def _input_file(path: str, source: str, fmt: str, size: int) -> InputFile:
     """An input file, with the reason it cannot be read when its name is not UTF-8 (the name's bytes,
-    shown escaped as its source, stay in the reason) or, on the local disk, it is no regular file."""
-    problem = None
+    shown escaped as its source, stay in the reason)."""
     try:
         source.encode("utf-8")
     except UnicodeEncodeError:  # POSIX names are bytes; Python keeps undecodable ones as surrogates
         raw_name = os.fsencode(source)
-        source = raw_name.decode("utf-8", "backslashreplace")
         problem = f"file name is not UTF-8 (its bytes: {raw_name!r}): rename the file to read it"
-    if problem is None and "://" not in path:
-        try:
-            problem = _not_regular(os.stat(path).st_mode)
-        except OSError:  # gone meanwhile: the read says so
-            pass
-    return InputFile(path, source, fmt, size, problem)
+        return InputFile(path, raw_name.decode("utf-8", "backslashreplace"), fmt, size, problem)
+    return InputFile(path, source, fmt, size)
 
 
 def records_file(source: str) -> str:

@@ -233,12 +233,19 @@ class StoreLock:
 
 def _is_dead(holder: dict) -> bool:
     """Whether the lock's process is known to have ended: only a process of this machine can be checked."""
-    import os
     import socket
 
     pid = holder.get("pid")
     if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False  # 0 and negative numbers name process groups, not a process
+    return process_ended(pid)
+
+
+def process_ended(pid: int) -> bool:
+    """Whether process ``pid`` of this machine has ended (a zombie, killed but not yet reaped, has);
+    False when that cannot be told (another user's process)."""
+    import os
+
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,6 +14,17 @@ from hyperscene.transforms.errors import StoreDamaged, StoreError
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
 
 
+def entry_problem(entry: object) -> str | None:
+    """What is wrong with one file entry of a manifest (a missing field, a path outside its version),
+    or None: shared by every reader and by verify."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("table"), str) and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("bytes"), int) and isinstance(entry.get("rows"), int) and isinstance(entry.get("path"), str)):
+        return f"has a file entry without table, path, rows, bytes or sha256: {entry!r:.120}"
+    if not contained(entry["path"]):
+        return f"lists the file {entry['path']!r}, which lies outside its version"
+    return None
+
+
 def read_vectors(table) -> np.ndarray:
     """The ``vector`` column of a vectors table as a float32 matrix."""
     column = table.column("vector").combine_chunks()
@@ -69,13 +80,10 @@ class StoreVersion:
             name = f"v{self.version:06d}/{MANIFEST}"
             if not isinstance(files, list):
                 raise self.damaged(name, "lists no files")
-            for i, entry in enumerate(files):
-                if not (isinstance(entry, dict) and isinstance(entry.get("table"), str)
-                        and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
-                        and isinstance(entry.get("rows"), int) and "path" in entry):
-                    raise self.damaged(name, f"has a file entry ({i}) without table, path, rows, bytes or sha256")
-                if not contained(entry["path"]):
-                    raise self.damaged(name, f"lists the file {entry['path']!r}, which lies outside version {self.version}")
+            for entry in files:
+                problem = entry_problem(entry)
+                if problem is not None:
+                    raise self.damaged(name, problem)
             self._entries = files
         return self._entries
 
@@ -84,6 +92,10 @@ class StoreVersion:
 
     def file_path(self, entry: dict) -> str:
         return FileSystems.join(self.path, entry["path"])
+
+    def _name(self, entry: dict) -> str:
+        """A data file as messages name it: relative to the store."""
+        return f"v{self.version:06d}/{entry['path']}"
 
     def check_files(self) -> None:
         """Every listed file exists with its recorded size: the cheap check that a job makes before any
@@ -96,13 +108,13 @@ class StoreVersion:
         for entry in entries:
             size = present.get(root + entry["path"])
             if size is None:
-                raise self.damaged(f"v{self.version:06d}/{entry['path']}", "is missing")
+                raise self.damaged(self._name(entry), "is missing")
             if size != entry["bytes"]:
-                raise self.damaged(f"v{self.version:06d}/{entry['path']}", f"holds {size:,} bytes, the manifest says {entry['bytes']:,}")
+                raise self.damaged(self._name(entry), f"holds {size:,} bytes, the manifest says {entry['bytes']:,}")
 
     def file_bytes(self, entry: dict) -> bytes:
         """A data file's bytes, after checking them against the manifest's size and sha256."""
-        name = f"v{self.version:06d}/{entry['path']}"
+        name = self._name(entry)
         try:
             data = read_bytes(self.file_path(entry))
         except FileNotFoundError:
@@ -127,7 +139,7 @@ class StoreVersion:
             try:
                 parts.append(pq.read_table(io.BytesIO(data), columns=columns, filters=filters))
             except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
-                raise self.damaged(f"v{self.version:06d}/{entry['path']}", f"does not read as the {table} table "
+                raise self.damaged(self._name(entry), f"does not read as the {table} table "
                                    f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
         schema = TABLES[table]
         if columns:
