@@ -37,7 +37,7 @@ def parse_tokens(s: str) -> int | None:
 
 
 def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
-    from hyperscene.transforms.models import resolve_model
+    from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.tokens import count_tokens, load_tokenizer
 
     tokenizer = load_tokenizer(resolve_model("bundled")[0])
@@ -56,7 +56,8 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
 
 def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
-    from hyperscene.transforms.models import folder_for_embedder, load_embedder, resolve_model
+    from hyperscene.transforms.model_catalog import resolve_model
+    from hyperscene.transforms.models import folder_for_embedder, load_embedder
     from hyperscene.transforms.store.reader import StoreVersion
 
     cfg = manifest["config"]

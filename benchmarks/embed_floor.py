@@ -62,8 +62,9 @@ def main() -> None:
         print(f"wrote {len(texts):,} texts to {args.save_texts} ({args.save_texts.stat().st_size / 2**20:.1f} MiB)")
         return
 
+    from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import (
-        default_batch_size, folder_for_embedder, load_embedder, load_sentence_transformer, resolve_model, torch_dtype)
+        default_batch_size, folder_for_embedder, load_embedder, load_sentence_transformer, torch_dtype)
 
     folder = folder_for_embedder(resolve_model(args.model)[0], args.embedder)
     batch_sizes = [int(b) for b in (args.batch_sizes or str(default_batch_size(args.device, args.embedder))).split(",")]

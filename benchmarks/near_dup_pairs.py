@@ -339,7 +339,8 @@ def main() -> None:
     print(f"{args.lang} {args.split}: {len(pairs)} pairs; " + ", ".join(f"{k} {n}" for k, n in counts.items()))
     cosine, thresholds = None, []
     if args.model:
-        from hyperscene.transforms.models import default_batch_size, folder_for_embedder, load_embedder, resolve_model
+        from hyperscene.transforms.model_catalog import resolve_model
+        from hyperscene.transforms.models import default_batch_size, folder_for_embedder, load_embedder
         from hyperscene.transforms.near_dup import default_threshold
 
         model = load_embedder(folder_for_embedder(resolve_model(args.model)[0], args.embedder), args.embedder)

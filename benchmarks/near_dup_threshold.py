@@ -68,8 +68,9 @@ def main() -> None:
 
     from scipy.stats import spearmanr
 
+    from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import (
-        default_batch_size, folder_for_embedder, load_embedder, load_openvino, openvino_model, resolve_model, torch_dtype)
+        default_batch_size, folder_for_embedder, load_embedder, load_openvino, openvino_model, torch_dtype)
     from hyperscene.transforms.near_dup_verify import verify
 
     base = resolve_model(args.model)[0]

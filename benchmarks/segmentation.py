@@ -372,7 +372,9 @@ def main() -> None:
     if args.same_book < 1 or args.segments % args.same_book or args.segments < 2 or args.docs < 1:
         ap.error("--segments must be at least 2 and a multiple of --same-book, --docs at least 1")
 
-    from hyperscene.transforms.models import folder_for_embedder, load_embedder, resolve_model
+    from hyperscene.transforms.model_catalog import resolve_model
+
+    from hyperscene.transforms.models import folder_for_embedder, load_embedder
     from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, cut_points
     from hyperscene.transforms.segment import Segmenter
     from hyperscene.transforms.tokens import count_tokens, load_tokenizer

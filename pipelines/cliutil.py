@@ -8,7 +8,7 @@ import signal
 import sys
 import unicodedata
 
-from hyperscene.transforms.errors import InvalidOption
+from hyperscene.transforms.errors import Errors, InvalidOption
 
 
 def visible(text: str) -> str:
@@ -67,8 +67,7 @@ MAX_WORKERS = 256
 
 def check_workers(workers: int) -> None:
     if not 1 <= workers <= MAX_WORKERS:
-        raise InvalidOption(f"--workers must be from 1 to {MAX_WORKERS} local processes, not {workers} "
-                            f"(this machine has {os.cpu_count()} cores)")
+        raise InvalidOption(Errors.E201.format(most=MAX_WORKERS, workers=workers, cores=os.cpu_count()))
 
 
 def check_beam_args(args: list[str]) -> None:
@@ -80,7 +79,7 @@ def check_beam_args(args: list[str]) -> None:
     for previous, arg in zip([None, *args], args):
         takes_value = previous is not None and previous.startswith("--") and "=" not in previous
         if not arg.startswith("-") and not takes_value:
-            raise InvalidOption(f"unexpected argument {arg!r}: put every input before the first --option")
+            raise InvalidOption(Errors.E202.format(arg=arg))
 
     options = PipelineOptions(args)
     logging.getLogger("apache_beam.options.pipeline_options").disabled = True
@@ -89,7 +88,7 @@ def check_beam_args(args: list[str]) -> None:
     finally:
         logging.getLogger("apache_beam.options.pipeline_options").disabled = False
     if unknown:
-        raise InvalidOption(f"unknown option --{sorted(unknown)[0]} (not a hyperscene or Apache Beam option)")
+        raise InvalidOption(Errors.E203.format(option=sorted(unknown)[0]))
 
 
 def human(n: float) -> str:
@@ -105,7 +104,7 @@ def create_runner(options):
     try:
         return beam_create_runner(name)
     except (ValueError, ImportError) as e:
-        raise InvalidOption(f"--runner {name!r} is not available: {e}") from None
+        raise InvalidOption(Errors.E204.format(runner=name, error=e)) from None
 
 
 # Bytes above which glibc serves an allocation with mmap, so that freeing it returns it to the OS.

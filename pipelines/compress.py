@@ -29,13 +29,15 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, codebook_baseline, hyperword_table_rows
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
-from hyperscene.transforms.errors import StoreError
+from hyperscene.transforms.errors import Errors, StoreError
 from hyperscene.transforms.manifest_warnings import model_warnings
 from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.levels import BuildLevels
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
 from hyperscene.transforms.near_dup_verify import main_script
-from hyperscene.transforms.read import InputFile, ReadDocuments, discover
+from hyperscene.transforms.inputs import InputFile, discover
+from hyperscene.transforms.read import ReadDocuments
+from hyperscene.transforms.spill import SpillPolicy
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store.layout import published_versions, version_dir
@@ -181,10 +183,10 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     ``scratch``. From exact dedup to the writes, elements are UnitBuckets (a few thousand units
     each), not single units."""
     n_buckets = bucket_count(sum(f.size for f in files))
-    rows_scratch = FileSystems.join(scratch, "rows")  # long documents' texts and rows, between stages (transforms/spill.py)
-    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
+    spill = SpillPolicy.for_scratch(FileSystems.join(scratch, "rows"))  # long documents' texts and rows, between stages
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill=spill)
     segmented = read["documents"] | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
-    buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill_to=rows_scratch)
+    buckets = segmented.occurrences | "ExactDedup" >> ExactDedup(n_buckets, spill=spill)
     # auto is resolved here, once: every worker then runs what the manifest records, whatever its CPU.
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
                                               precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
@@ -193,8 +195,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
-    levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed,
-                                                     spill_to=rows_scratch)
+    levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed, spill=spill)
 
     tables = {
         "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),
@@ -232,7 +233,7 @@ def next_version(out: str) -> int:
     """The version compress writes: 1, into a store with no published version (lock held)."""
     versions = published_versions(out)
     if versions:
-        raise StoreError(f"{out!r} already holds a published store (version {versions[-1]}): choose a new --out or remove it")
+        raise StoreError(Errors.E406.format(out=out, version=versions[-1]))
     return 1
 
 
@@ -252,7 +253,7 @@ def run(argv: list[str]) -> dict:
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language
     model = job.load_model(cfg)
     if os.path.isfile(cfg.out):
-        raise StoreError(f"--out {cfg.out!r} is a file: give a directory for the store")
+        raise StoreError(Errors.E407.format(out=cfg.out))
     with job.locked(cfg.out, "compress"):
         version = next_version(cfg.out)
         identity = model.identity

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from hyperscene.transforms.codebook import DEFAULT_SAMPLE as DEFAULT_CODEBOOK_SAMPLE
-from hyperscene.transforms.models import (
-    DEFAULT_EMBEDDER, EMBEDDERS, check_embedder_device, check_precision, default_batch_size, default_model)
-from hyperscene.transforms.errors import InvalidOption
+from hyperscene.transforms.model_catalog import default_model
+from hyperscene.transforms.models import DEFAULT_EMBEDDER, EMBEDDERS, check_embedder_device, check_precision, default_batch_size
+from hyperscene.transforms.errors import Errors, InvalidOption
 from hyperscene.transforms.near_dup import CHECKS as NEAR_DUP_CHECKS, DEFAULT_CHECK as DEFAULT_NEAR_DUP_CHECK, default_threshold
-from hyperscene.transforms.read import FORMATS as INPUT_FORMATS
+from hyperscene.transforms.inputs import FORMATS as INPUT_FORMATS
 from hyperscene.transforms.scenes import SceneConfig
 from hyperscene.transforms.segment import default_max_unit_tokens
 
@@ -27,7 +27,7 @@ class CompressConfig:
     lang: str = "en"
     spacy_model: str | None = None
     max_unit_tokens: int | None = None  # None: the language's measured default (segment.default_max_unit_tokens)
-    model: str | None = None  # None: the language's default (models.default_model)
+    model: str | None = None  # None: the language's default (model_catalog.default_model)
     embedder: str = DEFAULT_EMBEDDER
     cache_dir: str | None = None  # where distilled and exported models are kept; None: ~/.cache/hyperscene
     allow_download: bool = False
@@ -48,45 +48,45 @@ class CompressConfig:
 
     def __post_init__(self):
         if not self.inputs:
-            raise InvalidOption("give at least one input: a file, a directory or a glob pattern")
+            raise InvalidOption(Errors.E210)
         if not self.out:
-            raise InvalidOption("--out is required: the store directory to write")
+            raise InvalidOption(Errors.E211)
         if self.input_format not in INPUT_FORMATS:
-            raise InvalidOption(f"--input-format must be one of {', '.join(INPUT_FORMATS)}, not {self.input_format!r}")
+            raise InvalidOption(Errors.E212.format(formats=", ".join(INPUT_FORMATS), value=self.input_format))
         if self.model is None:
             object.__setattr__(self, "model", default_model(self.lang))
         if self.max_unit_tokens is None:
             object.__setattr__(self, "max_unit_tokens", default_max_unit_tokens(self.lang))
         if self.max_unit_tokens < 2:
-            raise InvalidOption(f"--max-unit-tokens must be at least 2, not {self.max_unit_tokens}")
+            raise InvalidOption(Errors.E213.format(value=self.max_unit_tokens))
         if self.batch_size is None:
             object.__setattr__(self, "batch_size", default_batch_size(self.device, self.embedder))
         if self.batch_size < 1:
-            raise InvalidOption(f"--batch-size must be positive, not {self.batch_size}")
+            raise InvalidOption(Errors.E214.format(value=self.batch_size))
         if self.codebook_size is not None and self.codebook_size < 1:
-            raise InvalidOption(f"--codebook-size must be positive, not {self.codebook_size}")
+            raise InvalidOption(Errors.E215.format(value=self.codebook_size))
         # FAISS takes its seed as a C int: a larger one fails only after embedding, in a traceback.
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise InvalidOption(f"--seed must be a whole number from 0 to {MAX_SEED:,}, not {self.seed!r}")
+            raise InvalidOption(Errors.E216.format(most=MAX_SEED, value=self.seed))
         if self.codebook_sample < 1:
-            raise InvalidOption(f"--codebook-sample must be positive, not {self.codebook_sample}")
+            raise InvalidOption(Errors.E217.format(value=self.codebook_sample))
         if self.embedder not in EMBEDDERS:
-            raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {self.embedder!r}")
+            raise InvalidOption(Errors.E218.format(embedders=", ".join(EMBEDDERS), value=self.embedder))
         check_embedder_device(self.embedder, self.device)
         check_precision(self.precision, self.device, self.embedder)
         if self.near_dup_threshold is None:
             object.__setattr__(self, "near_dup_threshold", default_threshold(self.model, self.embedder))
         if not 0.0 < self.near_dup_threshold <= 1.0:
-            raise InvalidOption(f"--near-dup-threshold is a cosine in (0, 1], not {self.near_dup_threshold}")
+            raise InvalidOption(Errors.E219.format(value=self.near_dup_threshold))
         if self.near_dup_check not in NEAR_DUP_CHECKS:
-            raise InvalidOption(f"--near-dup-check must be one of {', '.join(NEAR_DUP_CHECKS)}, not {self.near_dup_check!r}")
+            raise InvalidOption(Errors.E220.format(checks=", ".join(NEAR_DUP_CHECKS), value=self.near_dup_check))
         if any(size < 1 for size in self.level_codebook_sizes):
-            raise InvalidOption(f"--level-codebook-sizes must all be positive, not {','.join(map(str, self.level_codebook_sizes))}")
+            raise InvalidOption(Errors.E221.format(value=",".join(map(str, self.level_codebook_sizes))))
         self.scene_config()  # raises InvalidOption on bad scene bounds or --levels
         if self.num_shards < 1:
-            raise InvalidOption(f"--num-shards must be positive, not {self.num_shards}")
+            raise InvalidOption(Errors.E222.format(value=self.num_shards))
         if not self.text_field:
-            raise InvalidOption("--text-field must not be empty")
+            raise InvalidOption(Errors.E223)
 
     def scene_config(self) -> SceneConfig:
         return SceneConfig(min_units=self.scene_min_units, max_units=self.scene_max_units, levels=self.levels)

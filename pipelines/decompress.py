@@ -24,10 +24,10 @@ from typing import Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import InvalidOption, StoreDamaged, StoreError, VerificationFailed
+from hyperscene.transforms.errors import Errors, InvalidOption, StoreDamaged, StoreError, VerificationFailed
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import glob_escape, match_paths, restore_collision, restore_target
+from hyperscene.transforms.inputs import glob_escape, match_paths, restore_collision, restore_target
 from hyperscene.transforms.store.documents import check_documents, document_pieces, matches_sha256, read_table, reassemble
 from hyperscene.transforms.store.reader import StoreVersion
 
@@ -80,10 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _has_scenes(store: StoreVersion) -> None:
     if not store.files("scenes"):
-        raise StoreError(
-            f"{store.path} has no scenes table (store format {store.manifest.get('format_version')}, written before "
-            f"scene levels existed): compress the corpus again with this hyperscene to decompress by level"
-        )
+        raise StoreError(Errors.E423.format(path=store.path, format=store.manifest.get("format_version")))
 
 
 def _scenes_by_id(store: StoreVersion, scene_ids: list[str]) -> dict[str, dict]:
@@ -91,8 +88,7 @@ def _scenes_by_id(store: StoreVersion, scene_ids: list[str]) -> dict[str, dict]:
     found = {r["scene_id"]: r for r in rows}
     for sid in scene_ids:
         if sid not in found:
-            raise StoreError(f"no scene {sid!r} in {store.path} (scene ids are DOC_ID#LEVEL.INDEX; "
-                             f"see them with: hyperscene inspect {store.store} --doc DOC_ID)")
+            raise StoreError(Errors.E422.format(scene=sid, path=store.path, store=store.store))
     return found
 
 
@@ -107,10 +103,9 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
     """
     _has_scenes(store)
     if scene_ids and doc_ids:
-        raise InvalidOption("give --scene or --doc, not both: a scene id names its document already")
+        raise InvalidOption(Errors.E250)
     if level is not None and level < 1:
-        raise InvalidOption(f"--level counts scene levels from 1, not {level} (level 0 is the units: "
-                            f"decompress without --level to get documents back)")
+        raise InvalidOption(Errors.E251.format(level=level))
     if scene_ids:
         targets = _scenes_by_id(store, scene_ids)
         docs = sorted({t["doc_id"] for t in targets.values()})
@@ -120,7 +115,7 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
     else:
         docs = None
     if level is None and not scene_ids:
-        raise InvalidOption("choose scenes with --level N or --scene ID")
+        raise InvalidOption(Errors.E252)
     rows = read_table(store, "scenes", SCENE_COLUMNS, {"doc_id": docs} if docs is not None else None).to_pylist()
     depth: dict[str, int] = {}
     for r in rows:
@@ -137,8 +132,7 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
                 chosen.append(next(r for r in rows if r["scene_id"] == sid))
                 continue
             if level > target["level"]:
-                raise InvalidOption(f"--level {level} is above scene {sid!r}, which is at level {target['level']}: "
-                                    f"give a level from 1 to {target['level']}")
+                raise InvalidOption(Errors.E253.format(level=level, scene=sid, top=target["level"]))
             chosen += [r for r in rows if r["doc_id"] == target["doc_id"] and r["level"] == level
                        and target["first_position"] <= r["first_position"] and r["last_position"] <= target["last_position"]]
         return chosen
@@ -151,11 +145,11 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
 
         deepest = pc.max(store.read("scenes", ["level"])["level"]).as_py() or 0
     if not deepest:
-        raise InvalidOption("this store has no scenes (documents without units have none)")
+        raise InvalidOption(Errors.E254)
     if level > deepest:
-        raise InvalidOption(f"--level {level} is out of range: the scenes of this store go from level 1 to {deepest}")
+        raise InvalidOption(Errors.E255.format(level=level, deepest=deepest))
     if not rows:
-        raise InvalidOption("the chosen documents have no scenes (documents without units have none)")
+        raise InvalidOption(Errors.E256)
     return [r for r in rows if r["level"] == min(level, r["depth"])]
 
 
@@ -260,7 +254,7 @@ def _safe_relative(doc_id: str) -> bool:
 
 def _target(doc: dict) -> tuple[str, str]:
     """(path under --out, what owns it) of a document: a text file at its id, a record in the JSONL
-    file of its source (as :func:`~hyperscene.transforms.read.restore_target` says at read time)."""
+    file of its source (as :func:`~hyperscene.transforms.inputs.restore_target` says at read time)."""
     if doc["format"] == "text" and _safe_relative(doc["doc_id"]):
         return doc["doc_id"], f"document {doc['doc_id']!r}"
     return restore_target("records", doc["source"])
@@ -275,20 +269,17 @@ def _plan(store: StoreVersion, doc_ids: list[str] | None) -> None:
         path, _ = _target(doc)
         if not _safe_relative(path):
             # A store's tables are data, not instructions: nothing it names may land outside --out.
-            raise StoreDamaged(f"document {doc['doc_id']!r} of {store.store} names the source {doc['source']!r}, which "
-                               f"would be written outside --out: the store is damaged or was tampered with; nothing "
-                               f"was written (check the store with: hyperscene verify {store.store})")
+            raise StoreDamaged(Errors.E412.format(doc=doc["doc_id"], store=store.store, source=doc["source"]))
     collision = restore_collision(_target(d) for d in documents)
     if collision:
-        raise StoreError(f"{collision}, so nothing was written: restore them apart, each with --doc ID --out DIR "
-                         f"(list the ids with: hyperscene inspect {store.store} --docs)")
+        raise StoreError(Errors.E424.format(collision=collision, store=store.store))
 
 
 def _check_out(out: str) -> None:
     if os.path.isfile(out):
-        raise InvalidOption(f"--out {out!r} is a file: give a directory to restore into")
+        raise InvalidOption(Errors.E257.format(out=out))
     if match_paths(glob_escape(out.rstrip("/")) + "/**"):
-        raise InvalidOption(f"output directory {out!r} is not empty: choose a new or empty directory")
+        raise InvalidOption(Errors.E258.format(out=out))
 
 
 def _write(path: str, data: bytes) -> None:
@@ -299,7 +290,7 @@ def _write(path: str, data: bytes) -> None:
 def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = None, version: int | None = None) -> dict:
     store = StoreVersion(store_path, version)
     if out is None and not doc_ids:
-        raise InvalidOption("--out is required unless --doc, --level or --scene picks what to print")
+        raise InvalidOption(Errors.E259)
     if out is not None:
         _check_out(out)
         _plan(store, doc_ids)
@@ -336,17 +327,14 @@ def decompress(store_path: str, out: str | None, doc_ids: list[str] | None = Non
 def _raise_mismatches(mismatches: list[str], store_path: str) -> None:
     if mismatches:
         shown = ", ".join(repr(m) for m in mismatches[:5]) + (" ..." if len(mismatches) > 5 else "")
-        raise VerificationFailed(
-            f"{len(mismatches)} document(s) did not match their stored sha256 and were not written: {shown}; "
-            f"the store is damaged (run hyperscene inspect {store_path})"
-        )
+        raise VerificationFailed(Errors.E501.format(count=len(mismatches), docs=shown, store=store_path))
 
 
 def _check_out_file(out: str) -> None:
     if os.path.isdir(out):
-        raise InvalidOption(f"--out {out!r} is a directory: with --level, --scene or --gist, --out names a new file")
+        raise InvalidOption(Errors.E260.format(out=out))
     if FileSystems.exists(out):
-        raise InvalidOption(f"--out {out!r} already exists: choose a new file")
+        raise InvalidOption(Errors.E261.format(out=out))
 
 
 def decompress_scenes(store_path: str, out: str | None, level: int | None = None, scene_ids: list[str] | None = None,
@@ -381,14 +369,14 @@ def run(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
     if args.level is not None or args.scene or args.gist:
         if args.gist and args.level is None and not args.scene:
-            raise InvalidOption("--gist needs --level N (the gists of every level-N scene) or --scene ID (that scene's gist)")
+            raise InvalidOption(Errors.E262)
         result = decompress_scenes(args.store, args.out, args.level, args.scene, args.doc, args.gist, args.format, args.version)
         if args.out is not None:
             logger.info("wrote %s scene %s of %s documents from version %d to %s", f"{result['scenes']:,}",
                         "gists" if args.gist else "texts", f"{result['documents']:,}", result["version"], args.out)
         return result
     if args.format != "text":
-        raise InvalidOption("--format applies to scenes: add --level or --scene")
+        raise InvalidOption(Errors.E263)
     result = decompress(args.store, args.out, args.doc, args.version)
     if args.out is not None:
         logger.info("restored %s documents (%s bytes) from version %d into %s, all verified by sha256",

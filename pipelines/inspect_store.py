@@ -10,7 +10,7 @@ import shutil
 import sys
 
 from hyperscene.pipelines.cliutil import human, visible
-from hyperscene.transforms.errors import InvalidOption
+from hyperscene.transforms.errors import Errors, InvalidOption
 from hyperscene.transforms.store.reader import StoreVersion
 
 
@@ -261,12 +261,12 @@ def run(argv: list[str]) -> dict:
 
 def _show_document(store: StoreVersion, args) -> dict:
     if args.max_children < 0:
-        raise InvalidOption(f"--max-children must be 0 (no cap) or more, not {args.max_children}")
+        raise InvalidOption(Errors.E290.format(value=args.max_children))
     if args.to_level < 1:
-        raise InvalidOption(f"--to-level counts scene levels from 1, not {args.to_level}")
+        raise InvalidOption(Errors.E291.format(value=args.to_level))
     width = args.width or shutil.get_terminal_size((100, 24)).columns
     if width < 20:
-        raise InvalidOption(f"--width must be at least 20, not {width}")
+        raise InvalidOption(Errors.E292.format(value=width))
     doc, scenes = document_scenes(store, args.doc)
     result = {"doc_id": doc["doc_id"], "units": doc["unit_count"], "bytes": doc["bytes"],
               "levels": max((r["level"] for r in scenes), default=0), "scenes": scenes}

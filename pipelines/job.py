@@ -26,7 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines import cliutil
 from hyperscene.schemas import FORMAT_VERSION
-from hyperscene.transforms.errors import ModelNotFound, StoreError
+from hyperscene.transforms.errors import DiskFull, Errors, ModelNotFound, StoreError, Warnings
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.store.layout import clear_scratch, version_dir
 from hyperscene.transforms.store.lock import StoreLock, process_ended
@@ -65,8 +65,8 @@ def base_version(store: str, command: str) -> StoreVersion:
     stored = StoreVersion(store)
     stored.check_files()
     if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
-        raise StoreError(f"{store!r} is in store format {stored.manifest.get('format_version')}, which keeps no vectors: "
-                         f"{command} needs format {FORMAT_VERSION}; compress the corpus again into a new store")
+        raise StoreError(Errors.E405.format(store=store, format=stored.manifest.get("format_version"), command=command,
+                                            needed=FORMAT_VERSION))
     return stored
 
 
@@ -80,14 +80,15 @@ class LoadedModel:
 def load_model(cfg) -> LoadedModel:
     """Resolve and load ``cfg``'s model once in the launcher, so that a missing model, package or
     device fails before any work; its identity is what the manifest records."""
-    from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, resolve_model, torch_dtype
+    from hyperscene.transforms.model_catalog import resolve_model
+    from hyperscene.transforms.models import describe_model, folder_for_embedder, load_embedder, torch_dtype
 
     folder, source = resolve_model(cfg.model, cfg.allow_download, cfg.cache_dir)
     try:
         embedder_folder = folder_for_embedder(folder, cfg.embedder, cfg.cache_dir)
         model = load_embedder(embedder_folder, cfg.embedder, cfg.device, precision=cfg.precision)
     except Exception as e:  # a broken model folder, or a device this machine lacks
-        raise ModelNotFound(f"model {cfg.model!r} could not be loaded as a {cfg.embedder} embedder on device {cfg.device!r}: {e}") from None
+        raise ModelNotFound(Errors.E310.format(model=cfg.model, embedder=cfg.embedder, device=cfg.device, error=e)) from None
     identity = describe_model(cfg.model, embedder_folder, source, model, cfg.embedder,
                               torch_dtype(cfg.device, cfg.embedder, cfg.precision))
     return LoadedModel(folder, embedder_folder, identity)
@@ -215,15 +216,12 @@ def free_bytes(path: str) -> int | None:
 
 
 def check_free_space(store: str, needed: int) -> None:
-    """[W005] when the store's disk has less free space than the run's estimated peak (``needed``,
+    """W005 when the store's disk has less free space than the run's estimated peak (``needed``,
     from :func:`disk_needed`). Only a warning: the estimate is for English prose and the run may
     still fit; the user can stop it now rather than when the disk fills."""
     free = free_bytes(store)
     if free is not None and free < needed:
-        logger.warning(
-            "[W005] the disk of %s has %s free, and this run may need about %s there at its peak (the version it "
-            "writes and its scratch): it may stop with [E010]; free space or choose another --out",
-            store, human_bytes(free), human_bytes(needed))
+        logger.warning(Warnings.W005.format(store=store, free=human_bytes(free), needed=human_bytes(needed)))
 
 
 def human_bytes(n: float) -> str:
@@ -253,9 +251,8 @@ def _disk_full(e: BaseException) -> bool:
 def writing_version(store: str, version: int, needed: int | None = None):
     """Around the writing of one store version (the writer's lock held): its scratch goes when the
     block ends, and when the block ends without publishing the version (an error, Ctrl-C, SIGTERM),
-    its unpublished files go too, now rather than at the next run. A full disk becomes [E010],
+    its unpublished files go too, now rather than at the next run. A full disk becomes E440,
     saying which folder and about how much the run needs (``needed``, bytes)."""
-    from hyperscene.transforms.errors import DiskFull
     from hyperscene.transforms.store.layout import MANIFEST, work_dir
 
     path, scratch = version_dir(store, version), work_dir(store, version)
@@ -273,11 +270,9 @@ def writing_version(store: str, version: int, needed: int | None = None):
         if isinstance(e, Exception) and _disk_full(e):
             remove_scratch(scratch)  # before the free space is measured for the message
             free = free_bytes(store)
-            raise DiskFull(
-                f"the disk holding {store} is full (No space left on device) while writing version {version}; its "
-                f"unpublished files and scratch were removed" + (f", leaving {human_bytes(free)} free" if free is not None else "")
-                + (f". This run needs about {human_bytes(needed)} there at its peak" if needed else "")
-                + ": free space on that disk, or write the store on another (--out)") from None
+            raise DiskFull(Errors.E440.format(
+                store=store, version=version, left=f", leaving {human_bytes(free)} free" if free is not None else "",
+                needs=f". This run needs about {human_bytes(needed)} there at its peak" if needed else "")) from None
         raise
     finally:
         remove_scratch(scratch)
@@ -295,7 +290,7 @@ def clear_unpublished(store: str, version: int) -> str:
 def write_version(store: str, version: int, build: Callable, beam_args, needed: int | None = None) -> tuple[dict, dict]:
     """Write and publish ``version``: ``build(pipeline, version_path, scratch)`` wires the job's
     graph, which ends in PublishVersion. ``needed``: the run's estimated peak bytes on the store's
-    disk ([W005] when less is free; named by [E010] if the disk fills). Returns the published
+    disk (W005 when less is free; named by E440 if the disk fills). Returns the published
     manifest and the stages' timings. On failure or a signal, the version's files and scratch go."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -21,15 +21,16 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.pipelines import cliutil, job
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
 from hyperscene.transforms import refresh as rf
-from hyperscene.transforms.dedup import bucket_count, split_by_bucket
+from hyperscene.transforms.dedup import bucket_count, bucket_slices
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
-from hyperscene.transforms.errors import InvalidOption, StoreError
+from hyperscene.transforms.errors import Errors, InvalidOption, StoreError
 from hyperscene.transforms.levels import BuildLevels, CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
-from hyperscene.transforms.read import (ReadDocuments, check_distinct_sources, dead_letter, discover, duplicate_id_reason,
-                                        read_input_file)
+from hyperscene.transforms.inputs import check_distinct_sources, discover
+from hyperscene.transforms.read import ReadDocuments, dead_letter, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.spill import SpillPolicy
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.reader import StoreVersion
 from hyperscene.transforms.store.writer import WriteTable, write_vector_file
@@ -72,7 +73,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     cliutil.check_beam_args(beam_args)
     cliutil.check_workers(args.workers)
     if args.retrain_if_drift is not None and not args.retrain_if_drift > 0:
-        raise InvalidOption(f"--retrain-if-drift is a ratio of distances, above 0, not {args.retrain_if_drift}")
+        raise InvalidOption(Errors.E224.format(value=args.retrain_if_drift))
     return args, beam_args + job.local_worker_flags(args.workers, beam_args)
 
 
@@ -129,9 +130,9 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         scene_cfg = dataclasses.replace(scene_cfg, levels=top)  # the frozen codebooks go no deeper
 
     # New and changed documents, segmented and bucketed as compress does.
-    # Long documents' texts and rows cross the shuffles as references to files here (transforms/spill.py).
-    rows_scratch = FileSystems.join(scratch, "rows")
-    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill_to=rows_scratch)
+    # Long documents' texts and rows may cross the shuffles as references to scratch files.
+    spill = SpillPolicy.for_scratch(FileSystems.join(scratch, "rows"))
+    read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill=spill)
     process = plan.process
     docs = read["documents"] | "ToProcess" >> beam.Filter(lambda d: d["doc_id"] in process)
     segmented = docs | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
@@ -141,7 +142,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     # The join with the stored units, bucket by bucket.
     joined = {
-        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(split_by_bucket, n_buckets=n, spill_to=rows_scratch),
+        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(bucket_slices, n_buckets=n, spill=spill),
         "stored": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         "removed": job.read_stored(p, "removed", job.stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
         | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
@@ -177,7 +178,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     )
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
-        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill_to=rows_scratch)
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
 
     # Near-duplicates of fresh units, against the stored canonical units of their hyperwords.
     touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
@@ -291,9 +292,8 @@ def run(argv: list[str]) -> dict:
         model = job.load_model(cfg)
         identity = model.identity
         if identity.fingerprint != stored.manifest["model"].get("fingerprint"):
-            raise StoreError(f"the model {cfg.model!r} found here differs from the one the store was written with "
-                             f"(fingerprint {identity.fingerprint[:12]} vs {stored.manifest['model'].get('fingerprint', '?')[:12]}): "
-                             "its vectors would not be comparable; install the same model, or compress into a new store")
+            raise StoreError(Errors.E408.format(model=cfg.model, found=identity.fingerprint[:12],
+                                                stored=stored.manifest["model"].get("fingerprint", "?")[:12]))
 
         version = stored.version + 1
         paths = {c["path"] for d, c in incoming.items() if d in plan.process}

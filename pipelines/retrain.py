@@ -22,7 +22,7 @@ from hyperscene.transforms import retrain as rt
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, hyperword_table_rows
 from hyperscene.transforms.dedup import bucket_count
 from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
-from hyperscene.transforms.models import DEFAULT_MODEL
+from hyperscene.transforms.model_catalog import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion

@@ -22,7 +22,8 @@ By default the engine is confined to the store: DuckDB's external access is off 
 the version's Parquet files, and nothing on the network), extensions are neither installed nor
 loaded, and the configuration is locked so a query cannot lift this. ``hyperscene sql`` also runs
 exactly one read-only statement (a query, ``describe``, ``show``, ``explain``) and refuses the rest
-(``copy``, ``attach``, ``install``, ``set``, ``create``, several statements, ...) with an [E005] error.
+(``copy``, ``attach``, ``install``, ``set``, ``create``, several statements, ...) with an [E605],
+[E606] or [E607] error.
 
 .. warning::
    ``hyperscene sql --full-access`` (``connect(..., full_access=True)`` from Python) lifts all of
@@ -48,7 +49,7 @@ import unicodedata
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
-from hyperscene.transforms.errors import HypersceneError, InvalidOption
+from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
 from hyperscene.transforms.store.reader import StoreVersion
 
 FORMATS = ("table", "csv", "jsonl")
@@ -62,15 +63,11 @@ class QueryError(InvalidOption):
     """DuckDB refused or failed the query: its message, which points at the offending part."""
 
 
-FULL_ACCESS_HINT = "--full-access runs the whole engine (several statements, any file, the network)"
-
-
 def _duckdb():
     try:
         import duckdb
     except ImportError:
-        raise HypersceneError("hyperscene sql needs DuckDB, which is not installed: pip install 'hyperscene[sql]' "
-                              "(or pip install duckdb)") from None
+        raise HypersceneError(Errors.E601) from None
     return duckdb
 
 
@@ -122,7 +119,7 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
     if tables is not None:
         unknown = sorted(set(tables) - set(names))
         if unknown:
-            raise InvalidOption(f"no table {unknown[0]!r} in version {sv.version} of {sv.store} (has: {', '.join(names)})")
+            raise InvalidOption(Errors.E604.format(table=unknown[0], version=sv.version, store=sv.store, tables=", ".join(names)))
         names = [n for n in names if n in set(tables)]
     local = FileSystems.get_scheme(sv.path) is None
     if load is None:
@@ -158,28 +155,26 @@ def _confine(con, paths: list[str]) -> None:
 
 
 def check_query(query: str) -> None:
-    """Refuse (InvalidOption, E005) anything but exactly one read-only statement, as DuckDB's own
-    parser reads the query."""
+    """Refuse (InvalidOption) anything but exactly one read-only statement, as DuckDB's own parser
+    reads the query."""
     duckdb = _duckdb()
     try:
         statements = duckdb.extract_statements(query)
     except duckdb.Error as e:
-        raise QueryError(f"the query failed: {e}") from None
+        raise QueryError(Errors.E608.format(error=e)) from None
     if len(statements) != 1:
-        raise InvalidOption(f"hyperscene sql runs exactly one SQL statement per call and this has {len(statements)}; "
-                            f"{FULL_ACCESS_HINT}")
+        raise InvalidOption(Errors.E605.format(count=len(statements)))
     statement = _wrapped(duckdb, statements[0])
     kind = statement.type.name
     # describe, show and summarize parse as SELECT. A PIVOT that must look up its column values is
     # MULTI, which also hides "copy (pivot ...) to", so it is refused with the rest.
     if kind != "SELECT":
+        if kind == "MULTI":
+            raise InvalidOption(Errors.E607)
         # The statement's first word: INSTALL is of type LOAD, USE of type SET.
         first = next((re.match(r"\w*", statement.query[o:]).group() for o, t in duckdb.tokenize(statement.query)
                       if t != duckdb.token_type.comment), "") or kind
-        what = ("a PIVOT without an IN list (name the values: pivot ... on c in (...))" if kind == "MULTI"
-                else f"this {first.upper()} statement")
-        raise InvalidOption(f"hyperscene sql runs only read-only queries (select, with, describe, show, explain) "
-                            f"and refused {what}; {FULL_ACCESS_HINT}")
+        raise InvalidOption(Errors.E606.format(statement=first.upper()))
 
 
 def _wrapped(duckdb, statement):
@@ -305,8 +300,8 @@ def _result(con, query: str):
 
 def _query_error(duckdb, e) -> QueryError:
     if isinstance(e, duckdb.PermissionException):
-        return QueryError(f"the query was refused, as hyperscene sql reads only the store's files ({e}); {FULL_ACCESS_HINT}")
-    return QueryError(f"the query failed: {e}")
+        return QueryError(Errors.E609.format(error=e))
+    return QueryError(Errors.E608.format(error=e))
 
 
 def _batches(reader):
@@ -365,9 +360,9 @@ def _rows(batch) -> list[tuple]:
 def run(argv: list[str]) -> dict:
     args = build_parser().parse_args(argv)
     if args.max_rows < 0:
-        raise InvalidOption(f"--max-rows must be 0 (all) or more, not {args.max_rows}")
+        raise InvalidOption(Errors.E602.format(value=args.max_rows))
     if args.max_width < 0 or 0 < args.max_width < 4:
-        raise InvalidOption(f"--max-width must be 0 (no cut) or at least 4, not {args.max_width}")
+        raise InvalidOption(Errors.E603.format(value=args.max_width))
     if not args.full_access:
         check_query(args.query)
     store = StoreVersion(args.store, args.version)

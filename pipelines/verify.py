@@ -28,9 +28,9 @@ from typing import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents, matches_sha256
-from hyperscene.transforms.errors import StoreDamaged, VerificationFailed
+from hyperscene.transforms.errors import Errors, StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.read import glob_escape, match_sizes
+from hyperscene.transforms.inputs import glob_escape, match_sizes
 from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_dir
 from hyperscene.transforms.store.reader import StoreVersion, entry_problem
 
@@ -82,14 +82,14 @@ def _open_version(store_path: str, version: int | None) -> StoreVersion:
     try:
         return StoreVersion(store_path, version)
     except StoreDamaged as e:  # the version's index itself is damaged: none of its files can be checked
-        raise VerificationFailed(f"{e.file} in {store_path} {e.problem}: the files of this version cannot be checked") from None
+        raise VerificationFailed(Errors.E504.format(file=e.file, store=store_path, problem=e.problem)) from None
 
 
 def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[dict]:
     """The manifest's file entries that have every field a check needs; the others are reported."""
     files = store.manifest.get("files")
     if not isinstance(files, list):
-        raise VerificationFailed(f"{prefix}/{MANIFEST} in {store.store} lists no files: the version cannot be checked")
+        raise VerificationFailed(Errors.E504.format(file=f"{prefix}/{MANIFEST}", store=store.store, problem="lists no files"))
     entries = []
     for entry in files:
         problem = entry_problem(entry)
@@ -289,8 +289,7 @@ def run(argv: list[str]) -> dict:
             found.append("documents not checked")
         else:
             found.append(f"{doc_errors:,} of {result['documents']:,} documents do not rebuild to their sha256")
-        raise VerificationFailed(f"{result['store']} version {result['version']} is damaged: {', '.join(found)} "
-                                 f"(each named above)")
+        raise VerificationFailed(Errors.E505.format(store=result["store"], version=result["version"], found=", ".join(found)))
     print(f"ok      {summary_line(result)}")
     sys.stdout.flush()
     return result

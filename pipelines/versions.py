@@ -16,8 +16,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
-from hyperscene.transforms.errors import StoreError
-from hyperscene.transforms.read import glob_escape, match_sizes
+from hyperscene.transforms.errors import Errors, StoreError
+from hyperscene.transforms.inputs import glob_escape, match_sizes
 from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir
 
 _FOLDER = re.compile(r"v(\d{6})$")
@@ -126,7 +126,7 @@ def run(argv: list[str]) -> list[dict]:
     args = build_parser().parse_args(argv)
     rows = list_versions(args.store)
     if not rows:
-        raise StoreError(f"{args.store!r} holds no store versions: compress into it first")
+        raise StoreError(Errors.E402.format(store=args.store))
     if args.json:
         print(json.dumps({"store": args.store, "versions": rows}, indent=2))
     else:

@@ -89,7 +89,7 @@ DEAD_LETTERS = pa.schema(
     ]
 )
 
-# Scenes of every level >= 1 (level 0 is the units), one shape for all: see transforms/scenes.py.
+# Scenes of every level >= 1 (level 0 is the units), one shape for all: see transforms/scenes/.
 SCENES = pa.schema(
     [
         pa.field("scene_id", pa.string(), nullable=False),  # "<doc_id>#<level>.<index>"

@@ -14,6 +14,24 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+# The columns a bucket's tables hold as it leaves each stage (the units' and the occurrences'),
+# whatever their order. Later stages read them by name, so a stage adding one declares it here.
+UNIT_COLUMNS_AFTER = {
+    "dedup": ("unit_id", "text", "occurrence_count"),
+    "count tokens": ("unit_id", "text", "occurrence_count", "token_count", "word_count"),
+    "assign": ("unit_id", "text", "occurrence_count", "token_count", "word_count", "hyperword", "hyperword_score"),
+}
+OCCURRENCE_COLUMNS_AFTER = {
+    "dedup": ("doc_id", "position", "separator", "unit_id"),
+    "count tokens": ("doc_id", "position", "separator", "unit_id"),
+    "assign": ("doc_id", "position", "separator", "unit_id", "hyperword"),
+}
+# An assigned bucket's occurrences as the scene stage takes them, and one document's part of them
+# as it crosses the gathers by document and by window (transforms/levels/parts.py); ``vector_row``
+# joins them where the vectors stay in the bucket's spilled file.
+ASSIGNED_OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "hyperword"]
+DOCUMENT_PART_COLUMNS = [*ASSIGNED_OCCURRENCE_COLUMNS, "token_count"]
+
 
 @dataclass(frozen=True)
 class UnitBucket:
@@ -42,6 +60,11 @@ class UnitBucket:
         if len(vectors) != len(self):
             raise ValueError(f"{len(vectors)} vectors for {len(self)} units in bucket {self.bucket}")
         return replace(self, vectors=vectors)
+
+    def missing_columns(self, stage: str) -> list[str]:
+        """The columns declared for buckets leaving ``stage`` that this one lacks, or holds beyond."""
+        units, occurrences = set(self.units.column_names), set(self.occurrences.column_names)
+        return sorted(units ^ set(UNIT_COLUMNS_AFTER[stage])) + sorted(occurrences ^ set(OCCURRENCE_COLUMNS_AFTER[stage]))
 
     def texts(self) -> list[str]:
         return self.units.column("text").to_pylist()

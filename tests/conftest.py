@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,7 +47,7 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def model_folder() -> str:
-    from hyperscene.transforms.models import resolve_model
+    from hyperscene.transforms.model_catalog import resolve_model
 
     return resolve_model("bundled")[0]
 
@@ -62,33 +63,36 @@ def sample_store(tmp_path_factory) -> Path:
 
 
 def spill_everything(monkeypatch) -> dict:
-    """Lower every threshold of spilling (transforms/spill.py) so that each document counts as long,
-    and count the spills made."""
-    from hyperscene.transforms import dedup, levels, read
+    """Lower every threshold of the runs' spill policy (transforms/spill.py) so that each document
+    counts as long, and count the spills made by kind."""
+    import os
+
+    from hyperscene.transforms import spill
 
     spilled = {"texts": 0, "slices": 0, "rows": 0}
+    spill_tables, spill_text = spill.spill_tables, spill.spill_text
 
-    def counting(kind, original):
-        def spill(*args, **kwargs):
-            spilled[kind] += 1
-            return original(*args, **kwargs)
-        return spill
+    def counting_tables(tables, path, keys=()):
+        spilled["slices" if os.path.basename(path).startswith("slice-") else "rows"] += 1
+        return spill_tables(tables, path, keys)
 
-    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 1)
-    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 1)
-    monkeypatch.setattr(levels, "SPILL_MIN_ROWS", 1)
-    monkeypatch.setattr(read, "spill_text", counting("texts", read.spill_text))
-    monkeypatch.setattr(dedup, "spill_tables", counting("slices", dedup.spill_tables))
-    monkeypatch.setattr(levels, "spill_tables", counting("rows", levels.spill_tables))
+    def counting_text(doc, folder):
+        spilled["texts"] += 1
+        return spill_text(doc, folder)
+
+    lowest = spill.SpillPolicy(None, text_bytes=1, slice_rows=1, part_rows=1)
+    monkeypatch.setattr(spill.SpillPolicy, "for_scratch", classmethod(
+        lambda cls, folder: dataclasses.replace(lowest, folder=folder if spill.is_local(folder) else None)))
+    monkeypatch.setattr(spill, "spill_tables", counting_tables)
+    monkeypatch.setattr(spill, "spill_text", counting_text)
     return spilled
 
 
 def spill_nothing(monkeypatch) -> None:
-    """Make every stage take its scratch folder for a remote one, so that values travel."""
-    from hyperscene.transforms import dedup, levels, read
+    """Make every run's spill policy take its scratch folder for a remote one, so that values travel."""
+    from hyperscene.transforms import spill
 
-    for module in (read, dedup, levels):
-        monkeypatch.setattr(module, "is_local", lambda path: False)
+    monkeypatch.setattr(spill, "is_local", lambda path: False)
 
 
 def data_files(store: Path, version: int | None = None) -> dict[str, str]:

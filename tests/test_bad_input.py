@@ -150,7 +150,8 @@ def test_a_parquet_file_without_the_text_column_is_kept_whole():
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hyperscene.transforms.read import InputFile, read_parquet
+    from hyperscene.transforms.inputs import InputFile
+    from hyperscene.transforms.read import read_parquet
 
     buffer = io.BytesIO()
     pq.write_table(pa.table({"body": ["the text is here"], "n": [1]}), buffer)
@@ -171,7 +172,7 @@ def test_a_store_given_as_input_is_refused_and_one_inside_it_skipped(sample_stor
 
     assert main(["compress", str(sample_store), "--out", str(tmp_path / "s2")]) == 2
     err = capsys.readouterr().err
-    assert "[E005]" in err and "is a hyperscene store, not a corpus" in err and "hyperscene decompress" in err
+    assert "[E104]" in err and "is a hyperscene store, not a corpus" in err and "hyperscene decompress" in err
     assert not (tmp_path / "s2").exists()
 
     corpus = tmp_path / "corpus"
@@ -200,7 +201,7 @@ def test_sources_that_would_be_restored_to_one_path_are_refused(tmp_path, capsys
         inputs, named = [str(tmp_path / "r1"), str(tmp_path / "r2")], ["r1/sub/data.jsonl", "r2/sub/data.jsonl"]
     assert main(["compress", *inputs, "--out", str(tmp_path / "s"), "--embedder", "static"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "[E005]" in err and "would both be restored to" in err and all(n in err for n in named), err
+    assert "[E105]" in err and "would both be restored to" in err and all(n in err for n in named), err
     assert "\n" not in err and not (tmp_path / "s").exists()
 
 
@@ -219,7 +220,7 @@ def test_a_file_replaced_by_a_folder_of_its_name(tmp_path, capsys):
     _write(corpus, {"a.txt/b.txt": "Now a file in a folder.\n"})
     assert main(["refresh", str(store), str(corpus)]) == 2
     err = capsys.readouterr().err
-    assert "[E005] document 'a.txt' is restored to the file 'a.txt', which document 'a.txt/b.txt' needs as a folder" in err
+    assert "[E105] document 'a.txt' is restored to the file 'a.txt', which document 'a.txt/b.txt' needs as a folder" in err
     assert "--delete-missing" in err and not (store / "v000002").exists()
     assert main(["refresh", str(store), str(corpus), "--delete-missing"]) == 0
     assert main(["decompress", str(store), "--out", str(tmp_path / "restored")]) == 0
@@ -234,5 +235,5 @@ def test_a_file_replaced_by_a_folder_of_its_name(tmp_path, capsys):
     capsys.readouterr()
     assert main(["decompress", str(store), "--version", "1", "--out", str(tmp_path / "r1")]) == 2
     err = capsys.readouterr().err
-    assert "[E006] document 'a.txt' is restored to the file 'a.txt'" in err and "--doc ID --out DIR" in err
+    assert "[E424] document 'a.txt' is restored to the file 'a.txt'" in err and "--doc ID --out DIR" in err
     assert not (tmp_path / "r1").exists()

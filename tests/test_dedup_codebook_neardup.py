@@ -9,8 +9,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import SmallestIds, assign, default_codebook_size, train_codebook
-from hyperscene.transforms import dedup
 from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, bucket_of, dedup_bucket, split_by_bucket, unit_id
+from hyperscene.transforms.embed import VectorValues
+from hyperscene.transforms.spill import NO_SPILL, SpillPolicy
 from hyperscene.transforms.near_dup import clusters_of, group_near_duplicates, summarise_cluster
 
 
@@ -24,13 +25,12 @@ def _occurrences(doc_id, texts):
 
 
 @pytest.mark.parametrize("spill", [False, True], ids=["values", "long document spilled"])
-def test_exact_dedup_counts_each_text_once_across_buckets(spill, tmp_path, monkeypatch):
+def test_exact_dedup_counts_each_text_once_across_buckets(spill, tmp_path):
     """Whether a document's rows travel as values or, for a long one, as references to a scratch
     file (its 4 rows count as long here), the buckets are the same."""
-    monkeypatch.setattr(dedup, "SPILL_MIN_ROWS", 3)
     docs = [_occurrences("d", ["a", "b", "a", "a"]), _occurrences("e", ["b", "c"])]
     with TestPipeline() as p:
-        buckets = p | beam.Create(docs) | ExactDedup(n_buckets=3, spill_to=str(tmp_path) if spill else None)
+        buckets = p | beam.Create(docs) | ExactDedup(n_buckets=3, spill=SpillPolicy.for_scratch(str(tmp_path), slice_rows=3) if spill else NO_SPILL)
         units = buckets | "Units" >> beam.FlatMap(lambda b: zip(b.units["text"].to_pylist(), b.units["occurrence_count"].to_pylist()))
         assert_that(units, equal_to([("a", 3), ("b", 2), ("c", 1)]), label="units")
         occurrences = buckets | "Occ" >> beam.FlatMap(
@@ -138,8 +138,8 @@ def test_cluster_summary_picks_the_most_central_representative():
 def test_clusters_are_gathered_by_hyperword_from_any_bucket():
     v = _unit_vectors(4, 4, 6)
     parts = [
-        (pa.table({"hyperword": pa.array([2, 5], pa.int32()), "unit_id": ["d", "a"]}), v[:2]),
-        (pa.table({"hyperword": pa.array([5, 2], pa.int32()), "unit_id": ["b", "c"]}), v[2:]),
+        (pa.table({"hyperword": pa.array([2, 5], pa.int32()), "unit_id": ["d", "a"]}), VectorValues(v[:2])),
+        (pa.table({"hyperword": pa.array([5, 2], pa.int32()), "unit_id": ["b", "c"]}), VectorValues(v[2:])),
     ]
     clusters = [(hw, units["unit_id"].to_pylist(), vectors) for hw, units, vectors in clusters_of(parts)]
     assert [(hw, ids) for hw, ids, _ in clusters] == [(2, ["c", "d"]), (5, ["a", "b"])]

@@ -1,5 +1,5 @@
 """A full disk (issue 14, item 13): the run says it is the disk, which folder and about how much the
-run needs ([E010]), removes what it wrote, and warned at the start ([W005]) when it saw too little
+run needs ([E440]), removes what it wrote, and warned at the start ([W005]) when it saw too little
 free space."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def small_disk(tmp_path):
 
 def _assert_disk_full(err: str, store: Path) -> None:
     line = [l for l in err.splitlines() if "error:" in l]
-    assert len(line) == 1 and "[E010] the disk holding" in line[0] and str(store) in line[0], err
+    assert len(line) == 1 and "[E440] the disk holding" in line[0] and str(store) in line[0], err
     assert "This run needs about" in line[0] and "--out" in line[0] and "Traceback" not in err, err
     assert not store.exists() or not any(store.iterdir()), sorted(store.iterdir())  # no version, scratch or lock
 

@@ -5,7 +5,7 @@ MiniLM cannot. Real weights, no network."""
 import numpy as np
 import pytest
 
-from hyperscene.transforms import e5_convert, models
+from hyperscene.transforms import e5_convert, model_catalog, models
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 from hyperscene.transforms.tokens import count_tokens, load_tokenizer
 
@@ -30,14 +30,14 @@ UNRELATED_RU = [
 @pytest.fixture(scope="module")
 def e5_folder(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    folder = models.resolve_model("e5-small", cache_dir=str(cache))[0]
+    folder = model_catalog.resolve_model("e5-small", cache_dir=str(cache))[0]
     return folder, cache
 
 
 def test_conversion_is_cached_and_leaves_no_staging(e5_folder):
     folder, cache = e5_folder
     assert [p.name for p in cache.iterdir()] == [folder.rsplit("/", 1)[-1]]
-    assert models.resolve_model("e5-small", cache_dir=str(cache)) == (folder, "bundled")
+    assert model_catalog.resolve_model("e5-small", cache_dir=str(cache)) == (folder, "bundled")
 
 
 def test_converted_model_gives_the_package_engine_vectors(e5_folder):

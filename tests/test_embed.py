@@ -6,7 +6,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
 from hyperscene.transforms.embed import SentenceTransformerModelHandler
-from hyperscene.transforms.models import fingerprint, resolve_model
+from hyperscene.transforms.model_cache import fingerprint
+from hyperscene.transforms.model_catalog import resolve_model
 from hyperscene.transforms.errors import ModelNotFound
 
 
@@ -124,7 +125,7 @@ def test_embed_stage_spills_one_file_per_bucket(model_folder, tmp_path):
 def test_vector_rows_give_the_same_values_by_reference_or_by_value(tmp_path):
     """Local spills travel as references, other vectors by value: both must give the same floats,
     rounding included, or a store would depend on where its scratch folder is."""
-    from hyperscene.transforms.embed import VectorRows, for_row_access, spill_vectors, take_rows, vector_rows
+    from hyperscene.transforms.embed import VectorRows, VectorValues, for_row_access, spill_vectors, vector_rows
 
     vectors = np.random.default_rng(1).standard_normal((6, 8)).astype(np.float32)
     in_memory = _bucket(6).with_vectors(vectors)
@@ -132,7 +133,7 @@ def test_vector_rows_give_the_same_values_by_reference_or_by_value(tmp_path):
     rows = np.array([4, 0, 2])
     for dtype in ("float32", "float16"):
         reference, value = vector_rows(spilled, rows, dtype), vector_rows(for_row_access(in_memory), rows, dtype)
-        assert isinstance(reference, VectorRows) and isinstance(value, np.ndarray)
-        assert np.array_equal(take_rows(reference), take_rows(value))
-        assert take_rows(value).dtype == np.float32
-    assert np.array_equal(take_rows(vector_rows(spilled, rows)), vectors[rows])
+        assert isinstance(reference, VectorRows) and isinstance(value, VectorValues)
+        assert np.array_equal(reference.load(), value.load())
+        assert value.load().dtype == np.float32
+    assert np.array_equal(vector_rows(spilled, rows).load(), vectors[rows])

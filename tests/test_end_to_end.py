@@ -112,7 +112,7 @@ def test_damaged_store_fails_verification_naming_the_document(sample_store, tmp_
     pq.write_table(units_with_alice_renamed(units_file), units_file)
     assert main(["decompress", str(damaged), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
-    assert "[E009] v000001/units/part-00000.parquet" in err and "hyperscene verify" in err
+    assert "[E410] v000001/units/part-00000.parquet" in err and "hyperscene verify" in err
     assert not (tmp_path / "r").exists()
 
     # A manifest rewritten to match the changed file: the documents' own sha256 still catch it.
@@ -248,15 +248,16 @@ def test_spilling_long_documents_changes_nothing_in_the_store(sample_store, tmp_
 def test_spilled_windows_reach_the_writer_as_references_and_change_nothing(tmp_path, monkeypatch):
     """Windows of 100 units make the sample's books long documents: their windows' occurrences and
     scenes reach the store writer as spilled rows. The store must equal the one built with values."""
-    from hyperscene.transforms import levels
+    from hyperscene.transforms import scenes
+    from hyperscene.transforms.levels import stage
 
-    monkeypatch.setattr(levels, "WINDOW_UNITS", 100)
+    monkeypatch.setattr(scenes, "WINDOW_UNITS", 100)
     with monkeypatch.context() as values:
         spill_nothing(values)
         compress.run([str(SAMPLE_CORPUS), "--out", str(tmp_path / "values"), "--embedder", "static"])
     spilled = spill_everything(monkeypatch)
     windows = []
-    monkeypatch.setattr(levels, "encode_window", lambda *a, _f=levels.encode_window: windows.append(1) or _f(*a))
+    monkeypatch.setattr(stage, "encode_window", lambda *a, _f=stage.encode_window: windows.append(1) or _f(*a))
     compress.run([str(SAMPLE_CORPUS), "--out", str(tmp_path / "spilled"), "--embedder", "static"])
     assert all(spilled.values()) and len(windows) > 4, (spilled, len(windows))
     assert data_files(tmp_path / "spilled") == data_files(tmp_path / "values")
@@ -307,16 +308,16 @@ def test_decompress_never_writes_outside_out(sample_store, tmp_path, capsys, sou
     pq.write_table(table.set_column(table.schema.get_field_index("source"), "source", [sources]), documents)
     out = tmp_path / "deep" / "er" / "out"
     assert main(["decompress", str(store), "--out", str(out)]) == 1
-    assert "[E009] v000001/documents/part-00000.parquet" in capsys.readouterr().err
+    assert "[E410] v000001/documents/part-00000.parquet" in capsys.readouterr().err
 
     reseal(store / "v000001", "documents/part-00000.parquet")  # tampered with, manifest and all
     assert main(["decompress", str(store), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert "[E009] document" in err and "outside --out" in err and "great-expectations" in err and "\n" not in err
+    assert "[E412] document" in err and "outside --out" in err and "great-expectations" in err and "\n" not in err
     assert not (tmp_path / "deep" / "escaped_dir").exists() and not Path("/tmp/hyperscene-escaped").exists()
 
 
 def test_a_seed_faiss_cannot_take_is_refused_before_any_work(tmp_path, capsys):
     assert main(["compress", str(SAMPLE_CORPUS), "--out", str(tmp_path / "s"), "--seed", "3000000000"]) == 2
-    assert "[E005] --seed must be a whole number from 0 to 2,147,483,647" in capsys.readouterr().err
+    assert "[E216] --seed must be a whole number from 0 to 2,147,483,647" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

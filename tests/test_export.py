@@ -361,7 +361,7 @@ def test_a_damaged_document_fails_the_export(sample_store, tmp_path, capsys):
     pq.write_table(units_with_alice_renamed(units_file), units_file)
     out = tmp_path / "out"
     assert main(["export", str(store), "--out", str(out)]) == 1
-    assert "[E009] v000001/units/part-00000.parquet" in capsys.readouterr().err  # the file no longer matches its manifest
+    assert "[E410] v000001/units/part-00000.parquet" in capsys.readouterr().err  # the file no longer matches its manifest
     reseal(store / "v000001", "units/part-00000.parquet")  # rewritten with its manifest: the documents' sha256 catch it
     assert main(["export", str(store), "--out", str(out)]) == 1
     err = capsys.readouterr().err

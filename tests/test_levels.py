@@ -1,4 +1,4 @@
-"""Levels above the units (transforms/levels.py): per-document gathering, codes, semantic ids, and the
+"""Levels above the units (transforms/levels/): per-document gathering, codes, semantic ids, and the
 Beam stage on synthetic buckets whose topics are known."""
 
 import dataclasses
@@ -12,13 +12,12 @@ from apache_beam.testing.util import assert_that
 
 from hyperscene.schemas import SCENES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms import levels as levels_module
 from hyperscene.transforms.embed import spill_vectors
 from hyperscene.transforms.levels import (
-    BuildLevels, CodeStats, LevelSample, document_parts, encode_document, gather_document,
+    BuildLevels, CodeStats, LevelSample, bucket_parts, encode_document, gather_document,
 )
-from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, build_windowed_tree, window_depth, windows
-from hyperscene.transforms.spill import SpilledRows, as_table
+from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, level_scenes, window_depth, windows
+from hyperscene.transforms.spill import NO_SPILL, SpilledRows, SpillPolicy, as_rows
 
 DIM = 16
 CFG = SceneConfig(min_units=2, max_units=8)
@@ -59,7 +58,7 @@ def make_buckets(docs, n_buckets, rng, tokens=None):
 def gathered(buckets):
     parts = {}
     for bucket in buckets:
-        for doc_id, part in document_parts(bucket):
+        for doc_id, part in bucket_parts(bucket, NO_SPILL):
             parts.setdefault(doc_id, []).append(part)
     return {doc_id: gather_document(doc_id, ps, CFG) for doc_id, ps in parts.items()}
 
@@ -68,16 +67,16 @@ def test_documents_are_gathered_in_order_from_every_bucket():
     docs, buckets = corpus()
     for doc_id, doc in gathered(buckets).items():
         assert doc.occurrences.column("position").to_pylist() == list(range(len(docs[doc_id])))
-        assert doc.scenes[-1].first == 0 and doc.scenes[-1].last == len(docs[doc_id]) - 1
-        level1 = [(s.first, s.last) for s in doc.scenes if s.level == 1]
+        scenes = level_scenes(doc.levels)
+        assert scenes[-1].first == 0 and scenes[-1].last == len(docs[doc_id]) - 1
+        level1 = [(s.first, s.last) for s in scenes if s.level == 1]
         assert [f for f, _ in level1] == ([0, 6, 12] if doc_id == "a" else [0, 5])
 
 
 def test_codes_child_codes_and_semantic_ids_agree():
     _, buckets = corpus()
     doc = gathered(buckets)["a"]
-    levels = sorted({s.level for s in doc.scenes})
-    codebooks = {level: np.stack([s.centroid for s in doc.scenes if s.level == level]) for level in levels}
+    codebooks = {lv.level: lv.centroids for lv in doc.levels}
     scenes, occurrences, members = encode_document(doc, codebooks)
     assert scenes.schema == SCENES
     rows = scenes.to_pylist()
@@ -88,7 +87,7 @@ def test_codes_child_codes_and_semantic_ids_agree():
     for r in level1:
         assert r["child_codes"] == hyperwords[r["first_position"] : r["last_position"] + 1]
     semantic = occurrences.column("semantic_id").to_pylist()
-    assert all(len(s) == len(levels) + 1 for s in semantic)
+    assert all(len(s) == len(doc.levels) + 1 for s in semantic)
     for r in level1:
         for pos in range(r["first_position"], r["last_position"] + 1):
             assert semantic[pos][-2:] == [r["code"], hyperwords[pos]]
@@ -158,14 +157,12 @@ def test_build_levels_in_a_pipeline_covers_every_scene_and_code():
 @pytest.mark.parametrize("spilled, levels, spill_rows", [(False, None, False), (True, None, False), (True, None, True),
                                                        (False, 1, False), (False, 3, False)],
                          ids=["vector values", "spilled vector references", "spilled rows", "root at level 1", "root at level 3"])
-def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled, levels, spill_rows, tmp_path, monkeypatch):
+def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled, levels, spill_rows, tmp_path):
     """A document of 2 windows or more (window_units=10 here) is gathered window by window; its
-    scenes must be exactly those of scenes.build_windowed_tree (spans, parents, gists, centroids to
+    scenes must be exactly those of scenes.build_scene_tree (spans, parents, gists, centroids to
     the bit), whichever way its vectors and rows travel, and its child codes and semantic ids must
     follow its scenes' codes; a shorter document keeps build_scene_tree's scenes."""
     size, cfg = 10, dataclasses.replace(CFG, levels=levels)
-    if spill_rows:  # this document's parts are far below the size worth a file in a real run
-        monkeypatch.setattr(levels_module, "SPILL_MIN_ROWS", 20)
     rng = np.random.default_rng(3)
     docs = {"long": [i // 5 % DIM for i in range(305)], "short": [3] * 9 + [4] * 10}  # 305 units: 30 windows; 19: one
     tokens = rng.integers(0, 9, sum(map(len, docs.values())))
@@ -174,7 +171,7 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
         buckets = [spill_vectors(b, str(tmp_path)) for b in buckets]
     vectors = vectors.astype(np.float16).astype(np.float32)  # as the gather rounds them
     split = len(docs["long"])
-    expected = {"long": build_windowed_tree(vectors[:split], tokens[:split], cfg, size),
+    expected = {"long": build_scene_tree(vectors[:split], tokens[:split], cfg, size),
                 "short": build_scene_tree(vectors[split:], tokens[split:], cfg)}
     assert len(windows(split, size)) == 30
     if levels is None:
@@ -185,8 +182,8 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
         assert max(s.level for s in expected["long"]) == levels and len([s for s in expected["long"] if s.level == levels]) == 1
 
     def check_scenes(tables):
-        assert any(isinstance(t, SpilledRows) for t in tables) == spill_rows
-        table = pa.concat_tables([as_table(t) for t in tables]).sort_by([("doc_id", "ascending"), ("level", "ascending"), ("index", "ascending")])
+        assert any(isinstance(t, SpilledRows) for t in tables) == spill_rows  # parts in files, or values
+        table = pa.concat_tables([as_rows(t).load() for t in tables]).sort_by([("doc_id", "ascending"), ("level", "ascending"), ("index", "ascending")])
         assert table.schema == SCENES
         for doc_id, scenes in expected.items():
             rows = [r for r in table.to_pylist() if r["doc_id"] == doc_id]
@@ -204,8 +201,8 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
                     assert r["child_codes"] == [codes[(s.level - 1, c)] for c in s.children]
 
     def check_occurrences(tagged):
-        scenes = pa.concat_tables([as_table(t) for tag, t in tagged if tag == "scenes"]).to_pylist()
-        table = pa.concat_tables([as_table(t) for tag, t in tagged if tag == "occurrences"])
+        scenes = pa.concat_tables([as_rows(t).load() for tag, t in tagged if tag == "scenes"]).to_pylist()
+        table = pa.concat_tables([as_rows(t).load() for tag, t in tagged if tag == "occurrences"])
         for doc_id, expected_scenes in expected.items():
             rows = sorted((r for r in table.to_pylist() if r["doc_id"] == doc_id), key=lambda r: r["position"])
             assert [r["position"] for r in rows] == list(range(len(docs[doc_id])))
@@ -224,7 +221,7 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
 
     with TestPipeline() as p:
         out = p | beam.Create(buckets) | BuildLevels(cfg, codebook_sizes=(6, 4), window_units=size,
-                                                     spill_to=str(tmp_path / "rows") if spill_rows else None)
+                                                     spill=SpillPolicy.for_scratch(str(tmp_path / "rows"), part_rows=20) if spill_rows else NO_SPILL)
         assert_that(out["scenes"], check_scenes, label="scenes")
         both = (out["scenes"] | "TagScenes" >> beam.Map(lambda t: ("scenes", t)),
                 out["occurrences"] | "TagOccurrences" >> beam.Map(lambda t: ("occurrences", t))) | beam.Flatten()

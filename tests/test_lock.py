@@ -25,7 +25,7 @@ def test_an_empty_lock_of_just_now_holds(tmp_path):
     lock = tmp_path / LOCK
     lock.write_bytes(b"")
     before = os.stat(lock)
-    with pytest.raises(StoreBusy, match=r"\[E008\] the lock .* cannot be read \(empty\) and is \d+ s old.*retry in \d+ s"):
+    with pytest.raises(StoreBusy, match=r"\[E434\] the lock .* cannot be read \(empty\) and is \d+ s old.*retry in \d+ s"):
         with StoreLock(str(tmp_path), "refresh"):
             pass
     after = os.stat(lock)

@@ -9,7 +9,7 @@ import pytest
 
 from hyperscene.pipelines import compress
 from hyperscene.pipelines.config import CompressConfig
-from hyperscene.transforms import models
+from hyperscene.transforms import model_catalog, models
 from hyperscene.transforms.errors import InvalidOption
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS
 
@@ -189,7 +189,7 @@ def test_cuda_without_a_gpu_fails_fast_with_one_line(device, model_folder, tmp_p
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("hyperscene compress: error: [E005]") and "CUDA is not available" in lines[0]
+    assert lines[0].startswith("hyperscene compress: error: [E245]") and "CUDA is not available" in lines[0]
     assert not out.exists()
 
 
@@ -219,7 +219,7 @@ def test_openvino_compress_round_trips(tmp_path, monkeypatch):
 
 
 def test_every_known_model_and_embedder_has_a_measured_near_duplicate_threshold():
-    assert set(DEFAULT_THRESHOLDS) == set(models.KNOWN_MODELS)
+    assert set(DEFAULT_THRESHOLDS) == set(model_catalog.KNOWN_MODELS)
     for by_embedder in DEFAULT_THRESHOLDS.values():
         assert set(by_embedder) == set(models.EMBEDDERS)
 

@@ -10,8 +10,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.transforms.errors import EmptyInput, InputNotFound
-from hyperscene.transforms import read
-from hyperscene.transforms.read import InputFile, ReadDocuments, discover, document_text, read_jsonl, read_text_file
+from hyperscene.transforms.inputs import InputFile, discover
+from hyperscene.transforms.read import ReadDocuments, read_jsonl, read_text_file
+from hyperscene.transforms.spill import NO_SPILL, SpillPolicy, document_text
 
 
 @pytest.fixture
@@ -68,10 +69,9 @@ def test_jsonl_records_and_dead_letters():
 
 
 @pytest.mark.parametrize("spill", [False, True], ids=["texts as values", "long texts spilled"])
-def test_read_documents_pipeline(spill, tmp_path, monkeypatch):
+def test_read_documents_pipeline(spill, tmp_path):
     """Documents and dead letters are the same whether long texts (here, of 6 bytes or more) travel
     in the records or in scratch files; a repeated id's dead letter still holds its bytes."""
-    monkeypatch.setattr(read, "SPILL_TEXT_BYTES", 6)
     corpus, scratch = tmp_path / "corpus", tmp_path / "scratch"
     corpus.mkdir()
     (corpus / "a.txt").write_text("Alpha.", encoding="utf-8")
@@ -80,7 +80,8 @@ def test_read_documents_pipeline(spill, tmp_path, monkeypatch):
     pq.write_table(pa.table({"text": ["Gam.", None], "id": ["g", "h"]}), corpus / "t.parquet")
     files = discover([str(corpus)])
     with TestPipeline() as p:
-        out = p | ReadDocuments(files, "text", "id", spill_to=str(scratch) if spill else None)
+        policy = SpillPolicy.for_scratch(str(scratch), text_bytes=6) if spill else NO_SPILL
+        out = p | ReadDocuments(files, "text", "id", spill=policy)
         assert_that(out["documents"] | beam.Map(lambda d: (d["doc_id"], document_text(d), d["format"], d.get("text_file") is None)),
                     equal_to([("a.txt", "Alpha.", "text", not spill), ("g", "Gam.", "parquet", True)]), label="docs")
         assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0], d["raw"])),

@@ -427,9 +427,9 @@ def test_a_refresh_that_spills_long_documents_writes_what_values_give(tmp_path, 
     """Windows of 100 units and every spilling threshold lowered: the new documents' texts, slices
     (through the join with the stored units) and window outputs cross the shuffles as scratch files.
     The new version must be byte-identical to a refresh that carried values, and round-trip."""
-    from hyperscene.transforms import levels
+    from hyperscene.transforms import scenes
 
-    monkeypatch.setattr(levels, "WINDOW_UNITS", 100)
+    monkeypatch.setattr(scenes, "WINDOW_UNITS", 100)
     source = grown(tmp_path, corpus)
     stores = {"values": tmp_path / "values", "spilled": tmp_path / "spilled"}
     for store in stores.values():

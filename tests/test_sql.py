@@ -136,7 +136,7 @@ def test_table_output_counts_rows_it_does_not_show(store, capsys):
 def test_bad_sql_is_a_clean_error(store, capsys, query, message):
     code, out, err = run(capsys, store, query)
     assert code == 2 and not out
-    assert err.startswith("hyperscene sql: error: [E005] the query failed: ") and message in err, err
+    assert err.startswith("hyperscene sql: error: [E608] the query failed: ") and message in err, err
     assert "Traceback" not in err
 
 
@@ -183,11 +183,11 @@ def test_bad_options(store, capsys):
 # Confinement: one read-only statement over the store's files, unless --full-access
 
 
-def refused(capsys, *args) -> str:
-    """Run hyperscene sql, expect a coded one-line refusal that names the way out; the error line."""
+def refused(capsys, error: str, *args) -> str:
+    """Run hyperscene sql, expect a one-line refusal coded ``error`` that names the way out; the error line."""
     code, out, err = run(capsys, *args)
     assert code == 2 and not out, (code, out, err)
-    assert err.startswith("hyperscene sql: error: [E005] ") and "--full-access" in err, err
+    assert err.startswith(f"hyperscene sql: error: [{error}] ") and "--full-access" in err, err
     assert "Traceback" not in err
     return err
 
@@ -197,7 +197,7 @@ def test_a_file_outside_the_store_is_refused(store, tmp_path, capsys):
     outside.write_text("secret\nhunter2\n")
     for query in [f"select * from read_csv('{outside}')", f"select * from read_text('{outside}')",
                   f"select * from '{outside}'"]:
-        err = refused(capsys, store, query)
+        err = refused(capsys, "E609", store, query)
         assert "reads only the store's files" in err and "hunter2" not in err, err
 
 
@@ -206,7 +206,7 @@ def test_copy_is_refused_and_writes_nothing(store, tmp_path, capsys):
     for query in [f"copy units to '{target}'", f"copy (select * from units) to '{target}' (header)",
                   f"explain analyze copy (select * from units) to '{target}'",
                   f"export database '{tmp_path / 'export'}'"]:
-        err = refused(capsys, store, query)
+        err = refused(capsys, "E606", store, query)
         assert "refused this COPY statement" in err or "refused this EXPORT statement" in err, err
     assert not target.exists() and not (tmp_path / "export").exists()
 
@@ -217,8 +217,8 @@ def test_a_store_file_cannot_be_overwritten(store, tmp_path, capsys):
     shutil.copytree(store, copy)
     target = copy / "v000001" / next(f["path"] for f in manifest_of(copy)["files"] if f["table"] == "documents")
     before = target.read_bytes()
-    refused(capsys, copy, f"explain analyze copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
-    refused(capsys, copy, f"explain (analyze, format json) copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
+    refused(capsys, "E606", copy, f"explain analyze copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
+    refused(capsys, "E606", copy, f"explain (analyze, format json) copy (select 1 as x) to '{target}' (format parquet, use_tmp_file false)")
     assert target.read_bytes() == before
 
 
@@ -234,14 +234,14 @@ def test_a_store_file_cannot_be_overwritten(store, tmp_path, capsys):
     ("call pragma_version()", "CALL"),
 ])
 def test_statements_that_are_not_queries_are_refused(store, tmp_path, capsys, query, word):
-    err = refused(capsys, store, query.format(tmp=tmp_path))
+    err = refused(capsys, "E606", store, query.format(tmp=tmp_path))
     assert f"refused this {word} statement" in err, err
     assert not (tmp_path / "other.duckdb").exists()
 
 
 @pytest.mark.parametrize("query", ["select 1; select 2", "select count(*) from units; select count(*) from scenes", "", "-- nothing"])
 def test_exactly_one_statement(store, capsys, query):
-    err = refused(capsys, store, query)
+    err = refused(capsys, "E605", store, query)
     assert "exactly one SQL statement per call" in err, err
 
 

@@ -77,7 +77,7 @@ def test_a_flipped_byte_in_any_table_is_reported_naming_its_file(sample_store, t
     flip_byte(store / name, where)
     code, out, err = run(capsys, "verify", store)
     assert code == 1
-    assert len(err) == 1 and "[E007]" in err[0] and "is damaged" in err[0] and "Traceback" not in err[0], err
+    assert len(err) == 1 and "[E505]" in err[0] and "is damaged" in err[0] and "Traceback" not in err[0], err
     file_lines = [line for line in out if not line.startswith(("error   document", "skipped"))]
     assert len(file_lines) == 1 and file_lines[0].startswith(f"error   {name}: "), out  # that file, no other
     assert "differs from the manifest" in file_lines[0]

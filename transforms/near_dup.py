@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.embed import for_row_access, take_rows, vector_rows
+from hyperscene.transforms.embed import for_row_access, vector_rows
 from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.progress import Progress
 
@@ -45,7 +45,7 @@ DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS["minilm"]["torch"]
 def default_threshold(model: str, embedder: str) -> float:
     """The measured threshold of a known model (by short name or alias); any other model gets
     MiniLM's, the only one measured for a model nobody has run here."""
-    from hyperscene.transforms.models import known_model
+    from hyperscene.transforms.model_catalog import known_model
 
     known = known_model(model)
     table = DEFAULT_THRESHOLDS[known.name if known else "minilm"]
@@ -142,7 +142,7 @@ def clusters_of(parts) -> Iterator[tuple[int, pa.Table, np.ndarray]]:
     """Parts of one group -> (hyperword, its units sorted by id, their vectors), by hyperword."""
     parts = list(parts)
     units = pa.concat_tables([u for u, _ in parts])
-    vectors = np.concatenate([take_rows(v) for _, v in parts])
+    vectors = np.concatenate([v.load() for _, v in parts])
     order = pc.sort_indices(units, sort_keys=[("hyperword", "ascending"), ("unit_id", "ascending")]).to_numpy()
     units, vectors = units.take(order), vectors[order]
     hyperwords = units.column("hyperword").to_numpy()

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 
-from hyperscene.transforms.errors import LanguageNotSupported
+from hyperscene.transforms.errors import Errors, LanguageNotSupported
 from hyperscene.transforms.progress import Progress, stage_timer
-from hyperscene.transforms.read import document_text
+from hyperscene.transforms.spill import document_text
 
 if TYPE_CHECKING:  # spaCy is heavy: imported where a pipeline is built
     from spacy.language import Language
@@ -128,19 +128,14 @@ def load_spacy(lang: str, spacy_model: str | None = None) -> "Language":
         try:
             nlp = spacy.load(spacy_model, exclude=["ner", "lemmatizer", "textcat"])
         except OSError as e:
-            raise LanguageNotSupported(
-                f"spaCy pipeline {spacy_model!r} is not installed: install it with pip "
-                f"or leave out --spacy-model to use the blank {lang!r} pipeline ({e})"
-            ) from None
+            raise LanguageNotSupported(Errors.E320.format(pipeline=spacy_model, lang=lang, error=e)) from None
         if not nlp.has_pipe("parser") and not nlp.has_pipe("senter"):
             nlp.add_pipe("sentencizer")
     else:
         try:
             nlp = spacy.blank(lang)
         except (ImportError, KeyError) as e:
-            raise LanguageNotSupported(
-                f"spaCy has no usable blank pipeline for language {lang!r}: {e}"
-            ) from None
+            raise LanguageNotSupported(Errors.E321.format(lang=lang, error=e)) from None
         nlp.add_pipe("sentencizer")
         # Dashes written without spaces ("fail,--and") are clause breaks; make them tokens.
         infixes = list(nlp.Defaults.infixes or []) + DASH_INFIXES

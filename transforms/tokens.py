@@ -36,8 +36,8 @@ def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
 def tokenizer_by_name(name: str):
     """A tokenizer from a sentence-transformers model name or folder, or a plain tokenizer folder or
     cached Hugging Face name; ModelNotFound if none is local."""
-    from hyperscene.transforms.errors import ModelNotFound
-    from hyperscene.transforms.models import resolve_model
+    from hyperscene.transforms.errors import Errors, ModelNotFound
+    from hyperscene.transforms.model_catalog import resolve_model
 
     try:
         folder, _ = resolve_model(name)
@@ -46,7 +46,7 @@ def tokenizer_by_name(name: str):
     try:
         return load_tokenizer(folder)
     except Exception as e:
-        raise ModelNotFound(f"tokenizer {name!r} is not a local folder or in the Hugging Face cache ({type(e).__name__})") from None
+        raise ModelNotFound(Errors.E312.format(name=name, error=type(e).__name__)) from None
 
 
 def count_tokens_by_name(name: str, texts: Sequence[str], batch: int = 4096) -> list[int]:

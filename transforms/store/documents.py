@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Iterator
 
-from hyperscene.transforms.errors import StoreError, VerificationFailed
+from hyperscene.transforms.errors import Errors, StoreError, VerificationFailed
 from hyperscene.transforms.store.reader import StoreVersion
 
 
@@ -44,11 +44,11 @@ def check_documents(store: StoreVersion, doc_ids: Iterable[str]):
     documents = read_table(store, "documents", None, {"doc_id": wanted}) if wanted else store.read("documents").slice(0, 0)
     missing = wanted - set(documents["doc_id"].to_pylist())
     if missing:
-        raise StoreError(f"no document {sorted(missing)[0]!r} in {store.path} (list ids with: hyperscene inspect {store.store} --docs)")
+        raise StoreError(Errors.E420.format(doc=sorted(missing)[0], path=store.path, store=store.store))
     if "deleted" in documents.column_names:
         for doc in documents.filter(documents["deleted"]).to_pylist():
-            raise StoreError(f"document {doc['doc_id']!r} is deleted in version {store.version}; its last revision "
-                             f"({doc['revision']}) is in version {doc['added_in_version']}: add --version {doc['added_in_version']}")
+            raise StoreError(Errors.E421.format(doc=doc["doc_id"], version=store.version, revision=doc["revision"],
+                                               added=doc["added_in_version"]))
     return documents
 
 
@@ -66,8 +66,8 @@ def document_pieces(store: StoreVersion, doc_ids: list[str] | None = None) -> It
     text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist())) if units is not None else {}
     for doc, pieces, unit_ids in assemble_documents(documents, occurrences, text_of):
         if None in pieces:
-            raise VerificationFailed(f"document {doc['doc_id']!r} uses unit {unit_ids[pieces.index(None)]} that the units table of "
-                                     f"{store.path} lacks: the store is damaged (check it with: hyperscene verify {store.store})")
+            raise VerificationFailed(Errors.E503.format(doc=doc["doc_id"], unit=unit_ids[pieces.index(None)], path=store.path,
+                                                        store=store.store))
         yield doc, pieces
 
 

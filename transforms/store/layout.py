@@ -49,7 +49,7 @@ def clear_scratch(store: str) -> None:
 
 def published_versions(store: str) -> list[int]:
     """Versions whose manifest exists, ascending."""
-    from hyperscene.transforms.read import glob_escape
+    from hyperscene.transforms.inputs import glob_escape
 
     try:
         with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.transforms.errors import StoreBusy
+from hyperscene.transforms.errors import Errors, StoreBusy
 from hyperscene.transforms.store.layout import LOCK, read_bytes, write_bytes
 
 
@@ -61,8 +61,7 @@ class StoreLock:
                 self._take_over_local()
             else:
                 self._take_over_remote()
-        raise StoreBusy(f"could not take the lock {self.path}: other writers keep taking it. Retry, or remove it if "
-                        f"no compress or refresh runs")
+        raise StoreBusy(Errors.E431.format(lock=self.path))
 
     def __exit__(self, *exc):
         if self._held:
@@ -164,7 +163,7 @@ class StoreLock:
         except FileNotFoundError:
             return  # released meanwhile
         except OSError as e:
-            raise StoreBusy(f"cannot read the lock {self.path} ({e}): remove it if no compress or refresh runs") from e
+            raise StoreBusy(Errors.E432.format(lock=self.path, error=e)) from e
         try:
             try:
                 import fcntl
@@ -214,20 +213,15 @@ class StoreLock:
             holder = None
         if isinstance(holder, dict):
             if not _is_dead(holder):
-                raise StoreBusy(
-                    f"another {holder.get('command', 'writer')} is writing this store (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}, since {holder.get('started_at')}): wait for it to finish. If no such process "
-                    f"runs, remove {self.path}")
+                raise StoreBusy(Errors.E430.format(command=holder.get("command", "writer"), pid=holder.get("pid"),
+                                                   host=holder.get("host"), since=holder.get("started_at"), lock=self.path))
             return f"taking over the lock of a {holder.get('command', 'writer')} that no longer runs (pid {holder.get('pid')})"
         what = "empty" if not raw.strip() else "not a lock's JSON"
         if age is None:
-            raise StoreBusy(f"the lock {self.path} cannot be read ({what}) and its age is unknown: if no compress or "
-                            f"refresh runs, remove it")
+            raise StoreBusy(Errors.E433.format(lock=self.path, what=what))
         if age < self.GRACE_SECONDS:
-            raise StoreBusy(
-                f"the lock {self.path} cannot be read ({what}) and is {max(age, 0):.0f} s old: another writer may be "
-                f"taking it at this moment. It counts as stale {self.GRACE_SECONDS} s after it was written: retry in "
-                f"{self.GRACE_SECONDS - max(age, 0):.0f} s, or remove it now if no compress or refresh runs")
+            raise StoreBusy(Errors.E434.format(lock=self.path, what=what, age=max(age, 0), grace=self.GRACE_SECONDS,
+                                               wait=self.GRACE_SECONDS - max(age, 0)))
         return f"taking over an unreadable lock ({what}), {age:.0f} s old"
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.schemas import FORMAT_VERSION, TABLES
-from hyperscene.transforms.errors import StoreDamaged, StoreError
+from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
 
 
@@ -45,45 +45,47 @@ class StoreVersion:
     def __init__(self, store: str, version: int | None = None):
         versions = published_versions(store)
         if not versions:
-            raise StoreError(f"{store!r} holds no published store version: compress into it first")
+            raise StoreError(Errors.E401.format(store=store))
         if version is None:
             version = versions[-1]
         elif version not in versions:
-            raise StoreError(f"{store!r} has no version {version} (has: {', '.join(map(str, versions))})")
+            raise StoreError(Errors.E403.format(store=store, version=version, versions=", ".join(map(str, versions))))
         self.store, self.version = store, version
         self.path = version_dir(store, version)
         self._entries: list[dict] | None = None
-        name = f"v{version:06d}/{MANIFEST}"
         try:
             self.manifest = json.loads(read_bytes(FileSystems.join(self.path, MANIFEST)))
         except ValueError as e:  # not JSON, or not UTF-8
-            raise self.damaged(name, f"is not a readable manifest ({' '.join(str(e).split())[:120]})") from None
+            raise self.damaged_manifest(f"is not a readable manifest ({' '.join(str(e).split())[:120]})") from None
         if not isinstance(self.manifest, dict):
-            raise self.damaged(name, "is not a manifest (a JSON object)")
+            raise self.damaged_manifest("is not a manifest (a JSON object)")
         format_version = self.manifest.get("format_version")
         if not isinstance(format_version, int) or isinstance(format_version, bool) or format_version < 1:
-            raise self.damaged(name, f"has no valid format_version ({format_version!r}, expected a whole number)")
+            raise self.damaged_manifest(f"has no valid format_version ({format_version!r}, expected a whole number)")
         if format_version > FORMAT_VERSION:
-            raise StoreError(
-                f"store format {format_version} is newer than this hyperscene reads ({FORMAT_VERSION}): upgrade hyperscene"
-            )
+            raise StoreError(Errors.E404.format(format=format_version, supported=FORMAT_VERSION))
 
     def damaged(self, name: str, problem: str) -> StoreDamaged:
-        """The error for a file of this version (``name`` relative to the store) that is not as published."""
-        return StoreDamaged(f"{name} in {self.store} {problem}: the store is damaged (see every problem with: "
-                            f"hyperscene verify {self.store} --version {self.version})", name, problem)
+        """The error for a data file of this version (``name`` relative to the store) that is not as published."""
+        return StoreDamaged(Errors.E410.format(file=name, store=self.store, problem=problem, version=self.version),
+                            name, problem)
+
+    def damaged_manifest(self, problem: str) -> StoreDamaged:
+        """The error for this version's manifest when it is not one: none of the version's files can be trusted."""
+        name = f"v{self.version:06d}/{MANIFEST}"
+        return StoreDamaged(Errors.E411.format(file=name, store=self.store, problem=problem, version=self.version),
+                            name, problem)
 
     def entries(self) -> list[dict]:
         """The manifest's file entries, each checked to have a table, a contained path, rows, bytes and a sha256."""
         if self._entries is None:
             files = self.manifest.get("files")
-            name = f"v{self.version:06d}/{MANIFEST}"
             if not isinstance(files, list):
-                raise self.damaged(name, "lists no files")
+                raise self.damaged_manifest("lists no files")
             for entry in files:
                 problem = entry_problem(entry)
                 if problem is not None:
-                    raise self.damaged(name, problem)
+                    raise self.damaged_manifest(problem)
             self._entries = files
         return self._entries
 
@@ -100,7 +102,7 @@ class StoreVersion:
     def check_files(self) -> None:
         """Every listed file exists with its recorded size: the cheap check that a job makes before any
         work (reading checks each file's sha256 as well)."""
-        from hyperscene.transforms.read import glob_escape, match_sizes
+        from hyperscene.transforms.inputs import glob_escape, match_sizes
 
         entries = self.entries()
         present = {p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(self.path), "**")).items()}

@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.schemas import SORT_KEYS, TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import stage_timer
-from hyperscene.transforms.spill import SpilledRows, as_table, key_of
+from hyperscene.transforms.spill import TableRows, as_rows, key_of
 
 
 # Dictionary encoding pays only for columns with few distinct values; on hashes, texts and vectors it
@@ -130,23 +130,26 @@ def shard_of(value: Any, num_shards: int) -> int:
 
 
 def shard_parts(element, key: str, num_shards: int):
-    """A row (dict), an Arrow table or spilled rows -> (shard, part) by a hash of its ``key`` column."""
+    """A row (dict), or rows (an Arrow table or a :class:`~hyperscene.transforms.spill.Rows`
+    handle) -> (shard, part) by a hash of its ``key`` column."""
     if isinstance(element, dict):
         yield shard_of(element[key], num_shards), element
-    elif num_shards == 1:
-        yield 0, element
-    elif isinstance(element, SpilledRows) and element.first_key and element.first_key[:1] == element.last_key[:1]:
-        yield shard_of(element.first_key[0], num_shards), element  # rows sorted by key: one value throughout
+        return
+    rows = as_rows(element)
+    if num_shards == 1:
+        yield 0, rows
+    elif rows.first_key and rows.first_key[:1] == rows.last_key[:1]:
+        yield shard_of(rows.first_key[0], num_shards), rows  # rows sorted by key: one value throughout
     else:
-        element = as_table(element)
-        shards = np.array([shard_of(v, num_shards) for v in element.column(key).to_pylist()])
+        table = rows.load()
+        shards = np.array([shard_of(v, num_shards) for v in table.column(key).to_pylist()])
         for shard in np.unique(shards):
-            yield int(shard), element.filter(shards == shard)
+            yield int(shard), TableRows(table.filter(shards == shard))
 
 
 def sorted_runs(name: str, parts):
-    """Rows (dicts), Arrow tables and :class:`~hyperscene.transforms.spill.SpilledRows` -> tables
-    whose concatenation is every row, sorted by the table's sort keys.
+    """Rows (dicts) and :class:`~hyperscene.transforms.spill.Rows` handles -> tables whose
+    concatenation is every row, sorted by the table's sort keys.
 
     Parts are ordered by their first and last keys; parts whose key ranges overlap form a run, which
     is read, concatenated and sorted alone. The parts of one long document are disjoint spans of
@@ -159,14 +162,15 @@ def sorted_runs(name: str, parts):
     parts = list(parts)
     rows = [p for p in parts if isinstance(p, dict)]
     spans = []  # (first key, last key, part)
-    for part in ([pa.Table.from_pylist(rows, schema=schema)] if rows else []) + [p for p in parts if not isinstance(p, dict)]:
+    for part in ([TableRows(pa.Table.from_pylist(rows, schema=schema))] if rows else []) + [as_rows(p) for p in parts if not isinstance(p, dict)]:
         if part.num_rows == 0:
             continue
-        if not isinstance(part, SpilledRows):  # its key range, without a sorted copy of it
-            order = pc.sort_indices(part, sort_keys=[(k, "ascending") for k in keys])
-            spans.append((key_of(part, order[0].as_py(), keys), key_of(part, order[-1].as_py(), keys), part))
-        else:
+        if part.first_key:  # sorted by the table's keys, as a spilled part is
             spans.append((part.first_key, part.last_key, part))
+        else:  # its key range, without a sorted copy of it
+            table = part.load()
+            order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys])
+            spans.append((key_of(table, order[0].as_py(), keys), key_of(table, order[-1].as_py(), keys), part))
     if any(None in first or None in last or not first for first, last, _ in spans):  # no order to go by: one run
         if spans:
             yield _sort(name, [p for _, _, p in spans])
@@ -184,12 +188,13 @@ def sorted_runs(name: str, parts):
 
 
 def _sort(name: str, parts) -> "pa.Table":
-    table = _concat([_conform(name, as_table(p)) for p in parts])
+    table = _concat([_conform(name, p.load()) for p in parts])
     return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
 
 
 class WriteTable(beam.PTransform):
-    """Rows (dicts), Arrow tables or spilled rows with the table's columns -> one file record per written shard."""
+    """Rows (dicts), Arrow tables or :class:`~hyperscene.transforms.spill.Rows` with the table's
+    columns -> one file record per written shard."""
 
     def __init__(self, name: str, version_path: str, num_shards: int = 1):
         super().__init__()

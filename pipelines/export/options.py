@@ -1,0 +1,82 @@
+"""What ``hyperscene export`` can be asked for: the command line and the options it becomes."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from hyperscene.transforms import export as ex
+
+FORMATS = ("text", "hyperwords", "pairs")
+DEFAULT_SHARD_SIZE = "256MB"
+DEFAULT_TEST_FRACTION = {"text": 0.0, "hyperwords": 0.0, "pairs": 0.05}
+DEFAULT_MAX_SCENE_TOKENS = 4096
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hyperscene export",
+        description="Write training files from a store: distilled text (--format text), hyperword code sequences with "
+                    "their vocabulary and centroids (--format hyperwords), or chat pairs teaching expansion and "
+                    "compression (--format pairs). Shards go to OUT/data/<split>-NNNNN.parquet|jsonl and load with "
+                    "datasets.load_dataset('parquet' or 'json', data_files=...); OUT/export.json, written last, "
+                    "records what was exported.",
+    )
+    p.add_argument("store", help="store directory")
+    p.add_argument("--format", choices=FORMATS, default="text", help="what to write (default: text)")
+    p.add_argument("--out", required=True, help="output directory: new or empty (see --overwrite)")
+    p.add_argument("--version", type=int, help="store version (default: the latest)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous export in --out: deletes its files (data/ shards, export.json, vocab.jsonl, "
+                        "centroids.npy); refused when --out holds any other file")
+    p.add_argument("--file-format", choices=ex.FILE_FORMATS,
+                   help="shard files: parquet (default for text and hyperwords) or jsonl (default for pairs)")
+    p.add_argument("--shard-size", default=DEFAULT_SHARD_SIZE, metavar="SIZE",
+                   help=f"close a shard once its records reach this size, counted as their JSON lines "
+                        f"(e.g. 64MB, 1GB; default {DEFAULT_SHARD_SIZE}); a larger record gets a shard of its own")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="hold out this fraction of documents as the test split, chosen by a hash of the doc_id so a "
+                        "document's split never depends on the others; when that picks none of two or more documents, "
+                        "one is held out (default: 0.05 for pairs, 0 for text and hyperwords)")
+    p.add_argument("--tokenizer", help="count tokens in and out with this Hugging Face tokenizer (name in the local cache, "
+                   "or folder) instead of the store's own counts (the embedding model's tokenizer)")
+    g = p.add_argument_group("text")
+    g.add_argument("--dedup-scope", choices=ex.DEDUP_SCOPES, default="corpus",
+                   help="corpus (default): a unit occurrence is dropped when an exact or near duplicate of it came "
+                        "earlier anywhere (documents in doc_id order, units in position order); document: only "
+                        "when it came earlier in the same document")
+    g.add_argument("--min-dedup-tokens", type=int, default=0, metavar="N",
+                   help="never drop units shorter than N tokens, so short repeats such as 'Yes.' stay (default: 0, "
+                        "every duplicate is dropped)")
+    g = p.add_argument_group("hyperwords and pairs")
+    g.add_argument("--level", type=int, metavar="L",
+                   help="hyperwords: 0 = the units' hyperwords (default), L >= 1 = the codes of the level-L scenes; "
+                        "pairs: the scene level (default: 1). A document with fewer levels than L contributes its "
+                        "root scene, whose token names its own level")
+    g.add_argument("--tasks", default="expand,compress",
+                   help="pairs: comma-separated expand and/or compress (default: both)")
+    g.add_argument("--expand-from", choices=ex.EXPAND_FROM, default="codes",
+                   help="pairs: what an expansion prompt gives: the scene's codes (its own, then its children's), "
+                        "its gist (its most central units), or both as two pairs (default: codes)")
+    g.add_argument("--max-scene-tokens", type=int, default=DEFAULT_MAX_SCENE_TOKENS, metavar="N",
+                   help=f"pairs: skip scenes longer than N tokens (default: {DEFAULT_MAX_SCENE_TOKENS}; 0: no limit)")
+    return p
+
+
+@dataclass
+class Options:
+    store: str
+    out: str
+    fmt: str = "text"
+    version: int | None = None
+    overwrite: bool = False
+    file_format: str | None = None
+    shard_size: str = DEFAULT_SHARD_SIZE
+    test_fraction: float | None = None
+    tokenizer: str | None = None
+    dedup_scope: str = "corpus"
+    min_dedup_tokens: int = 0
+    level: int | None = None
+    tasks: str = "expand,compress"
+    expand_from: str = "codes"
+    max_scene_tokens: int = DEFAULT_MAX_SCENE_TOKENS

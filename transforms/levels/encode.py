@@ -1,0 +1,230 @@
+"""Codes for every scene and semantic ids for every occurrence, as ``scenes`` and ``occurrences`` rows.
+
+Once each level's codebook is trained, a document's scenes get their codes (the nearest centroid of
+their level's codebook) and their children's codes, and every occurrence its semantic id: the codes
+of the scenes holding it, from the document's root down to level 1, then its hyperword. One builder
+of scene rows (:func:`scene_table`) and one of semantic ids (:func:`semantic_ids`) serve a whole
+document (:func:`encode_document`) and a long one's parts: the levels above its windows
+(:func:`encode_tree`) and each window (:func:`encode_window`), whose gists above are merged last
+(:func:`fill_gists`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from hyperscene.schemas import SCENES
+from hyperscene.transforms.codebook import assign
+from hyperscene.transforms.levels.parts import gather_rows, gather_window
+from hyperscene.transforms.scenes import Level, SceneConfig, WindowedTree, cut_levels, gist_candidates, merge_gists, windows
+
+
+def scene_id(doc_id: str, level: int, index: int) -> str:
+    return f"{doc_id}#{level}.{index}"
+
+
+@dataclass(frozen=True)
+class DocumentScenes:
+    """A document gathered whole: its occurrences and its scene levels."""
+
+    doc_id: str
+    occurrences: pa.Table  # ASSIGNED_OCCURRENCE_COLUMNS, sorted by position (0, 1, ... n-1)
+    levels: list[Level]  # 1 up to the root, gists filled in
+
+
+def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
+    """One document's parts, from every bucket, into its occurrences in order and its scene levels."""
+    occurrences, tokens, vectors = gather_rows(parts)
+    return DocumentScenes(doc_id, occurrences, cut_levels(vectors, tokens, cfg))
+
+
+def list_array(offsets, values: pa.Array) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), values)
+
+
+def scene_table(doc_id: str, level: int, first_index: int, parents, lv: Level, codes, scores, gists, child_counts, child_codes) -> pa.Table:
+    """Scenes of one level of one document as a ``scenes`` table: ``lv``'s rows, the first of them
+    at index ``first_index``; ``parents`` their parents' indices (None at the root); ``gists`` None
+    for empty ones (filled in later); ``child_codes`` all their children's codes, in order."""
+    n = len(lv)
+    index = np.arange(first_index, first_index + n)
+    if parents is None:
+        parent_ids = pa.nulls(n, pa.string())
+    else:
+        parent_ids = pa.array([scene_id(doc_id, level + 1, int(p)) for p in parents], pa.string())
+    gist_counts = [len(g) for g in gists] if gists is not None else [0] * n
+    centroids = lv.centroids
+    columns = {
+        "scene_id": pa.array([scene_id(doc_id, level, int(x)) for x in index], pa.string()),
+        "doc_id": pa.array([doc_id] * n, pa.string()),
+        "level": pa.array(np.full(n, level, np.int32)),
+        "index": pa.array(index.astype(np.int32)),
+        "parent_scene_id": parent_ids,
+        "first_position": pa.array(lv.firsts.astype(np.int64)),
+        "last_position": pa.array(lv.lasts.astype(np.int64)),
+        "child_count": pa.array(np.asarray(child_counts, np.int32)),
+        "token_count": pa.array(lv.tokens.astype(np.int64)),
+        "centroid": list_array(np.arange(0, centroids.size + 1, centroids.shape[1]), pa.array(centroids.ravel())),
+        "code": pa.array(np.asarray(codes, np.int32)),
+        "code_score": pa.array(np.asarray(scores, np.float32)),
+        "gist": list_array(np.append(0, np.cumsum(gist_counts)), pa.array([p for g in gists or [] for p in g], pa.int64())),
+        "child_codes": list_array(np.append(0, np.cumsum(child_counts)), pa.array(np.asarray(child_codes, np.int32))),
+    }
+    return pa.Table.from_arrays([columns[f.name] for f in SCENES], schema=SCENES)
+
+
+def level_slice(lv: Level, i: int, j: int) -> Level:
+    return Level(lv.level, lv.starts[i:j], lv.firsts[i:j], lv.lasts[i:j], lv.tokens[i:j], lv.centroids[i:j], lv.norms[i:j],
+                 None if lv.gists is None else lv.gists[i:j])
+
+
+def parents_above(above: Level | None, first: int, count: int):
+    """The indices in ``above`` of the parents of ``count`` scenes from index ``first`` (None at the root)."""
+    return None if above is None else np.searchsorted(above.starts, np.arange(first, first + count), side="right") - 1
+
+
+def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
+    """Codes for every scene and semantic ids for every occurrence of one document.
+
+    Returns (scenes table, occurrences table with ``semantic_id``, [(level, code, scene_id, score)]).
+    """
+    hyperwords = doc.occurrences.column("hyperword").to_numpy()
+    codes: dict[int, np.ndarray] = {0: hyperwords}
+    scores: dict[int, np.ndarray] = {}
+    for lv in doc.levels:
+        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+    tables, members = [], []
+    for k, lv in enumerate(doc.levels):
+        ends = lv.lasts + 1 if k == 0 else lv.ends(len(doc.levels[k - 1]))
+        parents = parents_above(doc.levels[k + 1] if k + 1 < len(doc.levels) else None, 0, len(lv))
+        tables.append(scene_table(doc.doc_id, lv.level, 0, parents, lv, codes[lv.level], scores[lv.level], lv.gists,
+                                  ends - lv.starts, codes[lv.level - 1]))
+        members.extend((lv.level, int(c), scene_id(doc.doc_id, lv.level, x), float(s))
+                       for x, (c, s) in enumerate(zip(codes[lv.level], scores[lv.level])))
+    positions = doc.occurrences.column("position").to_numpy()
+    path = [(lv.firsts, codes[lv.level]) for lv in reversed(doc.levels)]
+    occurrences = doc.occurrences.append_column("semantic_id", semantic_ids(positions, path, hyperwords))
+    return pa.concat_tables(tables), occurrences, members
+
+
+@dataclass(frozen=True)
+class WindowCodes:
+    """What one window of a long document needs, once the levels above it are coded."""
+
+    first: int  # the window's units: [first, end)
+    end: int
+    cuts: list[np.ndarray]  # starts of each level cut inside it
+    offsets: list[int]  # index in the document of its first scene at each of those levels
+    top_codes: np.ndarray  # codes and scores of its scenes at its top inside level, coded in the
+    top_scores: np.ndarray  # document pass with the whole level (FAISS rounds by batch shape)
+    above: list[tuple]  # (level, index of the first, firsts, codes) of the scenes above the windows over it, root level first
+    spans: list[tuple]  # the same scenes as scenes.gist_candidates takes them
+
+
+def _list_array(offsets, values: pa.Array) -> pa.ListArray:
+    return pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), values)
+
+
+def encode_tree(tree: WindowedTree, codebooks: dict[int, np.ndarray]):
+    """Codes for the scenes above a long document's windows, and for its windows' top inside level.
+
+    Returns (the table of the scenes above the windows, gists empty, [(level, code, scene_id,
+    score)] of those scenes, [((doc_id, window, windows), WindowCodes)]).
+    """
+    codes: dict[int, np.ndarray] = {}
+    scores: dict[int, np.ndarray] = {}
+    for lv in ([tree.base] if tree.depth else []) + tree.above:
+        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+    below = tree.hyperwords if tree.depth == 0 else codes[tree.depth]
+    tables, members = [], []
+    for k, lv in enumerate(tree.above):
+        above = tree.above[k + 1] if k + 1 < len(tree.above) else None
+        ends = lv.lasts + 1 if lv.level == 1 else lv.ends(len(below))
+        for i in range(0, len(lv), tree.size):  # tables of at most ``size`` rows
+            j = min(i + tree.size, len(lv))
+            parents = parents_above(above, i, j - i)
+            part = level_slice(lv, i, j)
+            tables.append(scene_table(tree.doc_id, lv.level, i, parents, part, codes[lv.level][i:j], scores[lv.level][i:j],
+                                      None, ends[i:j] - part.starts, below[part.starts[0] : ends[j - 1]]))
+        members.extend((lv.level, int(c), scene_id(tree.doc_id, lv.level, x), float(s))
+                       for x, (c, s) in enumerate(zip(codes[lv.level], scores[lv.level])))
+        below = codes[lv.level]
+    bounds = windows(tree.units, tree.size)
+    counts = np.array([[len(c) for c in cuts] for cuts in tree.cuts]).reshape(len(bounds), tree.depth)
+    offsets = np.cumsum(np.vstack([np.zeros((1, tree.depth), np.int64), counts[:-1]]), axis=0)
+    per_window = []
+    for w, (first, end) in enumerate(bounds):
+        over = [(lv, *lv.overlapping(first, end)) for lv in reversed(tree.above)]
+        top = slice(int(offsets[w, -1]), int(offsets[w, -1] + counts[w, -1])) if tree.depth else slice(0, 0)
+        per_window.append(((tree.doc_id, w, len(bounds)), WindowCodes(
+            first, end, tree.cuts[w], offsets[w].tolist(),
+            codes[tree.depth][top] if tree.depth else np.zeros(0, np.int32),
+            scores[tree.depth][top] if tree.depth else np.zeros(0, np.float32),
+            [(lv.level, i, lv.firsts[i:j], codes[lv.level][i:j]) for lv, i, j in over],
+            [(lv.level, i, lv.firsts[i:j], lv.lasts[i:j], lv.centroids[i:j]) for lv, i, j in over])))
+    return pa.concat_tables(tables), members, per_window
+
+
+def semantic_ids(positions: np.ndarray, codes, hyperwords: np.ndarray) -> pa.ListArray:
+    """For each position: the codes of the scenes holding it, from the root down (``codes``: per
+    level, root first, (firsts, codes) of scenes covering the positions), then its hyperword."""
+    columns = [level_codes[np.searchsorted(firsts, positions, side="right") - 1] for firsts, level_codes in codes]
+    columns.append(hyperwords)
+    matrix = np.stack(columns, axis=1).astype(np.int32)
+    return list_array(np.arange(0, matrix.size + 1, matrix.shape[1]), pa.array(matrix.ravel()))
+
+
+def encode_window(parts, wc: WindowCodes, cfg: SceneConfig, codebooks: dict[int, np.ndarray]):
+    """One window of a long document, gathered again: its levels rebuilt from their cuts and coded.
+
+    Returns (scenes tables of its inside levels, its occurrences with ``semantic_id``,
+    [(level, code, scene_id, score)], its gist candidates for the scenes above the windows).
+    """
+    occurrences, tokens, vectors = gather_window(parts, wc.first)
+    if occurrences.num_rows != wc.end - wc.first:
+        raise ValueError(f"the window [{wc.first}, {wc.end}) holds {occurrences.num_rows} units")
+    doc_id = occurrences.column("doc_id")[0].as_py()
+    hyperwords = occurrences.column("hyperword").to_numpy().astype(np.int32)
+    depth = len(wc.cuts)
+    levels = cut_levels(vectors, tokens, cfg, offset=wc.first, depth=depth, cuts=wc.cuts) if depth else []
+    codes, scores = {0: hyperwords}, {}
+    for lv in levels[:-1]:
+        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+    if depth:
+        codes[depth], scores[depth] = wc.top_codes, wc.top_scores
+    tables, members = [], []
+    for k, lv in enumerate(levels):
+        local = np.arange(len(lv))
+        if k + 1 < depth:
+            parents = wc.offsets[k + 1] + np.searchsorted(levels[k + 1].starts, local, side="right") - 1
+        else:  # the lowest level above the windows
+            _, base, firsts, _ = wc.above[-1]
+            parents = base + np.searchsorted(firsts, lv.firsts, side="right") - 1
+        ends = lv.lasts + 1 - wc.first if k == 0 else lv.ends(len(levels[k - 1]))
+        starts = lv.starts - wc.first if k == 0 else lv.starts
+        tables.append(scene_table(doc_id, lv.level, wc.offsets[k], parents, lv, codes[lv.level], scores[lv.level], lv.gists,
+                                  ends - starts, codes[lv.level - 1]))
+        members.extend((lv.level, int(c), scene_id(doc_id, lv.level, wc.offsets[k] + x), float(s))
+                       for x, (c, s) in enumerate(zip(codes[lv.level], scores[lv.level])))
+    path = [(firsts, level_codes) for _, _, firsts, level_codes in wc.above]
+    path += [(lv.firsts, codes[lv.level]) for lv in reversed(levels)]
+    positions = occurrences.column("position").to_numpy()
+    occurrences = occurrences.append_column("semantic_id", semantic_ids(positions, path, hyperwords))
+    return tables, occurrences, members, gist_candidates(vectors, wc.first, wc.spans, cfg.gist_size)
+
+
+def fill_gists(pending: pa.Table, candidates, gist_size: int) -> pa.Table:
+    """The scenes of one document above its windows, with their gists from every window's
+    candidates. ``pending`` is sorted by (level, index), each level complete."""
+    levels = pending.column("level").to_numpy()
+    by_level: dict[int, list] = {}
+    for c in candidates:
+        by_level.setdefault(c[0], []).append(c)
+    gists = []
+    for level in np.unique(levels):  # ascending, as the rows are
+        gists.extend(merge_gists(by_level.get(int(level), []), int((levels == level).sum()), gist_size))
+    column = list_array(np.append(0, np.cumsum([len(g) for g in gists])), pa.array([p for g in gists for p in g], pa.int64()))
+    return pending.set_column(SCENES.get_field_index("gist"), SCENES.field("gist"), column)

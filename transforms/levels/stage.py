@@ -1,0 +1,204 @@
+"""The Beam stage: assigned UnitBuckets -> scenes, occurrences with semantic ids, level codebooks.
+
+Only wiring: every step is a function of :mod:`.parts`, :mod:`.encode`, :mod:`.codebooks` or
+``transforms/scenes`` (see the package's docstring for the flow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import apache_beam as beam
+import numpy as np
+
+from hyperscene.schemas import SORT_KEYS
+from hyperscene.transforms import scenes as scenes_package
+from hyperscene.transforms.levels.codebooks import CodeStats, LevelSample, codebook_rows, level_centroids, level_stats, train_level, window_keys
+from hyperscene.transforms.levels.encode import DocumentScenes, WindowedTree, encode_document, encode_tree, encode_window, fill_gists, gather_document
+from hyperscene.transforms.levels.parts import bucket_parts, gather_window, window_parts
+from hyperscene.transforms.progress import Progress, stage_timer
+from hyperscene.transforms.scenes import SceneConfig, build_tree, summarize_window, window_depth
+from hyperscene.transforms.spill import NO_SPILL, SpillPolicy, scratch_name
+
+
+def window_scenes(key, parts, cfg: SceneConfig, size: int, depth: int):
+    """One window of a long document, first pass -> ((doc_id, WindowSummary), [(level, (sample keys, centroids))])."""
+    doc_id, window, _ = key
+    occurrences, tokens, vectors = gather_window(parts, window * size)
+    summary, levels = summarize_window(vectors, tokens, window, cfg, size, depth)
+    if depth == 0:  # the root is level 1: the units' hyperwords are its child codes
+        summary = replace(summary, hyperwords=occurrences.column("hyperword").to_numpy().astype(np.int32))
+    return (doc_id, summary), [(lv.level, (window_keys(doc_id, lv.level, window, len(lv)), lv.centroids)) for lv in levels]
+
+
+class _SceneDoFn(beam.DoFn):
+    """A whole document's tree (main output), or one window of a long one: its summary (``windows``)
+    and its codebook samples (``samples``)."""
+
+    def __init__(self, cfg: SceneConfig, size: int):
+        self._cfg, self._size, self._depth = cfg, size, window_depth(cfg, size)
+
+    def setup(self):
+        self._progress = Progress("scenes", "documents or windows")
+
+    def process(self, item):
+        key, parts = item
+        doc_id, _, count = key
+        with self._progress.timed(1):
+            if count == 1:
+                doc, summary, samples = gather_document(doc_id, parts, self._cfg), None, []
+            else:
+                doc, (summary, samples) = None, window_scenes(key, parts, self._cfg, self._size, self._depth)
+        if doc is not None:
+            yield doc
+        else:
+            yield beam.pvalue.TaggedOutput("windows", summary)
+        for sample in samples:
+            yield beam.pvalue.TaggedOutput("samples", sample)
+
+
+class _TreeDoFn(beam.DoFn):
+    def __init__(self, cfg: SceneConfig, size: int):
+        self._cfg, self._size = cfg, size
+
+    def process(self, item):
+        doc_id, summaries = item
+        with stage_timer("scenes above windows", 1):
+            tree = build_tree(doc_id, summaries, self._cfg, self._size)
+        yield tree
+
+
+class _EncodeDoFn(beam.DoFn):
+    def process(self, doc: DocumentScenes, codebooks: dict):
+        with stage_timer("encode levels", doc.occurrences.num_rows):
+            scenes, occurrences, members = encode_document(doc, codebooks)
+        yield scenes
+        yield beam.pvalue.TaggedOutput("occurrences", occurrences)
+        for level, code, sid, score in members:
+            yield beam.pvalue.TaggedOutput("members", ((level, code), (score, sid)))
+
+
+class _EncodeTreeDoFn(beam.DoFn):
+    def process(self, tree: WindowedTree, codebooks: dict):
+        with stage_timer("encode levels", len(tree.base) + sum(len(lv) for lv in tree.above)):
+            pending, members, per_window = encode_tree(tree, codebooks)
+        yield tree.doc_id, pending
+        for level, code, sid, score in members:
+            yield beam.pvalue.TaggedOutput("members", ((level, code), (score, sid)))
+        for keyed in per_window:
+            yield beam.pvalue.TaggedOutput("windows", keyed)
+
+
+class _EncodeWindowDoFn(beam.DoFn):
+    """One window of a long document, coded. Its occurrences and scenes reach the writer as
+    :class:`~hyperscene.transforms.spill.Rows`: in scratch files if the run's policy spills."""
+
+    def __init__(self, cfg: SceneConfig, spill: SpillPolicy):
+        self._cfg, self._spill = cfg, spill
+
+    def process(self, item, codebooks: dict):
+        (doc_id, window, _), joined = item
+        (codes,) = joined["codes"]
+        with stage_timer("encode windows", codes.end - codes.first):
+            tables, occurrences, members, candidates = encode_window(joined["parts"], codes, self._cfg, codebooks)
+            name = f"{scratch_name(doc_id)}-w{window:06d}.arrow"
+            (occurrences,) = self._spill.hold([occurrences], f"occurrences-{name}", 1, SORT_KEYS["occurrences"])
+            tables = self._spill.hold([t for t in tables if t.num_rows], f"scenes-{name}", 1, SORT_KEYS["scenes"])
+        yield occurrences
+        for table in tables:
+            yield beam.pvalue.TaggedOutput("scenes", table)
+        for level, code, sid, score in members:
+            yield beam.pvalue.TaggedOutput("members", ((level, code), (score, sid)))
+        yield beam.pvalue.TaggedOutput("candidates", (doc_id, candidates))
+
+
+def _fill_gists(item, gist_size: int):
+    _, joined = item
+    (pending,) = joined["pending"]
+    with stage_timer("gists above windows", pending.num_rows):
+        table = fill_gists(pending, [c for cs in joined["candidates"] for c in cs], gist_size)
+    yield table
+
+
+class BuildLevels(beam.PTransform):
+    """Assigned UnitBuckets -> ``scenes`` tables, ``occurrences`` tables (with ``semantic_id``),
+    ``codebooks`` rows and ``levels`` (per-level statistics for the manifest).
+
+    ``frozen`` (a PCollection of (level, centroids), as a refresh reads them from the store) replaces
+    training: scenes are coded with those codebooks, and ``cfg.levels`` must not exceed their depth.
+    Documents of ``2 * window_units`` units or more are cut in windows (see the module's docstring);
+    the default is ``scenes.WINDOW_UNITS``, and tests pass a small one.
+
+    ``spill``, the run's policy, may keep a long document's rows out of the local runner's memory:
+    they cross the gathers and reach the writer as references to scratch files
+    (:func:`~hyperscene.transforms.levels.parts.bucket_parts`). Only buckets whose vectors are in a
+    local file are spilled (in a refresh, the fresh units'; its known units carry their vectors, and
+    their rows, as values).
+    """
+
+    def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None,
+                 window_units: int | None = None, spill: SpillPolicy = NO_SPILL):
+        super().__init__()
+        self._cfg, self._sizes, self._seed, self._frozen = cfg, tuple(codebook_sizes), seed, frozen
+        self._spill = spill
+        window_units = scenes_package.WINDOW_UNITS if window_units is None else window_units
+        if isinstance(window_units, bool) or not isinstance(window_units, int) or window_units < 1:
+            raise ValueError(f"window_units must be a whole number of at least 1, not {window_units!r}")
+        window_depth(cfg, window_units)  # a clear error now, not on a worker, if no window can hold a scene
+        self._window = window_units
+
+    def expand(self, buckets):
+        size, cfg = self._window, self._cfg
+        by_document = buckets | "ByDocument" >> beam.FlatMap(bucket_parts, spill=self._spill)
+        long_documents = (
+            by_document
+            | "PartLengths" >> beam.Map(lambda item: (item[0], item[1].length))
+            | "Lengths" >> beam.CombinePerKey(max)
+            | "LongOnly" >> beam.Filter(lambda kv: kv[1] >= 2 * size)
+        )
+        parts = by_document | "ByWindow" >> beam.FlatMap(window_parts, beam.pvalue.AsDict(long_documents), size=size)
+        gathered = (
+            parts
+            | "Gather" >> beam.GroupByKey()
+            | "Scenes" >> beam.ParDo(_SceneDoFn(cfg, size)).with_outputs("windows", "samples", main="docs")
+        )
+        docs = gathered.docs
+        trees = (
+            gathered.windows
+            | "WindowsByDocument" >> beam.GroupByKey()
+            | "ScenesAboveWindows" >> beam.ParDo(_TreeDoFn(cfg, size))
+        )
+        codebooks = self._frozen if self._frozen is not None else (
+            (docs | "LevelCentroids" >> beam.FlatMap(lambda doc: level_centroids(doc.doc_id, doc.levels)),
+             trees | "TreeLevelCentroids" >> beam.FlatMap(lambda tree: level_centroids(tree.doc_id, tree.above)),
+             gathered.samples)
+            | "AllLevelCentroids" >> beam.Flatten()
+            | "ByLevel" >> beam.CombinePerKey(LevelSample())
+            | "Train" >> beam.MapTuple(train_level, sizes=self._sizes, seed=self._seed)
+        )
+        encoded = docs | "Encode" >> beam.ParDo(_EncodeDoFn(), beam.pvalue.AsDict(codebooks)).with_outputs(
+            "occurrences", "members", main="scenes")
+        coded = trees | "EncodeTrees" >> beam.ParDo(_EncodeTreeDoFn(), beam.pvalue.AsDict(codebooks)).with_outputs(
+            "members", "windows", main="pending")
+        windowed = (
+            {"parts": parts | "WindowedOnly" >> beam.Filter(lambda kv: kv[0][2] > 1), "codes": coded.windows}
+            | "JoinWindows" >> beam.CoGroupByKey()
+            | "EncodeWindows" >> beam.ParDo(_EncodeWindowDoFn(cfg, self._spill), beam.pvalue.AsDict(codebooks)).with_outputs(
+                "scenes", "members", "candidates", main="occurrences")
+        )
+        gisted = (
+            {"pending": coded.pending, "candidates": windowed.candidates}
+            | "JoinGists" >> beam.CoGroupByKey()
+            | "FillGists" >> beam.FlatMap(_fill_gists, gist_size=cfg.gist_size)
+        )
+        scenes = (encoded.scenes, windowed.scenes, gisted) | "AllScenes" >> beam.Flatten()
+        occurrences = (encoded.occurrences, windowed.occurrences) | "AllOccurrences" >> beam.Flatten()
+        members = (encoded.members, coded.members, windowed.members) | "AllMembers" >> beam.Flatten()
+        stats = members | "CodeStats" >> beam.CombinePerKey(CodeStats())
+        rows = codebooks | "Rows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(stats))
+        levels = (
+            (scenes | "LevelStats" >> beam.FlatMap(level_stats),
+             codebooks | "CodebookSizes" >> beam.MapTuple(lambda level, c: (f"level_{level}_codebook_size", len(c))))
+            | "AllLevelStats" >> beam.Flatten()
+        )
+        return {"scenes": scenes, "occurrences": occurrences, "codebooks": rows, "levels": levels}

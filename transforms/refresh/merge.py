@@ -1,0 +1,113 @@
+"""The per-bucket join of a refresh. Only the documents to process are segmented. Their occurrences
+are bucketed by unit id as in compress and joined, bucket by bucket, with the latest version's units,
+the units of the occurrences that leave (old revisions, deleted documents) and the near-duplicate
+members (:func:`merge_bucket`). That splits each bucket into the stored units with their new counts,
+the *fresh* units (never seen: only they are embedded and assigned to the frozen hyperwords), and the
+*known* units of the new documents (their vectors are read from the ``vectors`` table)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hyperscene.schemas import TABLES
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.dedup import dedup_bucket
+from hyperscene.transforms.progress import Progress
+
+
+@dataclass(frozen=True)
+class MergedBucket:
+    stored_units: pa.Table | None  # the stored units of the bucket with their new occurrence counts
+    fresh: UnitBucket | None  # never-seen units of the new documents, with their occurrences
+    known: UnitBucket | None  # stored units the new documents use, with those occurrences
+    member_units: int  # stored near-duplicate members still used in the new version
+    member_occurrences: int  # occurrences of stored near-duplicate members in the new version
+    stored_distance: float  # sum of 1 - hyperword_score over the stored units (for drift)
+    stored_count: int
+
+
+def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: list[pa.Array],
+                 members: list[pa.Array]) -> MergedBucket:
+    """One bucket of the join: the new documents' occurrences (``doc_id, position, text, separator,
+    unit_id`` tables), the stored units rows, the unit ids of
+    occurrences that leave, and the stored near-duplicate members' ids."""
+    stored_units = pa.concat_tables(stored) if stored else TABLES["units"].empty_table()
+    stored_ids = stored_units.column("unit_id")
+    counts = stored_units.column("occurrence_count").to_numpy().copy()
+    position = {u: i for i, u in enumerate(stored_ids.to_pylist())}
+    for unit, n in Counter(u for ids in removed for u in ids.to_pylist()).items():
+        if unit in position:
+            counts[position[unit]] -= n
+
+    fresh = known = None
+    if new_parts:
+        incoming = dedup_bucket(bucket, new_parts)
+        in_store = pc.is_in(incoming.units.column("unit_id"), value_set=stored_ids).to_numpy(zero_copy_only=False)
+        new_counts = incoming.units.column("occurrence_count").to_numpy()
+        for unit, n in zip(incoming.units.column("unit_id").filter(pa.array(in_store)).to_pylist(), new_counts[in_store]):
+            counts[position[unit]] += n
+        occurrence_known = pc.is_in(incoming.occurrences.column("unit_id"), value_set=stored_ids)
+        if not in_store.all():
+            fresh = UnitBucket(bucket, incoming.units.filter(pa.array(~in_store)),
+                               incoming.occurrences.filter(pc.invert(occurrence_known)))
+        if in_store.any():
+            known_ids = incoming.units.column("unit_id").filter(pa.array(in_store))
+            rows = pc.index_in(known_ids, value_set=stored_ids)
+            units = stored_units.take(rows).select(["unit_id", "text", "token_count", "word_count", "hyperword", "hyperword_score"])
+            units = units.append_column("occurrence_count", pa.array(new_counts[in_store], pa.int64()))
+            occurrences = incoming.occurrences.filter(occurrence_known)
+            at = pc.index_in(occurrences.column("unit_id"), value_set=stored_ids)
+            occurrences = occurrences.append_column("hyperword", pc.take(stored_units.column("hyperword"), at))
+            known = UnitBucket(bucket, units, occurrences)
+
+    if stored_units.num_rows:
+        stored_units = stored_units.set_column(stored_units.schema.get_field_index("occurrence_count"),
+                                               "occurrence_count", pa.array(counts, pa.int64()))
+    member_ids = pa.array([u for ids in members for u in ids.to_pylist()], pa.string())
+    is_member = pc.is_in(stored_ids, value_set=member_ids).to_numpy(zero_copy_only=False)
+    scores = stored_units.column("hyperword_score").to_numpy()
+    return MergedBucket(
+        stored_units if stored_units.num_rows else None, fresh, known,
+        member_units=int((counts[is_member] > 0).sum()), member_occurrences=int(counts[is_member].sum()),
+        stored_distance=float(np.sum(1.0 - scores, dtype=np.float64)), stored_count=len(scores),
+    )
+
+
+class _MergeDoFn(beam.DoFn):
+    def setup(self):
+        self._progress = Progress("merge with store", "buckets")
+
+    def process(self, item):
+        bucket, joined = item
+        with self._progress.timed(1):
+            merged = merge_bucket(bucket, [rows.load() for rows in joined["new"]], list(joined["stored"]),
+                                  [t.column("unit_id") for t in joined["removed"]],
+                                  [t.column("unit_id") for t in joined["members"]])
+        if merged.stored_units is not None:
+            yield merged.stored_units
+        if merged.fresh is not None:
+            yield beam.pvalue.TaggedOutput("fresh", merged.fresh)
+        if merged.known is not None:
+            yield beam.pvalue.TaggedOutput("known", merged.known)
+        yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", merged.member_occurrences))
+        yield beam.pvalue.TaggedOutput("stats", ("_stored_distance_total", merged.stored_distance))
+        yield beam.pvalue.TaggedOutput("stats", ("_stored_units", merged.stored_count))
+
+
+class MergeWithStore(beam.PTransform):
+    """{"new": (bucket, occurrences), "stored": (bucket, units), "removed": (bucket, unit ids),
+    "members": (bucket, unit ids)} -> stored units rows (main), ``fresh`` and ``known`` UnitBuckets,
+    ``stats``."""
+
+    def expand(self, joined):
+        return (
+            joined
+            | "Join" >> beam.CoGroupByKey()
+            | "Merge" >> beam.ParDo(_MergeDoFn()).with_outputs("fresh", "known", "stats", main="units")
+        )

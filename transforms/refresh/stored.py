@@ -1,0 +1,90 @@
+"""The latest stored version read back into a refresh's pipeline: its Parquet files in batches, rows
+by unit bucket, the stored vectors the new documents' known units need, and fresh units assigned to
+the frozen hyperwords."""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from hyperscene.schemas import TABLES
+from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.codebook import assign
+from hyperscene.transforms.dedup import bucket_of
+from hyperscene.transforms.refresh.plan import drop_documents
+from hyperscene.transforms.store.reader import read_vectors
+
+# Rows per element when a stored table is read back into the pipeline.
+READ_BATCH_ROWS = 65_536
+
+
+def read_stored(path: str, columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
+                only_docs_in: frozenset[str] | None = None) -> Iterator[pa.Table]:
+    """A stored Parquet file, in batches of READ_BATCH_ROWS rows; optionally without the rows of
+    some documents, or with only those of some documents."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        data = f.read()
+    reader = pq.ParquetFile(io.BytesIO(data))
+    for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+        table = pa.Table.from_batches([batch])
+        if only_docs_in is not None:
+            table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(sorted(only_docs_in), pa.string())))
+        else:
+            table = drop_documents(table, keep_docs_not_in)
+        if table.num_rows:
+            yield table
+
+
+def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Iterator[tuple[int, pa.Table]]:
+    buckets = bucket_of(table.column(column).to_pylist(), n_buckets)
+    for b in np.unique(buckets):
+        yield int(b), table.filter(pa.array(buckets == b))
+
+
+def attach_vectors(item, dimension: int) -> Iterator[UnitBucket]:
+    """(bucket, {"units": [known UnitBucket], "vectors": [vectors rows]}) -> the bucket with vectors."""
+    _, joined = item
+    vectors = [t for t in joined["vectors"]]
+    table = pa.concat_tables(vectors) if vectors else TABLES["vectors"].empty_table()
+    for bucket in joined["units"]:
+        ids = bucket.units.column("unit_id")
+        rows = pc.index_in(ids, value_set=table.column("unit_id"))
+        if rows.null_count:
+            missing = ids.filter(pc.is_null(rows)).to_pylist()
+            raise ValueError(f"the store's vectors table lacks {len(missing)} stored unit(s), e.g. {missing[0]}: "
+                             "the store is damaged (check it with hyperscene verify)")
+        matrix = read_vectors(table.take(rows)) if len(ids) else np.zeros((0, dimension), np.float32)
+        yield bucket.with_vectors(matrix)
+
+
+def stored_vectors_of(path: str, unit_ids: Iterable[str] | None = None, hyperwords: Iterable[int] | None = None,
+                      exclude: Iterable[str] = ()) -> Iterator[pa.Table]:
+    """Rows of a stored vectors file: those of ``unit_ids``, or those of ``hyperwords`` but not of
+    ``exclude`` (the near-duplicate members)."""
+    for table in read_stored(path):
+        mask = None
+        if unit_ids is not None:
+            mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.string()))
+        if hyperwords is not None:
+            mask = pc.is_in(table.column("hyperword"), value_set=pa.array(sorted(set(hyperwords)), pa.int32()))
+            mask = pc.and_(mask, pc.invert(pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(exclude)), pa.string()))))
+        table = table.filter(mask) if mask is not None else table
+        if table.num_rows:
+            yield table
+
+
+def assign_frozen(bucket: UnitBucket, centroids: np.ndarray) -> UnitBucket:
+    """Fresh units onto the stored hyperwords (as codebook.AssignHyperwords does)."""
+    from hyperscene.transforms.codebook import assign_bucket
+    from hyperscene.transforms.embed import load_vectors
+
+    ids, scores = assign(load_vectors(bucket), centroids)
+    return assign_bucket(bucket, ids, scores)
