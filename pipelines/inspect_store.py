@@ -70,12 +70,21 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
         "store_bytes": c.get("store_bytes", 0),
         "store_to_input": round(c.get("store_bytes", 0) / c["input_bytes"], 3) if c.get("input_bytes") else 0.0,
         "vector_bytes": c.get("vector_bytes", 0),
+        "table_bytes": table_bytes(m),
         "made_by": made_by(m),
         "dead_letters": c.get("dead_letters", 0),
         "wall_seconds": m["timings"]["wall_seconds"],
         "model": m["model"]["name"],
         "levels": level_stats(store),
     }
+
+
+def table_bytes(manifest: dict) -> dict[str, int]:
+    """Bytes of each table's files in the version, largest first, as its manifest lists them."""
+    totals: dict[str, int] = {}
+    for f in manifest["files"]:
+        totals[f["table"]] = totals.get(f["table"], 0) + f["bytes"]
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def made_by(manifest: dict) -> str:
@@ -151,6 +160,7 @@ def render(s: dict) -> str:
         ("codebook size", human(s["codebook_size"])),
         ("store bytes", f"{human(s['store_bytes'])} ({s['store_to_input']:.3f} of input)"
                         + (f", of which vectors {human(s['vector_bytes'])} (kept for refresh)" if s.get("vector_bytes") else "")),
+        ("bytes per table", ", ".join(f"{table} {human(n)}" for table, n in s["table_bytes"].items())),
         ("made by", s["made_by"]),
         ("dead letters", human(s["dead_letters"])),
         ("wall time", f"{s['wall_seconds']:.1f} s"),

@@ -118,6 +118,49 @@ def _count(name):
     return beam.Map(lambda t: (name, t.num_rows if hasattr(t, "num_rows") else 1))
 
 
+def _joined_with_store(p, stored: StoreVersion, plan: rf.RefreshPlan, new_slices, n: int) -> dict:
+    """The new documents' occurrences beside the stored units, the occurrences that leave and the
+    stored near-duplicate members, each by bucket, for :class:`~hyperscene.transforms.refresh.MergeWithStore`."""
+    return {
+        "new": new_slices,
+        "stored": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "removed": job.read_stored(p, "removed", job.stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
+        | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "members": job.read_stored(p, "members", job.stored_files(stored, "provenance"), columns=["unit_id"])
+        | "MembersByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+    }
+
+
+def _known_units(p, stored: StoreVersion, known, dimension: int, n: int):
+    """Buckets of stored units the new documents use, with their stored vectors."""
+    known_ids = known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
+    known_vectors = (
+        p | "StoredVectorsForKnown" >> beam.Create(job.stored_files(stored, "vectors"))
+        | "KnownVectors" >> beam.FlatMap(rf.stored_vectors_of, unit_ids=beam.pvalue.AsList(known_ids))
+        | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
+    )
+    return (
+        {"units": known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)), "vectors": known_vectors}
+        | "JoinKnown" >> beam.CoGroupByKey()
+        | "AttachVectors" >> beam.FlatMap(rf.attach_vectors, dimension=dimension)
+    )
+
+
+def _matched_fresh_units(p, cfg: CompressConfig, stored: StoreVersion, fresh, members, n: int):
+    """Near-duplicates of fresh units, against the stored canonical units of their hyperwords."""
+    touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
+    member_ids = members | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
+    canonical = (
+        p | "StoredVectorsForCanonicals" >> beam.Create(job.stored_files(stored, "vectors"))
+        | "Canonical" >> beam.FlatMap(rf.stored_vectors_of, hyperwords=beam.pvalue.AsList(touched), exclude=beam.pvalue.AsList(member_ids))
+        | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
+    )
+    return (
+        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n), "stored": canonical}
+        | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold, cfg.lang, stored.manifest["config"].get("near_dup_check", "none"))
+    )
+
+
 def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.RefreshPlan, files, new_dead: list[dict],
                    model_folder: str, embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str,
                    copied_vectors: list[dict], process_bytes: int):
@@ -140,15 +183,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     new_documents = segmented.documents | "Revision" >> beam.Map(
         lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
 
-    # The join with the stored units, bucket by bucket.
-    joined = {
-        "new": segmented.occurrences | "Bucket" >> beam.FlatMap(bucket_slices, n_buckets=n, spill=spill),
-        "stored": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "removed": job.read_stored(p, "removed", job.stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
-        | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "members": job.read_stored(p, "members", job.stored_files(stored, "provenance"), columns=["unit_id"])
-        | "MembersByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-    }
+    joined = _joined_with_store(p, stored, plan, segmented.occurrences | "Bucket" >> beam.FlatMap(bucket_slices, n_buckets=n, spill=spill), n)
     merged = joined | "MergeWithStore" >> rf.MergeWithStore()
 
     # Fresh units: counted, embedded, assigned to the frozen hyperwords.
@@ -163,35 +198,12 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         | "Assign" >> beam.Map(rf.assign_frozen, centroids=beam.pvalue.AsSingleton(frozen))
     )
 
-    # Known units of the new documents: their stored vectors.
-    vector_paths = job.stored_files(stored, "vectors")
-    known_ids = merged.known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
-    known_vectors = (
-        p | "StoredVectorsForKnown" >> beam.Create(vector_paths)
-        | "KnownVectors" >> beam.FlatMap(rf.stored_vectors_of, unit_ids=beam.pvalue.AsList(known_ids))
-        | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
-    )
-    known = (
-        {"units": merged.known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)), "vectors": known_vectors}
-        | "JoinKnown" >> beam.CoGroupByKey()
-        | "AttachVectors" >> beam.FlatMap(rf.attach_vectors, dimension=dimension)
-    )
+    known = _known_units(p, stored, merged.known, dimension, n)
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
         scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
 
-    # Near-duplicates of fresh units, against the stored canonical units of their hyperwords.
-    touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
-    member_ids = joined["members"] | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
-    canonical = (
-        p | "StoredVectorsForCanonicals" >> beam.Create(vector_paths)
-        | "Canonical" >> beam.FlatMap(rf.stored_vectors_of, hyperwords=beam.pvalue.AsList(touched), exclude=beam.pvalue.AsList(member_ids))
-        | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
-    )
-    matched = (
-        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n), "stored": canonical}
-        | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold, cfg.lang, stored.manifest["config"].get("near_dup_check", "none"))
-    )
+    matched = _matched_fresh_units(p, cfg, stored, fresh, joined["members"], n)
 
     # The new version's tables: what still holds of the stored ones, and the new rows.
     units = (merged.units, fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)) | "Units" >> beam.Flatten()

@@ -14,6 +14,7 @@ from conftest import (RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, reseal,
                       units_with_alice_renamed)
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
+from hyperscene.pipelines.cliutil import human
 from hyperscene.schemas import TABLES
 from hyperscene.transforms.store.reader import StoreVersion
 
@@ -94,11 +95,17 @@ def test_every_unit_has_a_hyperword_and_merges_are_above_threshold(sample_store)
 def test_inspect_and_single_document(sample_store, capsys):
     assert main(["inspect", str(sample_store)]) == 0
     text = capsys.readouterr().out
-    for label in ("documents", "tokens", "distinct units", "near-dup merges", "tokens/hyperword", "codebook size", "store bytes"):
+    for label in ("documents", "tokens", "distinct units", "near-dup merges", "tokens/hyperword", "codebook size", "store bytes",
+                  "bytes per table"):
         assert label in text
     assert main(["inspect", str(sample_store), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert 5 <= summary["tokens_per_hyperword"] <= 12
+    files = json.loads((sample_store / "v000001" / "manifest.json").read_text())["files"]
+    assert sum(summary["table_bytes"].values()) == summary["store_bytes"] == sum(f["bytes"] for f in files)
+    assert set(summary["table_bytes"]) == {f["table"] for f in files}
+    [line] = [line for line in text.splitlines() if line.startswith("bytes per table")]
+    assert all(f"{table} {human(n)}" in line for table, n in summary["table_bytes"].items()), line
     assert main(["decompress", str(sample_store), "--doc", "sign-of-the-four.md"]) == 0
     assert capsys.readouterr().out == (SAMPLE_CORPUS / "sign-of-the-four.md").read_bytes().decode("utf-8")
 
