@@ -120,10 +120,6 @@ class SpillPolicy:
         """The policy of a run whose scratch folder is ``folder``: it spills only on the local disk."""
         return cls(folder if is_local(folder) else None, **thresholds)
 
-    @property
-    def spills(self) -> bool:
-        return self.folder is not None
-
     def hold_text(self, doc: dict) -> dict:
         """A read document, its text moved to a file if it is long (read it with :func:`document_text`)."""
         if self.folder is None or doc["bytes"] < self.text_bytes:

@@ -9,7 +9,7 @@ All plain numpy; the Beam stage that runs it over a corpus is ``transforms/level
 """
 
 from hyperscene.transforms.scenes.cut import SceneConfig, best_segmentation, centred, cut_points
-from hyperscene.transforms.scenes.tree import ROW_FIELDS, Level, Scene, cut_levels, gists, level_scenes, scene_columns, span_centroids, top_units
+from hyperscene.transforms.scenes.tree import ROW_FIELDS, Level, Scene, cut_levels, gists, level_scenes, scene_columns
 from hyperscene.transforms.scenes.windows import (
     WINDOW_UNITS, WindowedTree, WindowSummary, build_scene_tree, build_tree, gist_candidates, merge_gists, scene_levels,
     summarize_window, upper_levels, window_depth, window_of, windows,
@@ -18,6 +18,6 @@ from hyperscene.transforms.scenes.windows import (
 __all__ = [
     "ROW_FIELDS", "WINDOW_UNITS", "Level", "Scene", "SceneConfig", "WindowSummary", "WindowedTree", "best_segmentation",
     "build_scene_tree", "build_tree", "centred", "cut_levels", "cut_points", "gist_candidates", "gists", "level_scenes",
-    "merge_gists", "scene_columns", "scene_levels", "span_centroids", "summarize_window", "top_units", "upper_levels",
+    "merge_gists", "scene_columns", "scene_levels", "summarize_window", "upper_levels",
     "window_depth", "window_of", "windows",
 ]

@@ -24,8 +24,8 @@ class Scene:
     index of the scene at ``level + 1`` that holds it (None for the root); ``children`` are indices
     at ``level - 1``, where level 0 is the units and a unit's index is its position. ``first`` and
     ``last`` are unit positions, both inclusive. ``gist`` holds the positions of the scene's most
-    central units, in document order. ``centroid`` is float32 and unit length (see
-    :func:`span_centroids`).
+    central units, in document order. ``centroid`` is float32 and unit length: the
+    normalised token-weighted mean of its units' vectors.
     """
 
     level: int
@@ -78,17 +78,8 @@ class Spans:
         """Token-weighted sums of the spans' unit vectors, float64."""
         return self.prefix[lasts + 1] - self.prefix[firsts]
 
-    def centroids(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
-        return normalise(self.sums(firsts, lasts)).astype(np.float32)
-
     def token_counts(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
         return self.tokens[lasts + 1] - self.tokens[firsts]
-
-
-def span_centroids(vectors: np.ndarray, token_counts, firsts, lasts) -> np.ndarray:
-    """Centroids of unit spans ``[first, last]``: the normalised token-weighted mean of their unit vectors."""
-    vectors = as_matrix(vectors)
-    return Spans(vectors, token_counts).centroids(np.asarray(firsts), np.asarray(lasts))
 
 
 def gists(vectors: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, centroids: np.ndarray, size: int) -> list[tuple[int, ...]]:
