@@ -25,7 +25,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines import cliutil
-from hyperscene.schemas import FORMAT_VERSION
+from hyperscene.schemas import VECTORS_SINCE
 from hyperscene.transforms.errors import DiskFull, Errors, ModelNotFound, StoreError, Warnings
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.store.layout import clear_scratch, version_dir
@@ -64,9 +64,9 @@ def base_version(store: str, command: str) -> StoreVersion:
     """The latest version, which refresh and retrain build on: its files checked before any work."""
     stored = StoreVersion(store)
     stored.check_files()
-    if stored.manifest.get("format_version", 0) < FORMAT_VERSION:
+    if stored.manifest.get("format_version", 0) < VECTORS_SINCE:
         raise StoreError(Errors.E405.format(store=store, format=stored.manifest.get("format_version"), command=command,
-                                            needed=FORMAT_VERSION))
+                                            needed=VECTORS_SINCE))
     return stored
 
 
@@ -122,19 +122,16 @@ def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, 
     return centroids, levels
 
 
-def copy_files(stored: StoreVersion, path: str, tables: tuple[str, ...]) -> list[dict]:
-    """The stored files of ``tables``, copied as they are into the new version (whose folder stays
-    self-contained); their manifest entries hold as they were."""
-    entries = [dict(e) for e in stored.entries() if e["table"] in tables and e["rows"]]
-    sources = [stored.file_path(e) for e in entries]
-    targets = [FileSystems.join(path, e["path"]) for e in entries]
-    for target in targets:
-        folder = FileSystems.split(target)[0]
-        if FileSystems.get_scheme(folder) is None:  # local folders must exist; object stores have none
-            os.makedirs(folder, exist_ok=True)
-    if sources:
-        FileSystems.copy(sources, targets)
-    return entries
+def shared_files(stored: StoreVersion, tables: tuple[str, ...]) -> list[dict]:
+    """The stored files of ``tables`` as the new version's manifest lists them: shared, not copied
+    (each entry names the version whose folder holds the file)."""
+    return [stored.shared(e) for e in stored.entries() if e["table"] in tables and e["rows"]]
+
+
+def written_bytes(stored: StoreVersion, shared: tuple[str, ...]) -> int:
+    """Bytes of the stored tables a new version writes again (all but the ``shared`` ones): the disk
+    it needs for them."""
+    return sum(e["bytes"] for e in stored.entries() if e["table"] not in shared)
 
 
 # --- writing a version ---------------------------------------------------------------------------

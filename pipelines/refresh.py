@@ -38,6 +38,10 @@ from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")
 
+# Tables whose stored files a refresh lists as they are, without rewriting them: its own vectors go
+# into files of their own beside them.
+SHARED_TABLES = ("vectors",)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -163,7 +167,7 @@ def _matched_fresh_units(p, cfg: CompressConfig, stored: StoreVersion, fresh, me
 
 def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.RefreshPlan, files, new_dead: list[dict],
                    model_folder: str, embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str,
-                   copied_vectors: list[dict], process_bytes: int):
+                   shared: list[dict], process_bytes: int):
     version = info.version
     n = bucket_count(process_bytes)
     centroids, level_books = job.frozen_codebooks(stored)
@@ -232,7 +236,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     large = {"units", "occurrences", "scenes"}
     written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()]
     written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
-    written.append(p | "CopiedVectors" >> beam.Create(copied_vectors))
+    written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 
     stats = [
@@ -321,12 +325,11 @@ def run(argv: list[str]) -> dict:
         )
 
         def build(p, path, scratch):
-            copied = job.copy_files(stored, path, ("vectors",))
             build_pipeline(p, cfg, stored, plan, to_read, new_dead, model.folder, model.embedder_folder, identity.dimension,
-                           info, path, scratch, copied, process_bytes)
+                           info, path, scratch, job.shared_files(stored, SHARED_TABLES), process_bytes)
 
-        # The new version copies the stored one's files, then adds what this run writes.
-        needed = sum(e["bytes"] for e in stored.entries()) + job.disk_needed(process_bytes, identity.dimension)
+        # The new version shares the stored vector files, rewrites the other tables and adds what this run writes.
+        needed = job.written_bytes(stored, SHARED_TABLES) + job.disk_needed(process_bytes, identity.dimension)
         manifest, stages = job.write_version(args.store, version, build, cfg.beam_args, needed)
         drift = manifest["refresh"]["drift"]
         logger.info("version %d published: %s; drift: fresh units sit %s from their hyperwords against %s when the codebook "

@@ -31,6 +31,9 @@ from hyperscene.transforms.store.writer import WriteTable, write_vector_file
 
 logger = logging.getLogger("hyperscene")
 
+# Tables a retrain leaves as they are: their stored files are shared, not rewritten.
+SHARED_TABLES = ("documents", "dead_letters")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -62,7 +65,7 @@ class _RecodeDoFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("stats", ("_occurrences_compared", compared))
 
 
-def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copied: list[dict]):
+def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, shared: list[dict]):
     cfg = stored.manifest["config"]
     version, seed = info.version, cfg.get("seed", 0)
     n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
@@ -115,7 +118,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, copie
     written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in {"units", "occurrences", "scenes"} else 1)
                for name, rows in tables.items()]
     written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
-    written.append(p | "CopiedFiles" >> beam.Create(copied))
+    written.append(p | "SharedFiles" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 
     counts = stored.manifest["counts"]
@@ -148,9 +151,9 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
     logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
 
     def build(p, path, scratch):
-        build_pipeline(p, stored, info, path, job.copy_files(stored, path, ("documents", "dead_letters")))
+        build_pipeline(p, stored, info, path, job.shared_files(stored, SHARED_TABLES))
 
-    manifest, stages = job.write_version(store, version, build, beam_args, sum(e["bytes"] for e in stored.entries()))
+    manifest, stages = job.write_version(store, version, build, beam_args, job.written_bytes(stored, SHARED_TABLES))
     s = manifest["retrain"]["stability"]
     logger.info("version %d published: %s of %s units kept their hyperword (%s), %s of %s occurrences their semantic id (%s)",
                 version, f"{s['units_kept_hyperword']:,}", f"{s['units']:,}", s["units_kept_hyperword_share"],

@@ -32,7 +32,7 @@ from hyperscene.transforms.errors import Errors, StoreDamaged, VerificationFaile
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.inputs import glob_escape, match_sizes
 from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_dir
-from hyperscene.transforms.store.reader import StoreVersion, entry_problem
+from hyperscene.transforms.store.reader import StoreVersion, entry_name, entry_problem, entry_version
 
 logger = logging.getLogger("hyperscene")
 
@@ -92,7 +92,7 @@ def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[
         raise VerificationFailed(Errors.E504.format(file=f"{prefix}/{MANIFEST}", store=store.store, problem="lists no files"))
     entries = []
     for entry in files:
-        problem = entry_problem(entry)
+        problem = entry_problem(entry, store.version)
         if problem is None:
             entries.append(entry)
         else:
@@ -133,18 +133,22 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
     report = Report(emit)
     store = _open_version(store_path, version)
     prefix = f"v{store.version:06d}"
-    vpath = version_dir(store_path, store.version)
     entries = _manifest_entries(store, prefix, report)
     if store.manifest.get("version") != store.version:
         report.add("error", f"{prefix}/{MANIFEST}", f"says it is version {store.manifest.get('version')!r}, "
                    f"but its folder is version {store.version}")
 
+    store_root = store_path.replace("\\", "/").rstrip("/") + "/"
+
     def relative(path: str) -> str:
         path = path.replace("\\", "/")
-        root = vpath.replace("\\", "/").rstrip("/") + "/"
-        return prefix + "/" + path[len(root):] if path.startswith(root) else path
+        return path[len(store_root):] if path.startswith(store_root) else path
 
-    present = {relative(p): size for p, size in match_sizes(FileSystems.join(glob_escape(vpath), "**")).items()}
+    # The version's own folder, and those of earlier versions whose files it shares.
+    present = {}
+    for held in sorted({entry_version(e, store.version) for e in entries} | {store.version}):
+        folder = version_dir(store_path, held)
+        present.update({relative(p): size for p, size in match_sizes(FileSystems.join(glob_escape(folder), "**")).items()})
 
     # 1. Data files against the manifest.
     parts: dict[str, list[tuple[str, object]]] = {t: [] for t in DOCUMENT_TABLES}
@@ -152,13 +156,14 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
     checked_files = checked_bytes = 0
     progress = Progress("verify files", "bytes")
     for entry in entries:
-        name, table = f"{prefix}/{entry['path']}", entry["table"]
+        name, table = entry_name(entry, store.version), entry["table"]
         if name not in present:
-            report.add("error", name, "missing: the manifest lists it, the version's folder does not hold it")
+            report.add("error", name, "missing: the manifest lists it, the version's folder does not hold it"
+                       if name.startswith(prefix + "/") else "missing: the manifest lists it as a file of an earlier version, whose folder does not hold it")
             unusable.get(table, []).append(name)
             continue
         try:
-            data = read_bytes(FileSystems.join(vpath, entry["path"]))
+            data = read_bytes(store.file_path(entry))
         except Exception as e:
             report.add("error", name, f"cannot be read ({_one_line(e)})")
             unusable.get(table, []).append(name)
@@ -191,8 +196,8 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
         del data
 
     # 2. Files the manifest does not list.
-    listed = {f"{prefix}/{e['path']}" for e in entries} | {f"{prefix}/{MANIFEST}"}
-    for name in sorted(set(present) - listed):
+    listed = {entry_name(e, store.version) for e in entries} | {f"{prefix}/{MANIFEST}"}
+    for name in sorted(n for n in set(present) - listed if n.startswith(prefix + "/")):
         report.add("warning", name, "in the version's folder but not in its manifest (not part of the version)")
 
     # 3. Documents against their sha256.

@@ -2,6 +2,7 @@
 
 from hyperscene.schemas.store import (
     FORMAT_VERSION,
+    VECTORS_SINCE,
     TABLES,
     SORT_KEYS,
     CODEBOOKS,
@@ -17,6 +18,7 @@ from hyperscene.schemas.store import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "VECTORS_SINCE",
     "TABLES",
     "SORT_KEYS",
     "CODEBOOKS",

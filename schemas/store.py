@@ -12,7 +12,12 @@ import pyarrow as pa
 
 # 2: scenes, codebooks, occurrences.semantic_id
 # 3: documents.revision/added_in_version/deleted, the vectors table (refresh)
-FORMAT_VERSION = 3
+# 4: a manifest's file entry may name the earlier version whose folder holds the file ("version"):
+#    versions share files instead of copying them; "table_bytes"; counts.written_bytes
+FORMAT_VERSION = 4
+
+# The first format that keeps vectors: refresh and retrain build on a store of this format or later.
+VECTORS_SINCE = 3
 
 DOCUMENTS = pa.schema(
     [

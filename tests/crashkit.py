@@ -9,7 +9,6 @@ machine would stop it: no handler, no ``finally``, no flush.
 from __future__ import annotations
 
 import os
-import posixpath
 import signal
 import subprocess
 import sys
@@ -86,16 +85,16 @@ def published(view: View, version: int) -> bool:
 
 
 def before_publish(data_files: frozenset[str]) -> Callable[[View, int], bool]:
-    """The manifest's temporary file exists, or every data file a complete run writes with rows
-    (``data_files``, relative to the version folder) is there and the manifest is not: what is
-    left is writing the empty tables and the manifest."""
+    """The manifest's temporary file exists, or every data file with rows that a complete run's
+    manifest lists (``data_files``, relative to the store: those it shares with earlier versions are
+    there already) is there and the manifest is not: what is left is writing the empty tables and
+    the manifest."""
 
     def reached(view: View, version: int) -> bool:
         v = vdir(version)
         if f"{v}/manifest.json" in view.paths:
             return False
-        # normpath: a manifest may name a file of an earlier version (../v000001/...), there already
-        return f"{v}/manifest.json.tmp" in view.paths or all(posixpath.normpath(f"{v}/{f}") in view.paths for f in data_files)
+        return f"{v}/manifest.json.tmp" in view.paths or all(f in view.paths for f in data_files)
 
     return reached
 

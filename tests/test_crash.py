@@ -94,7 +94,7 @@ class Published:
     store: Path
     outcome: Outcome
     version: int
-    data_files: frozenset[str]  # files with rows that its manifest lists, relative to the version folder
+    data_files: frozenset[str]  # files with rows that its manifest lists, relative to the store
 
     @property
     def active_seconds(self) -> float:
@@ -106,7 +106,8 @@ class Published:
 def _kill_once_published(argv: list[str], store: Path, version: int, log_dir: Path) -> Published:
     outcome = run_until(command(*argv), store, point("published"), version, log_dir)
     manifest = json.loads((store / vdir(version) / "manifest.json").read_text())
-    return Published(store, outcome, version, frozenset(f["path"] for f in manifest["files"] if f["rows"]))
+    return Published(store, outcome, version, frozenset(f"{vdir(f.get('version', version))}/{f['path']}"
+                                                        for f in manifest["files"] if f["rows"]))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pytest
 from conftest import SAMPLE_CORPUS, data_files, files_under, spill_everything, spill_nothing
 from hyperscene.pipelines import compress, decompress, inspect_store, refresh
 from hyperscene.pipelines.cli import main
+from hyperscene.schemas import FORMAT_VERSION
 from hyperscene.transforms.errors import StoreBusy, StoreError
 from hyperscene.transforms.refresh import match_fresh_units, merge_bucket, plan_refresh
 from hyperscene.transforms.store.layout import LOCK, published_versions
@@ -245,7 +246,7 @@ def test_the_cli_summarises_the_store_it_refreshed_wherever_it_was_compressed(tm
     shutil.copytree(base_store, store)  # the manifest's config.out names the original path
     assert main(["refresh", str(store), str(grown(tmp_path, corpus))]) == 0
     out = capsys.readouterr().out
-    assert f"{store} (version 2, format 3)" in out and "refresh of version 1" in out
+    assert f"{store} (version 2, format {FORMAT_VERSION})" in out and "refresh of version 1" in out
     assert StoreVersion(str(store)).manifest["config"]["out"] == str(store)
 
 

@@ -1,5 +1,6 @@
 """Publishing a version: its manifest, written last and renamed into place, lists every data file
-with its rows, bytes and sha256, with the run's counts and the job's own sections."""
+with its rows, bytes and sha256, with the run's counts, the bytes of each table and the job's own
+sections. A file the version shares with an earlier one is listed with that version's number."""
 
 from __future__ import annotations
 
@@ -49,12 +50,30 @@ def _publish(version_path: str, info: ManifestInfo, files: list[dict], stats: di
         **_sections(info, stats),
         "files": sorted(files, key=lambda f: f["path"]),
     }
-    manifest["counts"]["store_bytes"] = sum(f["bytes"] for f in files)
-    manifest["counts"]["vector_bytes"] = sum(f["bytes"] for f in files if f["table"] == "vectors")
+    manifest["counts"].update(version_bytes(files))
+    manifest["table_bytes"] = table_bytes(files)
     tmp = FileSystems.join(version_path, MANIFEST + ".tmp")
     write_bytes(tmp, json.dumps(manifest, indent=2, sort_keys=False).encode("utf-8"))
     FileSystems.rename([tmp], [FileSystems.join(version_path, MANIFEST)])
     return manifest
+
+
+def table_bytes(files: list[dict]) -> dict[str, int]:
+    """Bytes of each table's files, largest first."""
+    totals: dict[str, int] = {}
+    for f in files:
+        totals[f["table"]] = totals.get(f["table"], 0) + f["bytes"]
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def version_bytes(files: list[dict]) -> dict[str, int]:
+    """``store_bytes``: every file the version consists of; ``written_bytes``: those it wrote itself
+    (the others it shares with earlier versions); ``vector_bytes``: the vectors table's."""
+    return {
+        "store_bytes": sum(f["bytes"] for f in files),
+        "written_bytes": sum(f["bytes"] for f in files if "version" not in f),
+        "vector_bytes": sum(f["bytes"] for f in files if f["table"] == "vectors"),
+    }
 
 
 def _sections(info: ManifestInfo, stats: dict) -> dict:

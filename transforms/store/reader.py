@@ -14,15 +14,29 @@ from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
 
 
-def entry_problem(entry: object) -> str | None:
-    """What is wrong with one file entry of a manifest (a missing field, a path outside its version),
-    or None: shared by every reader and by verify."""
+def entry_problem(entry: object, version: int) -> str | None:
+    """What is wrong with one file entry of version ``version``'s manifest (a missing field, a path
+    outside its folder, a file of a later version), or None: shared by every reader and by verify."""
     if not (isinstance(entry, dict) and isinstance(entry.get("table"), str) and isinstance(entry.get("sha256"), str)
             and isinstance(entry.get("bytes"), int) and isinstance(entry.get("rows"), int) and isinstance(entry.get("path"), str)):
         return f"has a file entry without table, path, rows, bytes or sha256: {entry!r:.120}"
     if not contained(entry["path"]):
         return f"lists the file {entry['path']!r}, which lies outside its version"
+    held = entry.get("version", version)
+    if not (isinstance(held, int) and not isinstance(held, bool) and 1 <= held <= version):
+        return f"lists the file {entry['path']!r} in version {held!r}, which is neither this version nor an earlier one"
     return None
+
+
+def entry_version(entry: dict, version: int) -> int:
+    """The version whose folder holds a manifest entry's file: its ``version`` field when the file is
+    shared with an earlier version (format 4), else the manifest's own."""
+    return entry.get("version", version)
+
+
+def entry_name(entry: dict, version: int) -> str:
+    """A data file as messages name it: relative to the store."""
+    return f"v{entry_version(entry, version):06d}/{entry['path']}"
 
 
 def read_vectors(table) -> np.ndarray:
@@ -83,7 +97,7 @@ class StoreVersion:
             if not isinstance(files, list):
                 raise self.damaged_manifest("lists no files")
             for entry in files:
-                problem = entry_problem(entry)
+                problem = entry_problem(entry, self.version)
                 if problem is not None:
                     raise self.damaged_manifest(problem)
             self._entries = files
@@ -93,11 +107,14 @@ class StoreVersion:
         return [f for f in self.entries() if f["table"] == table]
 
     def file_path(self, entry: dict) -> str:
-        return FileSystems.join(self.path, entry["path"])
+        return FileSystems.join(version_dir(self.store, entry_version(entry, self.version)), entry["path"])
 
     def _name(self, entry: dict) -> str:
-        """A data file as messages name it: relative to the store."""
-        return f"v{self.version:06d}/{entry['path']}"
+        return entry_name(entry, self.version)
+
+    def shared(self, entry: dict) -> dict:
+        """The entry as a later version's manifest lists this file: with the version that holds it."""
+        return {**entry, "version": entry_version(entry, self.version)}
 
     def check_files(self) -> None:
         """Every listed file exists with its recorded size: the cheap check that a job makes before any
@@ -105,10 +122,12 @@ class StoreVersion:
         from hyperscene.transforms.inputs import glob_escape, match_sizes
 
         entries = self.entries()
-        present = {p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(self.path), "**")).items()}
-        root = self.path.replace("\\", "/").rstrip("/") + "/"
+        present = {}
+        for held in sorted({entry_version(e, self.version) for e in entries}):
+            folder = version_dir(self.store, held)
+            present.update({p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(folder), "**")).items()})
         for entry in entries:
-            size = present.get(root + entry["path"])
+            size = present.get(self.file_path(entry).replace("\\", "/"))
             if size is None:
                 raise self.damaged(self._name(entry), "is missing")
             if size != entry["bytes"]:
