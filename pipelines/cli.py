@@ -22,6 +22,8 @@ COMMANDS = {
     "inspect": ("hyperscene.pipelines.inspect_store", "summarise a store"),
     "verify": ("hyperscene.pipelines.verify", "check a store's files against its manifest and its documents against their sha256"),
     "log": ("hyperscene.pipelines.versions", "list a store's versions"),
+    "compact": ("hyperscene.pipelines.compact", "rewrite the latest version from many files into few, as a new version"),
+    "vacuum": ("hyperscene.pipelines.vacuum", "delete old versions and the files no kept version uses"),
     "export": ("hyperscene.pipelines.export", "write training files: distilled text, hyperword sequences, chat pairs"),
     "report": ("hyperscene.pipelines.report", "write one self-contained HTML page of plots about a store"),
     "sql": ("hyperscene.pipelines.sql", "query a store's tables by name with SQL (DuckDB)"),

