@@ -23,6 +23,8 @@ from hyperscene.pipelines.config import (
     DEFAULT_EMBEDDER,
     EMBEDDERS,
     INPUT_FORMATS,
+    DEFAULT_VECTORS,
+    VECTOR_ENCODINGS,
     CompressConfig,
 )
 from hyperscene.schemas.unit_bucket import UnitBucket
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codes in the codebook of level 1, 2, ... (default: about 2*sqrt(scenes at that level), so they shrink with the level)")
     g = p.add_argument_group("output and execution")
     g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
+    g.add_argument("--vectors", default=DEFAULT_VECTORS, choices=VECTOR_ENCODINGS,
+                   help="how the store keeps each unit's embedding, which refresh compares new units with: int8 (1 byte a "
+                        "dimension; near-duplicate decisions as with float16 within 0.5%%, see README), float16, or none "
+                        f"(the smallest store, which cannot be refreshed or retrained) (default: {DEFAULT_VECTORS})")
     g.add_argument("--workers", type=int, default=1,
                    help="local worker processes (DirectRunner multi_processing mode; default: 1, in-process)")
     return p
@@ -145,6 +151,7 @@ def parse(argv: list[str]) -> CompressConfig:
         scene_max_units=args.scene_max_units,
         level_codebook_sizes=args.level_codebook_sizes,
         num_shards=args.num_shards,
+        vectors=args.vectors,
         beam_args=tuple(beam_args),
     )
     from hyperscene.transforms.models import check_embedder
@@ -212,7 +219,9 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1)
         for name, rows in tables.items()
     ]
-    files_written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=info.version))
+    if cfg.vectors != "none":
+        files_written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=info.version,
+                                                                    encoding=cfg.vectors))
     files_written = files_written | "AllFiles" >> beam.Flatten()
 
     stats = [

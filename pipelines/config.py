@@ -11,6 +11,7 @@ from hyperscene.transforms.errors import Errors, InvalidOption
 from hyperscene.transforms.near_dup import CHECKS as NEAR_DUP_CHECKS, DEFAULT_CHECK as DEFAULT_NEAR_DUP_CHECK, default_threshold
 from hyperscene.transforms.inputs import FORMATS as INPUT_FORMATS
 from hyperscene.transforms.scenes import SceneConfig
+from hyperscene.transforms.store.vector_codec import DEFAULT_ENCODING as DEFAULT_VECTORS, ENCODINGS as VECTOR_ENCODINGS
 from hyperscene.transforms.segment import default_max_unit_tokens
 
 
@@ -44,6 +45,7 @@ class CompressConfig:
     scene_max_units: int = SceneConfig.max_units
     level_codebook_sizes: tuple[int, ...] = ()  # level 1 first; levels beyond: about 2*sqrt(scenes)
     num_shards: int = 1
+    vectors: str = DEFAULT_VECTORS  # how the vectors table holds embeddings (transforms/store/vector_codec.py)
     beam_args: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -87,6 +89,8 @@ class CompressConfig:
             raise InvalidOption(Errors.E222.format(value=self.num_shards))
         if not self.text_field:
             raise InvalidOption(Errors.E223)
+        if self.vectors not in VECTOR_ENCODINGS:
+            raise InvalidOption(Errors.E225.format(encodings=", ".join(VECTOR_ENCODINGS), value=self.vectors))
 
     def scene_config(self) -> SceneConfig:
         return SceneConfig(min_units=self.scene_min_units, max_units=self.scene_max_units, levels=self.levels)

@@ -67,6 +67,8 @@ def base_version(store: str, command: str) -> StoreVersion:
     if stored.manifest.get("format_version", 0) < VECTORS_SINCE:
         raise StoreError(Errors.E405.format(store=store, format=stored.manifest.get("format_version"), command=command,
                                             needed=VECTORS_SINCE))
+    if stored.manifest["config"].get("vectors") == "none":
+        raise StoreError(Errors.E409.format(store=store, command=command))
     return stored
 
 

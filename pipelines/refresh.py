@@ -84,6 +84,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list[str]) -> CompressConfig:
     """The compress settings the store was written with, and this run's input and execution options."""
     saved = dict(stored.manifest["config"])
+    saved.setdefault("vectors", "float16")  # what every store kept before --vectors existed
     saved.update(
         inputs=tuple(args.inputs), out=stored.store, level_codebook_sizes=tuple(saved.get("level_codebook_sizes", ())),
         device=args.device, batch_size=args.batch_size, beam_args=tuple(beam_args),
@@ -235,7 +236,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     }
     large = {"units", "occurrences", "scenes"}
     written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()]
-    written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
+    written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors))
     written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 
@@ -317,7 +318,7 @@ def run(argv: list[str]) -> dict:
         process_bytes = sum(c["bytes"] for d, c in incoming.items() if d in plan.process)
         info = ManifestInfo(
             config={**stored.manifest["config"], **{k: v for k, v in cfg.as_manifest().items()
-                                                    if k in ("inputs", "out", "input_format", "text_field", "id_field")}},
+                                                    if k in ("inputs", "out", "input_format", "text_field", "id_field", "vectors")}},
             model={**stored.manifest["model"], "precision": identity.precision}, started_at=started, version=version,
             sections={"codebook": stored.manifest.get("codebook", {}),
                       "refresh": {"from_version": stored.version, **plan.as_dict(), "drift": None}},

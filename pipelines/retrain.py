@@ -117,7 +117,8 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     shards = cfg.get("num_shards", 1)
     written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in {"units", "occurrences", "scenes"} else 1)
                for name, rows in tables.items()]
-    written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version))
+    written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version,
+                                                          encoding=cfg.get("vectors", "float16")))
     written.append(p | "SharedFiles" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 

@@ -14,6 +14,9 @@ from hyperscene.schemas.store import (
     SCENES,
     UNITS,
     VECTORS,
+    VECTORS_INT8,
+    VECTOR_SCHEMAS,
+    table_schema,
 )
 
 __all__ = [
@@ -30,4 +33,7 @@ __all__ = [
     "SCENES",
     "UNITS",
     "VECTORS",
+    "VECTORS_INT8",
+    "VECTOR_SCHEMAS",
+    "table_schema",
 ]

@@ -13,7 +13,9 @@ import pyarrow as pa
 # 2: scenes, codebooks, occurrences.semantic_id
 # 3: documents.revision/added_in_version/deleted, the vectors table (refresh)
 # 4: a manifest's file entry may name the earlier version whose folder holds the file ("version"):
-#    versions share files instead of copying them; "table_bytes"; counts.written_bytes
+#    versions share files instead of copying them; "table_bytes"; counts.written_bytes; vectors in
+#    int8 (VECTORS_INT8) or none (config.vectors); centroids in float16 (codebooks are trained to
+#    float16 values, so the stored codebook is the one that assigned the codes)
 FORMAT_VERSION = 4
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
@@ -65,7 +67,7 @@ OCCURRENCES = pa.schema(
 HYPERWORDS = pa.schema(
     [
         pa.field("hyperword", pa.int32(), nullable=False),
-        pa.field("centroid", pa.list_(pa.float32()), nullable=False),  # unit length
+        pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # unit length, as the codebook was used
         pa.field("unit_count", pa.int64(), nullable=False),  # distinct unit texts assigned
         pa.field("occurrence_count", pa.int64(), nullable=False),
         pa.field("representative_unit_id", pa.string()),  # null for an empty cluster
@@ -106,7 +108,8 @@ SCENES = pa.schema(
         pa.field("last_position", pa.int64(), nullable=False),
         pa.field("child_count", pa.int32(), nullable=False),
         pa.field("token_count", pa.int64(), nullable=False),
-        pa.field("centroid", pa.list_(pa.float32()), nullable=False),  # unit length
+        # unit length; computed in float32, stored rounded to float16 (half the bytes, 0.001 of a cosine)
+        pa.field("centroid", pa.list_(pa.float16()), nullable=False),
         pa.field("code", pa.int32(), nullable=False),  # in this level's codebook
         pa.field("code_score", pa.float32(), nullable=False),  # cosine to that code's centroid
         pa.field("gist", pa.list_(pa.int64()), nullable=False),  # positions of its most central units
@@ -119,7 +122,7 @@ CODEBOOKS = pa.schema(
     [
         pa.field("level", pa.int32(), nullable=False),
         pa.field("code", pa.int32(), nullable=False),
-        pa.field("centroid", pa.list_(pa.float32()), nullable=False),
+        pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # as the codebook was used
         pa.field("scene_count", pa.int64(), nullable=False),
         pa.field("representative_scene_id", pa.string()),  # the member nearest the centroid; null if none
         pa.field("representative_score", pa.float32()),
@@ -127,7 +130,7 @@ CODEBOOKS = pa.schema(
 )
 
 # Every distinct unit's embedding, kept so that a refresh embeds only new units and can compare them
-# with the stored ones. float16: half the bytes, and far finer than the near-duplicate threshold.
+# with the stored ones; with --vectors float16 in this schema, with int8 in VECTORS_INT8's.
 VECTORS = pa.schema(
     [
         pa.field("unit_id", pa.string(), nullable=False),
@@ -135,6 +138,19 @@ VECTORS = pa.schema(
         pa.field("vector", pa.list_(pa.float16()), nullable=False),  # unit length, model dimension
     ]
 )
+
+# The same with --vectors int8: each vector scaled so that its largest component is ±127, and
+# rounded (transforms/store/vector_codec.py).
+VECTORS_INT8 = pa.schema(
+    [
+        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("hyperword", pa.int32(), nullable=False),
+        pa.field("vector", pa.list_(pa.int8()), nullable=False),  # round(component / scale)
+        pa.field("scale", pa.float32(), nullable=False),
+    ]
+)
+
+VECTOR_SCHEMAS = {"float16": VECTORS, "int8": VECTORS_INT8}
 
 TABLES = {
     "documents": DOCUMENTS,
@@ -147,6 +163,13 @@ TABLES = {
     "codebooks": CODEBOOKS,
     "vectors": VECTORS,
 }
+
+def table_schema(name: str, columns) -> pa.Schema:
+    """The schema of table ``name`` for rows with these columns: the vectors table has one per encoding."""
+    if name == "vectors" and "scale" in columns:
+        return VECTORS_INT8
+    return TABLES[name]
+
 
 # Rows are written sorted by these columns so that the same input gives the same files anywhere.
 SORT_KEYS = {

@@ -194,7 +194,7 @@ def test_a_long_document_is_built_in_windows_as_the_reference_builds_it(spilled,
                     s.level, s.index, s.first, s.last, s.token_count, s.child_count)
                 assert r["parent_scene_id"] == (None if s.parent is None else f"{doc_id}#{s.level + 1}.{s.parent}")
                 assert tuple(r["gist"]) == s.gist
-                assert np.asarray(r["centroid"], np.float32).tobytes() == s.centroid.tobytes()
+                assert np.asarray(r["centroid"], np.float16).tobytes() == s.centroid.astype(np.float16).tobytes()  # stored rounded
                 if s.level == 1:
                     assert r["child_codes"] == docs[doc_id][s.first : s.last + 1]  # the hyperwords
                 else:

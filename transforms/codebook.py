@@ -32,7 +32,8 @@ def default_codebook_size(n_units: int) -> int:
 
 def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KMEANS_ITERATIONS,
                    init: np.ndarray | None = None) -> np.ndarray:
-    """Unit-length centroids, shape (k', d) with k' = min(k, len(vectors)).
+    """Unit-length centroids, shape (k', d) with k' = min(k, len(vectors)), rounded to float16 values:
+    the store keeps codebooks in float16, so every code is assigned with the centroids it stores.
 
     Rows of ``vectors`` must come in a fixed order (sorted by unit id) for a reproducible result.
     ``init`` (a retrain's earlier codebook) starts k-means from those centroids instead of random
@@ -46,7 +47,7 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     if k == 0:
         return np.zeros((0, d), dtype=np.float32)
     if k == n and init is None:
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return _as_stored(vectors)
     if init is not None:
         init = np.concatenate([init[:k], vectors[: max(0, k - len(init))]]).astype(np.float32)
     kmeans = faiss.Kmeans(
@@ -61,7 +62,12 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     )
     kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32), init_centroids=init)
     centroids = kmeans.centroids.astype(np.float32)
-    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return _as_stored(centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12))
+
+
+def _as_stored(centroids: np.ndarray) -> np.ndarray:
+    """float32 centroids holding float16 values: what reading them back from the store gives."""
+    return np.ascontiguousarray(centroids, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
 def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E222 = "--num-shards must be positive, not {value}"
     E223 = "--text-field must not be empty: name the records' field that holds the text"
     E224 = "--retrain-if-drift is a ratio of distances, above 0, not {value}"
+    E225 = "--vectors must be one of {encodings}, not {value!r}"
     # scene bounds (SceneConfig)
     E230 = "scene {option} must be a finite number >= 0, not {value!r}"
     E231 = "scene option {option} must be a whole number, not {value!r}"
@@ -220,6 +221,8 @@ class Errors(metaclass=ErrorsWithCodes):
             "unpublished files and scratch were removed{left}{needs}: free space on that disk, or write the store on "
             "another (--out)")
     # vacuum
+    E409 = ("{store!r} was compressed with --vectors none and keeps no vectors, which {command} needs: compress the "
+            "corpus again with --vectors int8 (or float16) to refresh it")
     E441 = ("version {version} of {store} cannot be read, so what it uses is unknown and nothing was deleted "
             "({problem}); repair or remove that version first (see: hyperscene verify {store} --version {version})")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyperscene.schemas import SORT_KEYS
+from hyperscene.schemas import SORT_KEYS, table_schema
 from hyperscene.transforms.store.writer import shard_of, vector_file_name, write_sorted_file
 
 # Tables a compress writes in --num-shards files; the others it writes in one, and vectors in one per bucket.
@@ -69,8 +69,9 @@ def rewrite_files(rewrite: Rewrite, read_file, version_path: str) -> list[dict]:
     table = pa.concat_tables([pq.read_table(io.BytesIO(read_file(e))) for e in rewrite.entries], promote_options="none")
     keys = SORT_KEYS[rewrite.table]
     table = table.sort_by([(k, "ascending") for k in keys])
+    schema = table_schema(rewrite.table, table.column_names)
     if len(rewrite.names) == 1:
-        return [write_sorted_file(version_path, rewrite.table, 0, [table], rewrite.names[0])]
+        return [write_sorted_file(version_path, rewrite.table, 0, [table], rewrite.names[0], schema)]
     shards = np.array([shard_of(v, len(rewrite.names)) for v in table.column(keys[0]).to_pylist()])
-    return [write_sorted_file(version_path, rewrite.table, shard, [table.filter(shards == shard)], name)
+    return [write_sorted_file(version_path, rewrite.table, shard, [table.filter(shards == shard)], name, schema)
             for shard, name in enumerate(rewrite.names)]

@@ -40,12 +40,10 @@ def entry_name(entry: dict, version: int) -> str:
 
 
 def read_vectors(table) -> np.ndarray:
-    """The ``vector`` column of a vectors table as a float32 matrix."""
-    column = table.column("vector").combine_chunks()
-    if len(column) == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(len(column), -1).astype(np.float32)
+    """The ``vector`` column of a vectors table, in either encoding, as a float32 matrix."""
+    from hyperscene.transforms.store.vector_codec import decode
+
+    return decode(table)
 
 
 class StoreVersion:

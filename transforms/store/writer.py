@@ -16,7 +16,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.schemas import SORT_KEYS, TABLES
+from hyperscene.schemas import SORT_KEYS, TABLES, table_schema
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.spill import TableRows, as_rows, key_of
@@ -32,7 +32,7 @@ ZSTD_LEVEL = 9
 
 def write_table_file(version_path: str, name: str, shard: int, table, file_name: str | None = None) -> dict:
     """One table (already sorted) as one Parquet file of the version."""
-    return write_sorted_file(version_path, name, shard, [table], file_name)
+    return write_sorted_file(version_path, name, shard, [table], file_name, table_schema(name, table.column_names))
 
 
 # Rows per Parquet row group. Beyond the parts it is handed (references, for a long document's on
@@ -70,12 +70,13 @@ class _HashingFile:
         return self._sha.hexdigest()
 
 
-def write_sorted_file(version_path: str, name: str, shard: int, tables, file_name: str | None = None) -> dict:
-    """Tables of ``name``'s schema whose concatenation is in sort order, streamed into one Parquet
-    file in row groups of a fixed number of rows (so the same rows give the same bytes)."""
+def write_sorted_file(version_path: str, name: str, shard: int, tables, file_name: str | None = None, schema=None) -> dict:
+    """Tables of ``name``'s schema (or ``schema``: the vectors table has one per encoding) whose
+    concatenation is in sort order, streamed into one Parquet file in row groups of a fixed number
+    of rows (so the same rows give the same bytes)."""
     import pyarrow.parquet as pq
 
-    schema = TABLES[name]
+    schema = schema or TABLES[name]
     relative = f"{name}/{file_name or f'part-{shard:05d}.parquet'}"
     dictionary = [c for c in schema.names if c in DICTIONARY_COLUMNS]
     # float16 vectors barely compress: a fast level keeps most of the little there is to gain.
@@ -90,7 +91,7 @@ def write_sorted_file(version_path: str, name: str, shard: int, tables, file_nam
             for table in tables:
                 if table.num_rows == 0:
                     continue
-                pending.append(_conform(name, table))
+                pending.append(_conform(schema, table))
                 held += table.num_rows
                 rows += table.num_rows
                 if held >= group:
@@ -112,11 +113,10 @@ def _concat(tables):
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _conform(name: str, table) -> "pa.Table":
+def _conform(schema, table) -> "pa.Table":
     """The table's columns in the schema's order and types."""
     import pyarrow as pa
 
-    schema = TABLES[name]
     if table.schema.equals(schema, check_metadata=True):
         return table
     return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
@@ -188,7 +188,7 @@ def sorted_runs(name: str, parts):
 
 
 def _sort(name: str, parts) -> "pa.Table":
-    table = _concat([_conform(name, p.load()) for p in parts])
+    table = _concat([_conform(TABLES[name], p.load()) for p in parts])
     return table.sort_by([(key, "ascending") for key in SORT_KEYS[name]])
 
 
@@ -222,19 +222,11 @@ def vector_file_name(version: int, bucket: int) -> str:
     return f"part-v{version:06d}-{bucket:05d}.parquet"
 
 
-def vector_table(bucket: UnitBucket) -> "pa.Table":
-    """A bucket's units as ``vectors`` rows: id, hyperword, and the vector rounded to float16."""
-    import pyarrow as pa
-
+def write_vector_file(bucket: UnitBucket, version_path: str, version: int, encoding: str) -> dict:
+    """A bucket's units as one file of ``vectors`` rows (id, hyperword, vector in ``encoding``)."""
     from hyperscene.transforms.embed import load_vectors
+    from hyperscene.transforms.store.vector_codec import vector_table
 
-    vectors = load_vectors(bucket).astype(np.float16)
-    column = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, vectors.size + 1, max(vectors.shape[1], 1), dtype=np.int32)), pa.array(vectors.ravel()))
-    return pa.Table.from_arrays([bucket.units.column("unit_id"), bucket.units.column("hyperword"), column],
-                                schema=TABLES["vectors"])
-
-
-def write_vector_file(bucket: UnitBucket, version_path: str, version: int) -> dict:
     with stage_timer("write", len(bucket)):
-        return write_table_file(version_path, "vectors", 0, vector_table(bucket), vector_file_name(version, bucket.bucket))
+        table = vector_table(bucket.units.column("unit_id"), bucket.units.column("hyperword"), load_vectors(bucket), encoding)
+        return write_table_file(version_path, "vectors", 0, table, vector_file_name(version, bucket.bucket))
