@@ -8,6 +8,7 @@ is many files. Compacting and then ``hyperscene vacuum STORE --keep 1`` leaves o
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import time
 
@@ -37,8 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _rewrite(rewrite: Rewrite, store: str, version: int, path: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
     stored = StoreVersion(store, version)
-    return rewrite_files(rewrite, stored.file_bytes, path)
+
+    def read_rows(entry):
+        return stored.live_rows(rewrite.table, entry, pq.read_table(io.BytesIO(stored.file_bytes(entry))))
+
+    return rewrite_files(rewrite, read_rows, path)
 
 
 def run(argv: list[str]) -> dict:
@@ -51,7 +58,8 @@ def run(argv: list[str]) -> dict:
         stored = StoreVersion(args.store)
         stored.check_files()
         version = stored.version + 1
-        rewrites, kept = plan_compaction(stored.entries(), version, stored.manifest["config"].get("num_shards", 1))
+        layered = frozenset(t for t in ("occurrences", "scenes") if stored.layered(t))
+        rewrites, kept = plan_compaction(stored.entries(), version, stored.manifest["config"].get("num_shards", 1), layered)
         merged = sum(len(r.entries) for r in rewrites)
         if not rewrites:
             logger.info("nothing to compact: version %d's %d files are as few as a compress writes", stored.version,

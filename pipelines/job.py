@@ -29,7 +29,7 @@ from hyperscene.schemas import VECTORS_SINCE
 from hyperscene.transforms.errors import DiskFull, Errors, ModelNotFound, StoreError, Warnings
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.store.layout import clear_scratch, version_dir
-from hyperscene.transforms.store.lock import StoreLock, process_ended
+from hyperscene.transforms.store.lock import StoreLock, clear_lock_leftovers, process_ended
 from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -57,6 +57,7 @@ def locked(store: str, command: str):
     (the lock means no running writer owns any)."""
     with StoreLock(store, command):
         clear_scratch(store)
+        clear_lock_leftovers(store)
         yield
 
 
@@ -103,13 +104,17 @@ def stored_files(stored: StoreVersion, table: str) -> list[str]:
     return [stored.file_path(f) for f in stored.files(table)]
 
 
-def read_stored(p, name: str, paths: list[str], **kwargs):
-    """A stored table's files as a PCollection of Arrow tables (see transforms.refresh.read_stored)."""
+def read_stored(p, name: str, stored: StoreVersion, table: str, **kwargs):
+    """The rows ``stored`` holds of ``table`` as a PCollection of Arrow tables (see
+    transforms.refresh.read_stored): of a per-document table whose files it shares, only the live rows
+    (transforms/store/layers.py)."""
     import apache_beam as beam
 
     from hyperscene.transforms.refresh import read_stored as read_file
 
-    return p | f"Stored {name}" >> beam.Create(paths) | f"Read stored {name}" >> beam.FlatMap(read_file, **kwargs)
+    files = [(stored.file_path(e), stored.documents_range(e)) for e in stored.files(table)]
+    revisions = stored.revisions() if stored.layered(table) else None
+    return p | f"Stored {name}" >> beam.Create(files) | f"Read stored {name}" >> beam.FlatMap(read_file, revisions=revisions, **kwargs)
 
 
 def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:

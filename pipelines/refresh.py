@@ -38,9 +38,11 @@ from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")
 
-# Tables whose stored files a refresh lists as they are, without rewriting them: its own vectors go
-# into files of their own beside them.
-SHARED_TABLES = ("vectors",)
+# Tables whose stored files a refresh lists as they are, without rewriting them: its own rows go into
+# files of their own beside them. Rows of old revisions stay in the shared occurrences and scenes
+# files; readers skip them (transforms/store/layers.py).
+SHARED_TABLES = ("vectors", "occurrences", "scenes", "provenance", "dead_letters")
+PER_DOCUMENT = ("occurrences", "scenes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,10 +130,10 @@ def _joined_with_store(p, stored: StoreVersion, plan: rf.RefreshPlan, new_slices
     stored near-duplicate members, each by bucket, for :class:`~hyperscene.transforms.refresh.MergeWithStore`."""
     return {
         "new": new_slices,
-        "stored": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "removed": job.read_stored(p, "removed", job.stored_files(stored, "occurrences"), columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
+        "stored": job.read_stored(p, "units", stored, "units") | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+        "removed": job.read_stored(p, "removed", stored, "occurrences", columns=["doc_id", "unit_id"], only_docs_in=plan.removed)
         | "RemovedByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-        "members": job.read_stored(p, "members", job.stored_files(stored, "provenance"), columns=["unit_id"])
+        "members": job.read_stored(p, "members", stored, "provenance", columns=["unit_id"])
         | "MembersByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
     }
 
@@ -210,32 +212,35 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     matched = _matched_fresh_units(p, cfg, stored, fresh, joined["members"], n)
 
-    # The new version's tables: what still holds of the stored ones, and the new rows.
+    # The new version's tables: units, documents and the codebooks' statistics written whole; of the
+    # shared tables (SHARED_TABLES), only the new rows.
     units = (merged.units, fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)) | "Units" >> beam.Flatten()
     hw_stats = units | "HyperwordMembers" >> beam.FlatMap(rf.hyperword_members) | "HyperwordStats" >> beam.CombinePerKey(rf.HyperwordStats())
-    scenes = (job.read_stored(p, "scenes", job.stored_files(stored, "scenes"), keep_docs_not_in=plan.removed), levels["scenes"]) | "Scenes" >> beam.Flatten()
+    # every scene of the new version, for the level codebooks' statistics and the counts
+    scenes = (job.read_stored(p, "scenes", stored, "scenes", columns=["doc_id", "level", "code", "code_score", "scene_id", "token_count"],
+                              keep_docs_not_in=plan.removed), levels["scenes"]) | "Scenes" >> beam.Flatten()
     code_stats = scenes | "SceneMembers" >> beam.FlatMap(rf.scene_members) | "CodeStats" >> beam.CombinePerKey(CodeStats())
-    dead_rows = job.read_stored(p, "dead_letters", job.stored_files(stored, "dead_letters"))
-    if new_dead:
-        dead_rows = (dead_rows, p | "NewDeadLetters" >> beam.Create(new_dead)) | "DeadLetters" >> beam.Flatten()
     documents = (
-        job.read_stored(p, "documents", job.stored_files(stored, "documents")) | "UpdateDocuments" >> beam.Map(rf.update_documents, plan=plan),
+        job.read_stored(p, "documents", stored, "documents") | "UpdateDocuments" >> beam.Map(rf.update_documents, plan=plan),
         new_documents,
     ) | "Documents" >> beam.Flatten()
     tables = {
         "documents": documents,
         "units": units,
-        "occurrences": (job.read_stored(p, "occurrences", job.stored_files(stored, "occurrences"), keep_docs_not_in=plan.removed),
-                        levels["occurrences"]) | "Occurrences" >> beam.Flatten(),
+        "occurrences": levels["occurrences"],
         "hyperwords": frozen | "HyperwordRows" >> beam.FlatMap(rf.hyperword_rows, stats=beam.pvalue.AsDict(hw_stats)),
-        "provenance": (job.read_stored(p, "provenance", job.stored_files(stored, "provenance")), matched.provenance) | "Provenance" >> beam.Flatten(),
-        "dead_letters": dead_rows,
-        "scenes": scenes,
+        "provenance": matched.provenance,
+        "dead_letters": p | "NewDeadLetters" >> beam.Create(new_dead),
+        "scenes": levels["scenes"],
         "codebooks": p | "LevelCodebookRows" >> beam.Create(level_books)
         | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
     large = {"units", "occurrences", "scenes"}
-    written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()]
+    written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()
+               if name not in PER_DOCUMENT]
+    # this version's own revisions only: the rows of the others are in the shared files
+    written += [tables[name] | f"Write {name}" >> WriteTable(name, path, cfg.num_shards)
+                | f"Range {name}" >> beam.Map(lambda entry: {**entry, "documents": [version, version]}) for name in PER_DOCUMENT]
     written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors))
     written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
@@ -246,12 +251,15 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         tables["provenance"] | "NMerges" >> _count("near_duplicate_units"),
         merged.stats,
         matched.stats,
-        dead_rows | "NDead" >> _count("dead_letters"),
+        tables["dead_letters"] | "NDead" >> _count("dead_letters"),
         scenes | "LevelStats" >> beam.FlatMap(level_stats),
         fresh | "FreshStats" >> beam.FlatMap(rf.fresh_stats),
         known | "KnownStats" >> beam.FlatMap(rf.known_stats),
         p | "FixedStats" >> beam.Create([("codebook_size", len(centroids)), ("fresh_units", 0), ("known_units", 0),
-                                          ("near_duplicate_occurrences", 0)]
+                                          ("near_duplicate_occurrences", 0),
+                                          # the rows of the shared provenance and dead letters files
+                                          ("near_duplicate_units", stored.manifest["counts"].get("near_duplicate_units", 0)),
+                                          ("dead_letters", stored.manifest["counts"].get("dead_letters", 0))]
                                          + [(f"level_{level}_codebook_size", len(c)) for level, c in level_books]),
     ] | "AllStats" >> beam.Flatten()
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)

@@ -75,9 +75,9 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
 
     buckets = (
         {
-            "units": job.read_stored(p, "units", job.stored_files(stored, "units")) | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-            "vectors": job.read_stored(p, "vectors", job.stored_files(stored, "vectors")) | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-            "occurrences": job.read_stored(p, "occurrences", job.stored_files(stored, "occurrences"), columns=rt.OCCURRENCE_COLUMNS)
+            "units": job.read_stored(p, "units", stored, "units") | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "vectors": job.read_stored(p, "vectors", stored, "vectors") | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "occurrences": job.read_stored(p, "occurrences", stored, "occurrences", columns=rt.OCCURRENCE_COLUMNS)
             | "OccurrencesByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         }
         | "Join" >> beam.CoGroupByKey()
@@ -89,7 +89,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n, lang=cfg.get("lang", "en"), check=cfg.get("near_dup_check", "none"))
     hyperwords = trained | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
 
-    stored_scenes = job.read_stored(p, "scenes", job.stored_files(stored, "scenes"))
+    stored_scenes = job.read_stored(p, "scenes", stored, "scenes")
     books = (
         stored_scenes
         | "LevelSamples" >> beam.FlatMap(rt.level_samples)

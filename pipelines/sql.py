@@ -133,6 +133,9 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.register(f"_hyperscene_{name}", _without_float16(sv.read(name)))
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
+        elif sv.layered(name):
+            con.execute(f'create view "{name}" as {_live_rows_query(sv, name)}')
+            paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
             listed = ", ".join(_sql_string(p) for p in files)
@@ -141,6 +144,19 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
     if not full_access:
         _confine(con, paths)
     return con
+
+
+def _live_rows_query(sv, name: str) -> str:
+    """A per-document table whose files the version shares with earlier ones: each file's rows of
+    the document revisions the version holds (transforms/store/layers.py), as one query."""
+    documents = ", ".join(_sql_string(os.path.abspath(sv.file_path(f))) for f in sv.files("documents"))
+    live = f"select doc_id, added_in_version from read_parquet([{documents}]) where not deleted"
+    parts = []
+    for entry in sv.files(name):
+        first, last = sv.documents_range(entry)
+        parts.append(f"select * from read_parquet([{_sql_string(os.path.abspath(sv.file_path(entry)))}]) "
+                     f"where doc_id in (select doc_id from ({live}) where added_in_version between {first} and {last})")
+    return " union all by name ".join(parts)
 
 
 def _confine(con, paths: list[str]) -> None:

@@ -31,6 +31,7 @@ from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUM
 from hyperscene.transforms.errors import Errors, StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.inputs import glob_escape, match_sizes
+from hyperscene.transforms.store.layers import keep_live, live_ids
 from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_dir
 from hyperscene.transforms.store.reader import StoreVersion, entry_name, entry_problem, entry_version
 
@@ -190,6 +191,8 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
             if changed:
                 wrong.append("it still reads as Parquet")
             if columns is not None:
+                if table == "occurrences":  # the rows of live revisions only, once the documents are read
+                    columns = (columns, store.documents_range(entry))
                 parts[table].append((name, columns))
         if wrong:
             report.add("error", name, "; ".join(wrong))
@@ -225,10 +228,15 @@ def _check_documents(store: StoreVersion, prefix: str, parts: dict, unusable: di
         report.add("skipped", None, f"not checked against their sha256: {why}")
         return {"checked": 0, "verified": 0, "skipped": True}
 
-    def concat(table: str):
-        return pa.concat_tables([t for _, t in parts[table]])
-
-    documents, occurrences, units = concat("documents"), concat("occurrences"), concat("units")
+    documents = pa.concat_tables([t for _, t in parts["documents"]])
+    if store.layered("occurrences"):  # its files are shared: keep each one's rows of live revisions (layers.py)
+        revisions = {d: v for d, v, gone in zip(documents["doc_id"].to_pylist(), documents["added_in_version"].to_pylist(),
+                                                documents["deleted"].to_pylist()) if not gone}
+        parts["occurrences"] = [(name, keep_live(t, live_ids(revisions, *span))) for name, (t, span) in parts["occurrences"]]
+    else:
+        parts["occurrences"] = [(name, t) for name, (t, _) in parts["occurrences"]]
+    occurrences = pa.concat_tables([t for _, t in parts["occurrences"]])
+    units = pa.concat_tables([t for _, t in parts["units"]])
     doc_file = {d: name for name, t in parts["documents"] for d in t["doc_id"].to_pylist()}
     occ_files: dict[str, list[str]] = {}
     for name, t in parts["occurrences"]:

@@ -47,7 +47,7 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     if k == 0:
         return np.zeros((0, d), dtype=np.float32)
     if k == n and init is None:
-        return _as_stored(vectors)
+        return as_stored(vectors)
     if init is not None:
         init = np.concatenate([init[:k], vectors[: max(0, k - len(init))]]).astype(np.float32)
     kmeans = faiss.Kmeans(
@@ -62,11 +62,12 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     )
     kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32), init_centroids=init)
     centroids = kmeans.centroids.astype(np.float32)
-    return _as_stored(centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12))
+    return as_stored(centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12))
 
 
-def _as_stored(centroids: np.ndarray) -> np.ndarray:
-    """float32 centroids holding float16 values: what reading them back from the store gives."""
+def as_stored(centroids: np.ndarray) -> np.ndarray:
+    """float32 centroids holding float16 values: what reading them back from the store gives (codebooks
+    and scene centroids are stored in float16, and codes are assigned with what is stored)."""
     return np.ascontiguousarray(centroids, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 

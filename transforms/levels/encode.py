@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from hyperscene.schemas import SCENES
-from hyperscene.transforms.codebook import assign
+from hyperscene.transforms.codebook import as_stored, assign
 from hyperscene.transforms.levels.parts import gather_rows, gather_window
 from hyperscene.transforms.scenes import Level, SceneConfig, WindowedTree, cut_levels, gist_candidates, merge_gists, windows
 
@@ -95,7 +95,7 @@ def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
     codes: dict[int, np.ndarray] = {0: hyperwords}
     scores: dict[int, np.ndarray] = {}
     for lv in doc.levels:
-        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+        codes[lv.level], scores[lv.level] = assign(as_stored(lv.centroids), codebooks[lv.level])
     tables, members = [], []
     for k, lv in enumerate(doc.levels):
         ends = lv.lasts + 1 if k == 0 else lv.ends(len(doc.levels[k - 1]))
@@ -137,7 +137,7 @@ def encode_tree(tree: WindowedTree, codebooks: dict[int, np.ndarray]):
     codes: dict[int, np.ndarray] = {}
     scores: dict[int, np.ndarray] = {}
     for lv in ([tree.base] if tree.depth else []) + tree.above:
-        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+        codes[lv.level], scores[lv.level] = assign(as_stored(lv.centroids), codebooks[lv.level])
     below = tree.hyperwords if tree.depth == 0 else codes[tree.depth]
     tables, members = [], []
     for k, lv in enumerate(tree.above):
@@ -192,7 +192,7 @@ def encode_window(parts, wc: WindowCodes, cfg: SceneConfig, codebooks: dict[int,
     levels = cut_levels(vectors, tokens, cfg, offset=wc.first, depth=depth, cuts=wc.cuts) if depth else []
     codes, scores = {0: hyperwords}, {}
     for lv in levels[:-1]:
-        codes[lv.level], scores[lv.level] = assign(lv.centroids, codebooks[lv.level])
+        codes[lv.level], scores[lv.level] = assign(as_stored(lv.centroids), codebooks[lv.level])
     if depth:
         codes[depth], scores[depth] = wc.top_codes, wc.top_scores
     tables, members = [], []

@@ -18,29 +18,41 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of
 from hyperscene.transforms.refresh.plan import drop_documents
+from hyperscene.transforms.store.layers import keep_live, live_ids
 from hyperscene.transforms.store.reader import read_vectors
 
 # Rows per element when a stored table is read back into the pipeline.
 READ_BATCH_ROWS = 65_536
 
 
-def read_stored(path: str, columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
-                only_docs_in: frozenset[str] | None = None) -> Iterator[pa.Table]:
-    """A stored Parquet file, in batches of READ_BATCH_ROWS rows; optionally without the rows of
-    some documents, or with only those of some documents."""
-    import pyarrow.parquet as pq
-
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        data = f.read()
-    reader = pq.ParquetFile(io.BytesIO(data))
-    for batch in reader.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
-        table = pa.Table.from_batches([batch])
+def read_stored(file: tuple[str, tuple[int, int]], columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
+                only_docs_in: frozenset[str] | None = None, revisions: dict[str, int] | None = None) -> Iterator[pa.Table]:
+    """A stored Parquet file (path, and the versions whose document revisions it holds), in batches of
+    READ_BATCH_ROWS rows; optionally without the rows of some documents, or with only those of some
+    documents. With ``revisions`` (doc_id -> added_in_version of the live documents), only the rows of
+    live revisions (transforms/store/layers.py)."""
+    path, (first, last) = file
+    live = live_ids(revisions, first, last) if revisions is not None else None
+    read_columns = columns + ["doc_id"] if live is not None and columns and "doc_id" not in columns else columns
+    for table in _batches(path, read_columns):
+        if live is not None:
+            table = keep_live(table, live).select(columns or table.column_names)
         if only_docs_in is not None:
             table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(sorted(only_docs_in), pa.string())))
         else:
             table = drop_documents(table, keep_docs_not_in)
         if table.num_rows:
             yield table
+
+
+def _batches(path: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """A stored Parquet file in tables of READ_BATCH_ROWS rows."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        data = f.read()
+    for batch in pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+        yield pa.Table.from_batches([batch])
 
 
 def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Iterator[tuple[int, pa.Table]]:
@@ -69,7 +81,7 @@ def stored_vectors_of(path: str, unit_ids: Iterable[str] | None = None, hyperwor
                       exclude: Iterable[str] = ()) -> Iterator[pa.Table]:
     """Rows of a stored vectors file: those of ``unit_ids``, or those of ``hyperwords`` but not of
     ``exclude`` (the near-duplicate members)."""
-    for table in read_stored(path):
+    for table in _batches(path):
         mask = None
         if unit_ids is not None:
             mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.string()))

@@ -7,7 +7,6 @@ decompresses to the same bytes. Files already as few as a compress writes are sh
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 
@@ -31,10 +30,12 @@ class Rewrite:
     names: tuple[str, ...]
 
 
-def plan_compaction(entries: list[dict], version: int, num_shards: int) -> tuple[list[Rewrite], list[dict]]:
+def plan_compaction(entries: list[dict], version: int, num_shards: int, layered: frozenset[str] = frozenset()
+                    ) -> tuple[list[Rewrite], list[dict]]:
     """(the rewrites that bring version ``version - 1``'s files, ``entries``, down to what a compress
-    writes; the entries left as they are). Files without rows are left out: publishing writes an empty
-    file for a table that has none."""
+    writes; the entries left as they are). The ``layered`` tables (shared files holding rows of old
+    revisions: see layers.py) are rewritten in any case, with their live rows only. Files without
+    rows are left out: publishing writes an empty file for a table that has none."""
     by_table: dict[str, list[dict]] = {}
     for entry in entries:
         if entry["rows"]:
@@ -53,23 +54,25 @@ def plan_compaction(entries: list[dict], version: int, num_shards: int) -> tuple
                     rewrites.append(Rewrite(table, tuple(group), (vector_file_name(version, bucket),)))
             continue
         shards = num_shards if table in SHARDED_TABLES else 1
-        if len(files) <= shards:
+        if len(files) <= shards and table not in layered:
             kept.extend(files)
         else:
             rewrites.append(Rewrite(table, tuple(files), tuple(f"part-{s:05d}.parquet" for s in range(shards))))
     return rewrites, kept
 
 
-def rewrite_files(rewrite: Rewrite, read_file, version_path: str) -> list[dict]:
-    """Write one rewrite's files into ``version_path``; ``read_file(entry)`` gives an entry's bytes
-    (checked against the manifest). Returns the new files' manifest entries."""
+def rewrite_files(rewrite: Rewrite, read_rows, version_path: str) -> list[dict]:
+    """Write one rewrite's files into ``version_path``; ``read_rows(entry)`` gives the rows of an
+    entry's file that the version holds (checked against the manifest). Returns the new files'
+    manifest entries."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.concat_tables([pq.read_table(io.BytesIO(read_file(e))) for e in rewrite.entries], promote_options="none")
+    parts = [read_rows(e) for e in rewrite.entries]
+    schema = table_schema(rewrite.table, parts[0].column_names)
+    # files of format 3 hold float32 centroids: every part in today's types
+    table = pa.concat_tables([part.cast(schema) for part in parts])
     keys = SORT_KEYS[rewrite.table]
     table = table.sort_by([(k, "ascending") for k in keys])
-    schema = table_schema(rewrite.table, table.column_names)
     if len(rewrite.names) == 1:
         return [write_sorted_file(version_path, rewrite.table, 0, [table], rewrite.names[0], schema)]
     shards = np.array([shard_of(v, len(rewrite.names)) for v in table.column(keys[0]).to_pylist()])

@@ -251,3 +251,25 @@ def process_ended(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def clear_lock_leftovers(store: str, older_than: float = StoreLock.GRACE_SECONDS) -> None:
+    """Remove the temporary lock files (``_lock.<pid>.<random>.tmp``) that writers killed while taking
+    the lock left in a local store: those of ended processes, older than ``older_than`` seconds (a
+    live writer's exists for a moment, and a process on another machine sharing the disk cannot be
+    checked, so only age tells). Called with the lock held."""
+    import os
+    import re
+
+    if FileSystems.get_scheme(store) is not None or not os.path.isdir(store):
+        return
+    leftover = re.compile(re.escape(LOCK) + r"\.(\d+)\.[0-9a-f]+\.tmp$")
+    now = time.time()
+    for name in os.listdir(store):
+        m = leftover.match(name)
+        path = os.path.join(store, name)
+        try:
+            if m and now - os.stat(path).st_mtime > older_than and process_ended(int(m.group(1))):
+                os.unlink(path)
+        except OSError:  # gone meanwhile, or not ours to remove: it only costs a few bytes
+            pass

@@ -9,8 +9,9 @@ import json
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.schemas import FORMAT_VERSION, TABLES
+from hyperscene.schemas import FORMAT_VERSION, table_schema
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
+from hyperscene.transforms.store.layers import PER_DOCUMENT_TABLES, documents_range, keep_live, live_ids, range_problem
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
 
 
@@ -25,7 +26,7 @@ def entry_problem(entry: object, version: int) -> str | None:
     held = entry.get("version", version)
     if not (isinstance(held, int) and not isinstance(held, bool) and 1 <= held <= version):
         return f"lists the file {entry['path']!r} in version {held!r}, which is neither this version nor an earlier one"
-    return None
+    return range_problem(entry, held)
 
 
 def entry_version(entry: dict, version: int) -> int:
@@ -65,6 +66,7 @@ class StoreVersion:
         self.store, self.version = store, version
         self.path = version_dir(store, version)
         self._entries: list[dict] | None = None
+        self._revisions: dict[str, int] | None = None
         try:
             self.manifest = json.loads(read_bytes(FileSystems.join(self.path, MANIFEST)))
         except ValueError as e:  # not JSON, or not UTF-8
@@ -110,6 +112,28 @@ class StoreVersion:
     def _name(self, entry: dict) -> str:
         return entry_name(entry, self.version)
 
+    def documents_range(self, entry: dict) -> tuple[int, int]:
+        return documents_range(entry, entry_version(entry, self.version))
+
+    def layered(self, table: str) -> bool:
+        """Whether some file of ``table`` holds rows this version does not (see layers.py): a
+        per-document table that shares files of earlier versions."""
+        return table in PER_DOCUMENT_TABLES and any(self.documents_range(e) != (1, self.version) for e in self.files(table))
+
+    def revisions(self) -> dict[str, int]:
+        """doc_id -> added_in_version of every document not deleted: which rows of a shared file are live."""
+        if self._revisions is None:
+            rows = self.read("documents", ["doc_id", "added_in_version", "deleted"])
+            self._revisions = {d: v for d, v, deleted in zip(rows["doc_id"].to_pylist(), rows["added_in_version"].to_pylist(),
+                                                             rows["deleted"].to_pylist()) if not deleted}
+        return self._revisions
+
+    def live_rows(self, table: str, entry: dict, rows):
+        """``rows`` read from ``entry``'s file (with their ``doc_id``), less those this version does not hold."""
+        if not self.layered(table):
+            return rows
+        return keep_live(rows, live_ids(self.revisions(), *self.documents_range(entry)))
+
     def shared(self, entry: dict) -> dict:
         """The entry as a later version's manifest lists this file: with the version that holds it."""
         return {**entry, "version": entry_version(entry, self.version)}
@@ -152,15 +176,22 @@ class StoreVersion:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        layered = self.layered(table)
+        read_columns = columns + ["doc_id"] if layered and columns and "doc_id" not in columns else columns
         parts = []
         for entry in self.files(table):
             data = self.file_bytes(entry)
             try:
-                parts.append(pq.read_table(io.BytesIO(data), columns=columns, filters=filters))
+                part = pq.read_table(io.BytesIO(data), columns=read_columns, filters=filters)
             except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
                 raise self.damaged(self._name(entry), f"does not read as the {table} table "
                                    f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-        schema = TABLES[table]
+            part = self.live_rows(table, entry, part)
+            parts.append(part.select(columns) if layered and columns else part)
+        schema = table_schema(table, parts[0].column_names if parts else ())
         if columns:
             schema = pa.schema([schema.field(c) for c in columns])
+        if len(parts) > 1 and any(not p.schema.equals(parts[0].schema) for p in parts):
+            # a version sharing files of format 3 (float32 centroids): every part in today's types
+            parts = [p.cast(pa.schema([schema.field(c) for c in p.column_names])) for p in parts]
         return pa.concat_tables(parts) if parts else schema.empty_table()

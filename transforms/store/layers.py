@@ -1,0 +1,55 @@
+"""Which rows of a shared file a version holds.
+
+A refresh lists the ``occurrences`` and ``scenes`` files of earlier versions as they are and writes
+files only for the documents it processed. The rows of a document's old revision (a changed
+document, or one marked deleted) then stay in the earlier files, and each version reads past them:
+
+- a document's rows are those of its current revision, which version ``added_in_version`` wrote
+  (the ``documents`` table);
+- a file of a per-document table holds the revisions written by versions ``lo`` to ``hi``, its
+  manifest entry's ``"documents": [lo, hi]``; without the field, every revision current in the
+  version whose folder holds it (``[1, that version]``): what a compress, a retrain, a compaction
+  and every version before format 4 write;
+- so a version keeps a row of document ``d`` from a file ``[lo, hi]`` when ``d`` is not deleted and
+  ``lo <= added_in_version(d) <= hi``.
+
+Rows are never moved between revisions: a changed document's new rows are in the new version's
+files, its old rows in older files whose range ends before its new ``added_in_version``.
+"""
+
+from __future__ import annotations
+
+# Tables holding rows of each document revision. Every other table's files hold only rows of the
+# versions that list them.
+PER_DOCUMENT_TABLES = ("occurrences", "scenes")
+
+
+def range_problem(entry: dict, held: int) -> str | None:
+    """What is wrong with an entry's ``documents`` range (the file lying in version ``held``), or None."""
+    value = entry.get("documents")
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and 1 <= value[0] <= value[1] <= held and entry.get("table") in PER_DOCUMENT_TABLES):
+        return f"gives the file {entry.get('path')!r} a documents range {value!r}, which is not [first, last] version up to {held}"
+    return None
+
+
+def documents_range(entry: dict, held: int) -> tuple[int, int]:
+    """The versions whose document revisions an entry's file holds (see the module's rule)."""
+    value = entry.get("documents")
+    return (value[0], value[1]) if value is not None else (1, held)
+
+
+def live_ids(revisions: dict[str, int], first: int, last: int) -> list[str]:
+    """Of ``revisions`` (doc_id -> added_in_version, deleted documents left out), the documents whose
+    current revision a file ``[first, last]`` holds."""
+    return sorted(d for d, v in revisions.items() if first <= v <= last)
+
+
+def keep_live(table, ids: list[str]):
+    """The rows of ``table`` (with a ``doc_id`` column) whose document is in ``ids``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(ids, pa.string())))
