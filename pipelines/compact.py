@@ -58,7 +58,7 @@ def run(argv: list[str]) -> dict:
         stored = StoreVersion(args.store)
         stored.check_files()
         version = stored.version + 1
-        layered = frozenset(t for t in ("occurrences", "scenes") if stored.layered(t))
+        layered = frozenset(t for t in ("occurrences", "scenes", "units") if stored.layered(t))
         rewrites, kept = plan_compaction(stored.entries(), version, stored.manifest["config"].get("num_shards", 1), layered)
         merged = sum(len(r.entries) for r in rewrites)
         if not rewrites:

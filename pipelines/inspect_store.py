@@ -12,6 +12,7 @@ import sys
 from hyperscene.pipelines.cliutil import human, visible
 from hyperscene.transforms.errors import Errors, InvalidOption
 from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.publish import table_bytes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +71,8 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
         "store_bytes": c.get("store_bytes", 0),
         "store_to_input": round(c.get("store_bytes", 0) / c["input_bytes"], 3) if c.get("input_bytes") else 0.0,
         "vector_bytes": c.get("vector_bytes", 0),
-        "table_bytes": table_bytes(m),
+        "written_bytes": c.get("written_bytes", c.get("store_bytes", 0)),
+        "table_bytes": table_bytes(m["files"]),
         "made_by": made_by(m),
         "dead_letters": c.get("dead_letters", 0),
         "wall_seconds": m["timings"]["wall_seconds"],
@@ -79,16 +81,11 @@ def summarise(store: StoreVersion, tokenizer: str | None = None) -> dict:
     }
 
 
-def table_bytes(manifest: dict) -> dict[str, int]:
-    """Bytes of each table's files in the version, largest first, as its manifest lists them."""
-    totals: dict[str, int] = {}
-    for f in manifest["files"]:
-        totals[f["table"]] = totals.get(f["table"], 0) + f["bytes"]
-    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 def made_by(manifest: dict) -> str:
     """What wrote a version: compress, a refresh (what it changed, its drift) or a retrain (ids kept)."""
+    if "compact" in manifest:
+        c = manifest["compact"]
+        return f"compact of version {c.get('from_version')}: {c.get('files_merged')} files rewritten into {c.get('files_written')}"
     if "retrain" in manifest:
         r = manifest["retrain"]
         st = r.get("stability") or {}
@@ -159,7 +156,9 @@ def render(s: dict) -> str:
         ("tokens/hyperword", f"{s['tokens_per_hyperword']:.2f}"),
         ("codebook size", human(s["codebook_size"])),
         ("store bytes", f"{human(s['store_bytes'])} ({s['store_to_input']:.3f} of input)"
-                        + (f", of which vectors {human(s['vector_bytes'])} (kept for refresh)" if s.get("vector_bytes") else "")),
+                        + (f", of which vectors {human(s['vector_bytes'])} (kept for refresh)" if s.get("vector_bytes") else "")
+                        + (f"; {human(s['written_bytes'])} written by this version, the rest shared with earlier ones"
+                           if s["written_bytes"] != s["store_bytes"] else "")),
         ("bytes per table", ", ".join(f"{table} {human(n)}" for table, n in s["table_bytes"].items())),
         ("made by", s["made_by"]),
         ("dead letters", human(s["dead_letters"])),

@@ -30,7 +30,7 @@ from hyperscene.transforms.errors import DiskFull, Errors, ModelNotFound, StoreE
 from hyperscene.transforms.progress import stage_report
 from hyperscene.transforms.store.layout import clear_scratch, version_dir
 from hyperscene.transforms.store.lock import StoreLock, clear_lock_leftovers, process_ended
-from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion, entry_version
 
 logger = logging.getLogger("hyperscene")
 
@@ -106,15 +106,18 @@ def stored_files(stored: StoreVersion, table: str) -> list[str]:
 
 def read_stored(p, name: str, stored: StoreVersion, table: str, **kwargs):
     """The rows ``stored`` holds of ``table`` as a PCollection of Arrow tables (see
-    transforms.refresh.read_stored): of a per-document table whose files it shares, only the live rows
-    (transforms/store/layers.py)."""
+    transforms.refresh.read_stored): of a per-document table whose files it shares, only the live rows;
+    units from files of several versions tagged, so that each unit's newest row is chosen where they
+    meet (transforms/store/layers.py)."""
     import apache_beam as beam
 
     from hyperscene.transforms.refresh import read_stored as read_file
 
-    files = [(stored.file_path(e), stored.documents_range(e)) for e in stored.files(table)]
-    revisions = stored.revisions() if stored.layered(table) else None
-    return p | f"Stored {name}" >> beam.Create(files) | f"Read stored {name}" >> beam.FlatMap(read_file, revisions=revisions, **kwargs)
+    files = [(stored.file_path(e), stored.documents_range(e), entry_version(e, stored.version)) for e in stored.files(table)]
+    layered = stored.layered(table)
+    revisions = stored.revisions() if layered and table != "units" else None
+    return p | f"Stored {name}" >> beam.Create(files) | f"Read stored {name}" >> beam.FlatMap(
+        read_file, revisions=revisions, tag_held_units=layered and table == "units", **kwargs)
 
 
 def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:

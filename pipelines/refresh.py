@@ -40,8 +40,9 @@ logger = logging.getLogger("hyperscene")
 
 # Tables whose stored files a refresh lists as they are, without rewriting them: its own rows go into
 # files of their own beside them. Rows of old revisions stay in the shared occurrences and scenes
-# files; readers skip them (transforms/store/layers.py).
-SHARED_TABLES = ("vectors", "occurrences", "scenes", "provenance", "dead_letters")
+# files, and a unit whose count changed gets a newer row; readers keep what the version holds
+# (transforms/store/layers.py).
+SHARED_TABLES = ("vectors", "occurrences", "scenes", "provenance", "dead_letters", "units")
 PER_DOCUMENT = ("occurrences", "scenes")
 
 
@@ -212,9 +213,10 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     matched = _matched_fresh_units(p, cfg, stored, fresh, joined["members"], n)
 
-    # The new version's tables: units, documents and the codebooks' statistics written whole; of the
-    # shared tables (SHARED_TABLES), only the new rows.
-    units = (merged.units, fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)) | "Units" >> beam.Flatten()
+    # The new version's tables: documents and the codebooks' statistics written whole; of the shared
+    # tables (SHARED_TABLES), only the new rows.
+    fresh_rows = fresh | "FreshRows" >> beam.Map(rf.fresh_unit_rows)
+    units = (merged.units, fresh_rows) | "Units" >> beam.Flatten()  # every unit, for the statistics
     hw_stats = units | "HyperwordMembers" >> beam.FlatMap(rf.hyperword_members) | "HyperwordStats" >> beam.CombinePerKey(rf.HyperwordStats())
     # every scene of the new version, for the level codebooks' statistics and the counts
     scenes = (job.read_stored(p, "scenes", stored, "scenes", columns=["doc_id", "level", "code", "code_score", "scene_id", "token_count"],
@@ -226,7 +228,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     ) | "Documents" >> beam.Flatten()
     tables = {
         "documents": documents,
-        "units": units,
+        "units": (merged.changed, fresh_rows) | "NewUnitRows" >> beam.Flatten(),
         "occurrences": levels["occurrences"],
         "hyperwords": frozen | "HyperwordRows" >> beam.FlatMap(rf.hyperword_rows, stats=beam.pvalue.AsDict(hw_stats)),
         "provenance": matched.provenance,

@@ -50,7 +50,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
-from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion, entry_version
 
 FORMATS = ("table", "csv", "jsonl")
 DEFAULT_MAX_ROWS = 1000
@@ -134,7 +134,8 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         elif sv.layered(name):
-            con.execute(f'create view "{name}" as {_live_rows_query(sv, name)}')
+            query = _latest_units_query(sv) if name == "units" else _live_rows_query(sv, name)
+            con.execute(f'create view "{name}" as {query}')
             paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
@@ -157,6 +158,14 @@ def _live_rows_query(sv, name: str) -> str:
         parts.append(f"select * from read_parquet([{_sql_string(os.path.abspath(sv.file_path(entry)))}]) "
                      f"where doc_id in (select doc_id from ({live}) where added_in_version between {first} and {last})")
     return " union all by name ".join(parts)
+
+
+def _latest_units_query(sv) -> str:
+    """Units in files of several versions: each unit's row from the latest (transforms/store/layers.py)."""
+    parts = [f"select *, {entry_version(e, sv.version)} as _held from read_parquet([{_sql_string(os.path.abspath(sv.file_path(e)))}])"
+             for e in sv.files("units")]
+    return (f"select * exclude (_held) from ({' union all by name '.join(parts)}) "
+            f"qualify row_number() over (partition by unit_id order by _held desc) = 1")
 
 
 def _confine(con, paths: list[str]) -> None:

@@ -26,7 +26,7 @@ from hyperscene.transforms.store.lock import clear_lock_leftovers
 from hyperscene.transforms.store.reader import StoreVersion
 
 FORMAT3 = Path(__file__).parent / "data" / "format3"
-SHARED = ("vectors", "occurrences", "scenes", "provenance", "dead_letters")
+SHARED = ("vectors", "occurrences", "scenes", "provenance", "dead_letters", "units")
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -101,7 +101,7 @@ def test_refreshing_a_format_3_store_shares_its_files_and_writes_only_new_rows(g
     v1, v2, v3 = (StoreVersion(str(grown_store), v) for v in (1, 2, 3))
     assert (v1.manifest["format_version"], v2.manifest["format_version"]) == (3, FORMAT_VERSION)
     shared = [e for e in v2.entries() if "version" in e]
-    assert {"vectors", "occurrences", "scenes"} <= {e["table"] for e in shared} <= set(SHARED)
+    assert {"vectors", "occurrences", "scenes", "units"} <= {e["table"] for e in shared} <= set(SHARED)
     assert [{k: v for k, v in e.items() if k != "version"} for e in shared] == [e for e in v1.entries() if e in shared or
                                                                                {**e, "version": 1} in shared]
     assert all(e["version"] == 1 for e in shared)
@@ -110,6 +110,13 @@ def test_refreshing_a_format_3_store_shares_its_files_and_writes_only_new_rows(g
     [own] = [e for e in v2.files("occurrences") if "version" not in e]
     assert own["documents"] == [2, 2] and own["rows"] == v2.read("occurrences").filter(
         pa.compute.equal(v2.read("occurrences")["doc_id"], "new.md")).num_rows
+    # units: the refresh wrote rows only for the units it added or whose count changed; each unit's
+    # newest row counts, and every unit of version 1 is still there
+    [own_units] = [e for e in v2.files("units") if "version" not in e]
+    assert 0 < own_units["rows"] < v2.read("units").num_rows and v2.layered("units")
+    counts = dict(zip(*(v2.read("units", ["unit_id", "occurrence_count"])[c].to_pylist() for c in ("unit_id", "occurrence_count"))))
+    assert set(v1.read("units")["unit_id"].to_pylist()) <= set(counts) and len(counts) == v2.read("units").num_rows
+    assert sum(counts.values()) == v2.read("occurrences").num_rows == v2.manifest["counts"]["units"]
     # version 3 changed alice.txt: its old rows stay in version 1's files, and no reader sees them
     assert v3.layered("occurrences") and v3.layered("scenes")
     old = v1.read("occurrences").filter(pa.compute.equal(v1.read("occurrences")["doc_id"], "alice.txt")).num_rows
@@ -128,9 +135,9 @@ def test_compact_rewrites_shared_files_into_one_per_table_with_the_live_rows_onl
     v3, v4 = StoreVersion(str(grown_store), 3), StoreVersion(str(grown_store), 4)
     assert len(v3.files("vectors")) == 3 and len(v4.files("vectors")) == 1
     rewritten = {e["table"] for e in v4.entries() if "version" not in e and e["rows"]}
-    assert {"vectors", "occurrences", "scenes"} <= rewritten <= set(SHARED)
+    assert {"vectors", "occurrences", "scenes", "units"} <= rewritten <= set(SHARED)
     assert all(len([e for e in v4.files(t) if e["rows"]]) == 1 for t in rewritten)
-    assert not v4.layered("occurrences") and not v4.layered("scenes")
+    assert not any(v4.layered(t) for t in ("occurrences", "scenes", "units"))
     assert v4.manifest["compact"]["from_version"] == 3 and v4.manifest["compact"]["files_before"] == len(v3.entries())
     sort = {"vectors": "unit_id", "units": "unit_id", "occurrences": ["doc_id", "position"], "scenes": "scene_id",
             "documents": "doc_id", "provenance": "unit_id"}
@@ -140,7 +147,7 @@ def test_compact_rewrites_shared_files_into_one_per_table_with_the_live_rows_onl
     # old revisions' rows are gone from the rewritten files: each file holds what version 3 holds
     assert sum(e["rows"] for e in v4.files("occurrences")) == v3.read("occurrences").num_rows
     # tables already in one file of the version's own are shared, not rewritten
-    assert {e["table"] for e in v4.entries() if "version" in e} >= {"units", "documents", "hyperwords"}
+    assert {e["table"] for e in v4.entries() if "version" in e} >= {"documents", "hyperwords"}
     assert v4.manifest["counts"]["units"] == v3.manifest["counts"]["units"]
 
 
@@ -407,3 +414,7 @@ def test_sql_sees_what_the_version_holds_of_shared_files(grown_store, load):
         expected = v3.read(table, ["doc_id"])["doc_id"].value_counts().to_pylist()
         got = con.execute(f"select doc_id, count(*) from {table} group by doc_id").fetchall()
         assert sorted(got) == sorted((c["values"], c["counts"]) for c in expected), table
+    assert v3.layered("units")
+    expected = v3.read("units", ["unit_id", "occurrence_count"])
+    got = con.execute("select unit_id, occurrence_count from units").fetchall()
+    assert sorted(got) == sorted(zip(expected["unit_id"].to_pylist(), expected["occurrence_count"].to_pylist()))

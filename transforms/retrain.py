@@ -22,6 +22,7 @@ from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
 from hyperscene.transforms.progress import stage_timer
+from hyperscene.transforms.store.layers import latest_units
 from hyperscene.transforms.store.reader import read_vectors
 
 UNIT_COLUMNS = ["unit_id", "text", "occurrence_count", "token_count", "word_count"]
@@ -36,7 +37,7 @@ def bucket_from_store(item, dimension: int) -> Iterator[UnitBucket]:
     units = list(joined["units"])
     if not units:
         return
-    units = pa.concat_tables(units).sort_by("unit_id")
+    units = latest_units(units).sort_by("unit_id")  # each unit's newest row, when a refresh wrote some
     vectors = pa.concat_tables(list(joined["vectors"])) if joined["vectors"] else TABLES["vectors"].empty_table()
     rows = pc.index_in(units["unit_id"], value_set=vectors["unit_id"])
     if rows.null_count:

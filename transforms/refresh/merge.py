@@ -19,11 +19,13 @@ from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.dedup import dedup_bucket
 from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.store.layers import latest_units
 
 
 @dataclass(frozen=True)
 class MergedBucket:
     stored_units: pa.Table | None  # the stored units of the bucket with their new occurrence counts
+    changed_units: pa.Table | None  # of those, the ones whose count changed: the rows the new version writes
     fresh: UnitBucket | None  # never-seen units of the new documents, with their occurrences
     known: UnitBucket | None  # stored units the new documents use, with those occurrences
     member_units: int  # stored near-duplicate members still used in the new version
@@ -35,11 +37,13 @@ class MergedBucket:
 def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: list[pa.Array],
                  members: list[pa.Array]) -> MergedBucket:
     """One bucket of the join: the new documents' occurrences (``doc_id, position, text, separator,
-    unit_id`` tables), the stored units rows, the unit ids of
-    occurrences that leave, and the stored near-duplicate members' ids."""
-    stored_units = pa.concat_tables(stored) if stored else TABLES["units"].empty_table()
+    unit_id`` tables), the stored units rows, the unit ids of occurrences that leave, and the stored
+    near-duplicate members' ids. Units rows from files of several versions (tagged) count with each
+    unit's newest row (store/layers.py)."""
+    stored_units = latest_units(stored) if stored else TABLES["units"].empty_table()
     stored_ids = stored_units.column("unit_id")
-    counts = stored_units.column("occurrence_count").to_numpy().copy()
+    before = stored_units.column("occurrence_count").to_numpy()
+    counts = before.copy()
     position = {u: i for i, u in enumerate(stored_ids.to_pylist())}
     for unit, n in Counter(u for ids in removed for u in ids.to_pylist()).items():
         if unit in position:
@@ -72,8 +76,9 @@ def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: 
     member_ids = pa.array([u for ids in members for u in ids.to_pylist()], pa.string())
     is_member = pc.is_in(stored_ids, value_set=member_ids).to_numpy(zero_copy_only=False)
     scores = stored_units.column("hyperword_score").to_numpy()
+    changed = stored_units.filter(pa.array(counts != before)) if stored_units.num_rows else stored_units
     return MergedBucket(
-        stored_units if stored_units.num_rows else None, fresh, known,
+        stored_units if stored_units.num_rows else None, changed if changed.num_rows else None, fresh, known,
         member_units=int((counts[is_member] > 0).sum()), member_occurrences=int(counts[is_member].sum()),
         stored_distance=float(np.sum(1.0 - scores, dtype=np.float64)), stored_count=len(scores),
     )
@@ -91,6 +96,8 @@ class _MergeDoFn(beam.DoFn):
                                   [t.column("unit_id") for t in joined["members"]])
         if merged.stored_units is not None:
             yield merged.stored_units
+        if merged.changed_units is not None:
+            yield beam.pvalue.TaggedOutput("changed", merged.changed_units)
         if merged.fresh is not None:
             yield beam.pvalue.TaggedOutput("fresh", merged.fresh)
         if merged.known is not None:
@@ -102,12 +109,12 @@ class _MergeDoFn(beam.DoFn):
 
 class MergeWithStore(beam.PTransform):
     """{"new": (bucket, occurrences), "stored": (bucket, units), "removed": (bucket, unit ids),
-    "members": (bucket, unit ids)} -> stored units rows (main), ``fresh`` and ``known`` UnitBuckets,
-    ``stats``."""
+    "members": (bucket, unit ids)} -> stored units rows (main), those whose count changed
+    (``changed``), ``fresh`` and ``known`` UnitBuckets, ``stats``."""
 
     def expand(self, joined):
         return (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Merge" >> beam.ParDo(_MergeDoFn()).with_outputs("fresh", "known", "stats", main="units")
+            | "Merge" >> beam.ParDo(_MergeDoFn()).with_outputs("changed", "fresh", "known", "stats", main="units")
         )

@@ -18,25 +18,29 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.dedup import bucket_of
 from hyperscene.transforms.refresh.plan import drop_documents
-from hyperscene.transforms.store.layers import keep_live, live_ids
+from hyperscene.transforms.store.layers import keep_live, live_ids, tag_held
 from hyperscene.transforms.store.reader import read_vectors
 
 # Rows per element when a stored table is read back into the pipeline.
 READ_BATCH_ROWS = 65_536
 
 
-def read_stored(file: tuple[str, tuple[int, int]], columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
-                only_docs_in: frozenset[str] | None = None, revisions: dict[str, int] | None = None) -> Iterator[pa.Table]:
-    """A stored Parquet file (path, and the versions whose document revisions it holds), in batches of
-    READ_BATCH_ROWS rows; optionally without the rows of some documents, or with only those of some
-    documents. With ``revisions`` (doc_id -> added_in_version of the live documents), only the rows of
-    live revisions (transforms/store/layers.py)."""
-    path, (first, last) = file
+def read_stored(file: tuple[str, tuple[int, int], int], columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
+                only_docs_in: frozenset[str] | None = None, revisions: dict[str, int] | None = None,
+                tag_held_units: bool = False) -> Iterator[pa.Table]:
+    """A stored Parquet file (path, the versions whose document revisions it holds, the version whose
+    folder holds it), in batches of READ_BATCH_ROWS rows; optionally without the rows of some
+    documents, or with only those of some documents. With ``revisions`` (doc_id -> added_in_version
+    of the live documents), only the rows of live revisions; with ``tag_held_units``, units rows
+    tagged for :func:`~hyperscene.transforms.store.layers.latest_units` (see layers.py)."""
+    path, (first, last), held = file
     live = live_ids(revisions, first, last) if revisions is not None else None
     read_columns = columns + ["doc_id"] if live is not None and columns and "doc_id" not in columns else columns
     for table in _batches(path, read_columns):
         if live is not None:
             table = keep_live(table, live).select(columns or table.column_names)
+        if tag_held_units:
+            table = tag_held(table, held)
         if only_docs_in is not None:
             table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(sorted(only_docs_in), pa.string())))
         else:

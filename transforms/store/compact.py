@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hyperscene.schemas import SORT_KEYS, table_schema
+from hyperscene.transforms.store.layers import HELD, latest_units
 from hyperscene.transforms.store.writer import shard_of, vector_file_name, write_sorted_file
 
 # Tables a compress writes in --num-shards files; the others it writes in one, and vectors in one per bucket.
@@ -70,7 +71,8 @@ def rewrite_files(rewrite: Rewrite, read_rows, version_path: str) -> list[dict]:
     parts = [read_rows(e) for e in rewrite.entries]
     schema = table_schema(rewrite.table, parts[0].column_names)
     # files of format 3 hold float32 centroids: every part in today's types
-    table = pa.concat_tables([part.cast(schema) for part in parts])
+    table = latest_units([part.cast(pa.schema([schema.field(c) if c != HELD else part.schema.field(c) for c in part.column_names]))
+                          for part in parts])
     keys = SORT_KEYS[rewrite.table]
     table = table.sort_by([(k, "ascending") for k in keys])
     if len(rewrite.names) == 1:

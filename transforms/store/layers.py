@@ -53,3 +53,40 @@ def keep_live(table, ids: list[str]):
     import pyarrow.compute as pc
 
     return table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(ids, pa.string())))
+
+
+# Units work by the version, not by the document: a refresh writes rows only for the units it adds
+# and those whose occurrence_count it changes, and a unit's row in a version is the one in the file
+# of the latest version that holds one (``held``: the version whose folder holds the file).
+HELD = "_held"
+
+
+def tag_held(table, held: int):
+    """A units table read from a file of version ``held``, tagged so that :func:`latest_units` can
+    keep each unit's newest row."""
+    import numpy as np
+    import pyarrow as pa
+
+    return table.append_column(HELD, pa.array(np.full(table.num_rows, held, np.int32)))
+
+
+def latest_units(tables: list):
+    """Units rows (tagged by :func:`tag_held`, or not: then as they are), each unit's row from the
+    latest version that holds one, without the tag."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return None
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if HELD not in table.column_names:
+        return table
+    table = table.sort_by([("unit_id", "ascending"), (HELD, "descending")])
+    ids = table.column("unit_id")
+    if table.num_rows > 1:
+        first = pc.not_equal(ids.slice(1), ids.slice(0, table.num_rows - 1))
+        keep = pa.concat_arrays([pa.array([True])] + first.chunks) if isinstance(first, pa.ChunkedArray) else \
+            pa.concat_arrays([pa.array([True]), first])
+        table = table.filter(keep)
+    return table.drop_columns([HELD])

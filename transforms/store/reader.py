@@ -11,7 +11,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.schemas import FORMAT_VERSION, table_schema
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
-from hyperscene.transforms.store.layers import PER_DOCUMENT_TABLES, documents_range, keep_live, live_ids, range_problem
+from hyperscene.transforms.store.layers import (HELD, PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
+                                                range_problem, tag_held)
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
 
 
@@ -117,7 +118,10 @@ class StoreVersion:
 
     def layered(self, table: str) -> bool:
         """Whether some file of ``table`` holds rows this version does not (see layers.py): a
-        per-document table that shares files of earlier versions."""
+        per-document table that shares files of earlier versions, or units in files of several
+        versions (a unit's newest row counts)."""
+        if table == "units":
+            return len({entry_version(e, self.version) for e in self.files(table)}) > 1
         return table in PER_DOCUMENT_TABLES and any(self.documents_range(e) != (1, self.version) for e in self.files(table))
 
     def revisions(self) -> dict[str, int]:
@@ -129,9 +133,12 @@ class StoreVersion:
         return self._revisions
 
     def live_rows(self, table: str, entry: dict, rows):
-        """``rows`` read from ``entry``'s file (with their ``doc_id``), less those this version does not hold."""
+        """``rows`` read from ``entry``'s file (with their ``doc_id``), less those this version does not
+        hold; units rows tagged with the version holding them, for :func:`layers.latest_units`."""
         if not self.layered(table):
             return rows
+        if table == "units":
+            return tag_held(rows, entry_version(entry, self.version))
         return keep_live(rows, live_ids(self.revisions(), *self.documents_range(entry)))
 
     def shared(self, entry: dict) -> dict:
@@ -177,21 +184,32 @@ class StoreVersion:
         import pyarrow.parquet as pq
 
         layered = self.layered(table)
-        read_columns = columns + ["doc_id"] if layered and columns and "doc_id" not in columns else columns
+        key = "unit_id" if table == "units" else "doc_id"
+        read_columns = columns + [key] if layered and columns and key not in columns else columns
+        # a unit's newest row decides whether it matches: filter after choosing it
+        file_filters = None if layered and table == "units" else filters
         parts = []
         for entry in self.files(table):
             data = self.file_bytes(entry)
             try:
-                part = pq.read_table(io.BytesIO(data), columns=read_columns, filters=filters)
+                part = pq.read_table(io.BytesIO(data), columns=read_columns, filters=file_filters)
             except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
                 raise self.damaged(self._name(entry), f"does not read as the {table} table "
                                    f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
             part = self.live_rows(table, entry, part)
-            parts.append(part.select(columns) if layered and columns else part)
+            # units keep their id and tag until each unit's newest row is chosen
+            parts.append(part.select(columns) if layered and columns and table != "units" else part)
         schema = table_schema(table, parts[0].column_names if parts else ())
         if columns:
             schema = pa.schema([schema.field(c) for c in columns])
         if len(parts) > 1 and any(not p.schema.equals(parts[0].schema) for p in parts):
             # a version sharing files of format 3 (float32 centroids): every part in today's types
-            parts = [p.cast(pa.schema([schema.field(c) for c in p.column_names])) for p in parts]
-        return pa.concat_tables(parts) if parts else schema.empty_table()
+            parts = [p.cast(pa.schema([schema.field(c) if c != HELD else p.schema.field(c) for c in p.column_names])) for p in parts]
+        if not parts:
+            return schema.empty_table()
+        if layered and table == "units":
+            units = latest_units(parts)
+            if filters is not None:
+                units = units.filter(filters)
+            return units.select(columns) if columns else units
+        return pa.concat_tables(parts)

@@ -37,9 +37,11 @@ def vector_table(unit_ids, hyperwords, vectors: np.ndarray, encoding: str) -> "p
     columns = encode(vectors, encoding)
     values = columns["vector"]
     offsets = pa.array(np.arange(0, values.size + 1, max(values.shape[1], 1), dtype=np.int32))
-    arrays = [unit_ids, hyperwords, pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))]
-    if "scale" in columns:
-        arrays.append(pa.array(columns["scale"]))
+    if "scale" in columns:  # int8: each row's codes as bytes
+        vector = pa.BinaryArray.from_buffers(pa.binary(), len(values), [None, offsets.buffers()[1], pa.py_buffer(values.tobytes())])
+        arrays = [unit_ids, hyperwords, vector, pa.array(columns["scale"])]
+    else:
+        arrays = [unit_ids, hyperwords, pa.ListArray.from_arrays(offsets, pa.array(values.ravel()))]
     return pa.Table.from_arrays(arrays, schema=VECTOR_SCHEMAS[encoding])
 
 
@@ -48,9 +50,11 @@ def decode(table) -> np.ndarray:
     column = table.column("vector").combine_chunks()
     if len(column) == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
     if "scale" not in table.column_names:
-        return values
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset:column.offset + len(column) + 1]
+    codes = np.frombuffer(column.buffers()[2], dtype=np.int8)[offsets[0]:offsets[-1]]
+    values = codes.reshape(len(column), -1).astype(np.float32)
     values *= table.column("scale").to_numpy()[:, None]
     norms = np.linalg.norm(values, axis=1, keepdims=True)
     return values / np.where(norms > 0, norms, 1.0)
