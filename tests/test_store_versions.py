@@ -418,3 +418,17 @@ def test_sql_sees_what_the_version_holds_of_shared_files(grown_store, load):
     expected = v3.read("units", ["unit_id", "occurrence_count"])
     got = con.execute("select unit_id, occurrence_count from units").fetchall()
     assert sorted(got) == sorted(zip(expected["unit_id"].to_pylist(), expected["occurrence_count"].to_pylist()))
+
+
+def test_retrain_of_a_version_that_shares_files_reads_only_its_rows(grown_store, inputs, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(grown_store, store)
+    shutil.rmtree(store / "v000004")  # back to version 3: occurrences, scenes and units in files of 1, 2 and 3
+    assert StoreVersion(str(store)).layered("units") and StoreVersion(str(store)).layered("occurrences")
+    code, _, err = cli(capsys, "retrain", store)
+    assert code == 0, err
+    v3, v4 = StoreVersion(str(store), 3), StoreVersion(str(store), 4)
+    assert v4.manifest["retrain"]["from_version"] == 3
+    assert v4.read("occurrences").num_rows == v3.read("occurrences").num_rows
+    assert sorted(v4.read("units")["unit_id"].to_pylist()) == sorted(v3.read("units")["unit_id"].to_pylist())
+    serves(store, 4, documents_of(inputs)[3], tmp_path, capsys)
