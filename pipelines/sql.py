@@ -50,6 +50,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
+from hyperscene.transforms.store.layers import latest_units_sql, live_rows_sql
 from hyperscene.transforms.store.reader import StoreVersion, entry_version
 
 FORMATS = ("table", "csv", "jsonl")
@@ -134,7 +135,14 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         elif sv.layered(name):
-            query = _latest_units_query(sv) if name == "units" else _live_rows_query(sv, name)
+            def quoted(entry):
+                return _sql_string(os.path.abspath(sv.file_path(entry)))
+
+            if name == "units":
+                query = latest_units_sql([(quoted(e), entry_version(e, sv.version)) for e in sv.files(name)])
+            else:
+                query = live_rows_sql([(quoted(e), *sv.documents_range(e)) for e in sv.files(name)],
+                                      [quoted(e) for e in sv.files("documents")])
             con.execute(f'create view "{name}" as {query}')
             paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
@@ -145,27 +153,6 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
     if not full_access:
         _confine(con, paths)
     return con
-
-
-def _live_rows_query(sv, name: str) -> str:
-    """A per-document table whose files the version shares with earlier ones: each file's rows of
-    the document revisions the version holds (transforms/store/layers.py), as one query."""
-    documents = ", ".join(_sql_string(os.path.abspath(sv.file_path(f))) for f in sv.files("documents"))
-    live = f"select doc_id, added_in_version from read_parquet([{documents}]) where not deleted"
-    parts = []
-    for entry in sv.files(name):
-        first, last = sv.documents_range(entry)
-        parts.append(f"select * from read_parquet([{_sql_string(os.path.abspath(sv.file_path(entry)))}]) "
-                     f"where doc_id in (select doc_id from ({live}) where added_in_version between {first} and {last})")
-    return " union all by name ".join(parts)
-
-
-def _latest_units_query(sv) -> str:
-    """Units in files of several versions: each unit's row from the latest (transforms/store/layers.py)."""
-    parts = [f"select *, {entry_version(e, sv.version)} as _held from read_parquet([{_sql_string(os.path.abspath(sv.file_path(e)))}])"
-             for e in sv.files("units")]
-    return (f"select * exclude (_held) from ({' union all by name '.join(parts)}) "
-            f"qualify row_number() over (partition by unit_id order by _held desc) = 1")
 
 
 def _confine(con, paths: list[str]) -> None:
