@@ -7,7 +7,8 @@ encoding is what its decisions rest on. This runs the same decision (transforms/
 hyperword's units grouped at the store's threshold, with its word check) on the store's float16
 vectors and on the same vectors encoded as int8 and read back, and compares the merges: how many
 each makes, and how many (member, canonical) pairs differ. Also prints the mean and largest change
-of a cosine between a unit and its hyperword's other units, and the bytes of each encoding.
+of a cosine between a unit and its hyperword's other units, the bytes of each encoding, and with
+``--show N`` N of the differing pairs with their texts and both cosines, to read by eye.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("store", type=Path)
     ap.add_argument("--version", type=int)
+    ap.add_argument("--show", type=int, default=0, metavar="N", help="print N of the pairs that differ, with their texts")
     args = ap.parse_args()
 
     from hyperscene.transforms.near_dup import group_near_duplicates
@@ -48,6 +50,7 @@ def main() -> None:
 
     started = time.perf_counter()
     merges = {"float16": set(), "int8": set()}
+    row_of = {u: i for i, u in enumerate(ids)}
     drift, largest = [], 0.0
     for hw in np.unique(hyperwords):
         rows = np.flatnonzero(hyperwords == hw)
@@ -63,6 +66,10 @@ def main() -> None:
         drift.append(float(delta.mean()))
         largest = max(largest, float(delta.max()))
     a, b = merges["float16"], merges["int8"]
+    for member, canonical in sorted(a ^ b)[: args.show]:
+        i, j = row_of[member], row_of[canonical]
+        print(f"only {'float16' if (member, canonical) in a else 'int8'}: cosine {float(half[i] @ half[j]):.4f} (float16) "
+              f"{float(eight[i] @ eight[j]):.4f} (int8)\n  {text[member]!r}\n  {text[canonical]!r}", file=sys.stderr)
     bytes_of = {name: int(t.nbytes) for name, t in (("float16", vectors_table), ("int8", int8_table))}
     print(json.dumps({
         "store": str(args.store), "version": store.version, "model": store.manifest["model"].get("name"),

@@ -8,7 +8,6 @@ is many files. Compacting and then ``hyperscene vacuum STORE --keep 1`` leaves o
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import time
 
@@ -16,6 +15,7 @@ import apache_beam as beam
 
 from hyperscene.pipelines import cliutil, job
 from hyperscene.transforms.store.compact import Rewrite, plan_compaction, rewrite_files
+from hyperscene.transforms.store.layers import LAYERED_TABLES
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.reader import StoreVersion
 
@@ -38,14 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _rewrite(rewrite: Rewrite, store: str, version: int, path: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
     stored = StoreVersion(store, version)
-
-    def read_rows(entry):
-        return stored.live_rows(rewrite.table, entry, pq.read_table(io.BytesIO(stored.file_bytes(entry))))
-
-    return rewrite_files(rewrite, read_rows, path)
+    return rewrite_files(rewrite, lambda entry: stored.read_file(rewrite.table, entry), path)
 
 
 def run(argv: list[str]) -> dict:
@@ -58,7 +52,7 @@ def run(argv: list[str]) -> dict:
         stored = StoreVersion(args.store)
         stored.check_files()
         version = stored.version + 1
-        layered = frozenset(t for t in ("occurrences", "scenes", "units") if stored.layered(t))
+        layered = frozenset(t for t in LAYERED_TABLES if stored.layered(t))
         rewrites, kept = plan_compaction(stored.entries(), version, stored.manifest["config"].get("num_shards", 1), layered)
         merged = sum(len(r.entries) for r in rewrites)
         if not rewrites:

@@ -27,6 +27,7 @@ from hyperscene.pipelines.config import (
     VECTOR_ENCODINGS,
     CompressConfig,
 )
+from hyperscene.schemas import SHARDED_TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, codebook_baseline, hyperword_table_rows
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
@@ -214,9 +215,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         "scenes": levels["scenes"],
         "codebooks": levels["codebooks"],
     }
-    large = {"units", "occurrences", "scenes"}
     files_written = [
-        rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1)
+        rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in SHARDED_TABLES else 1)
         for name, rows in tables.items()
     ]
     if cfg.vectors != "none":

@@ -31,6 +31,8 @@ from hyperscene.transforms.inputs import check_distinct_sources, discover
 from hyperscene.transforms.read import ReadDocuments, dead_letter, duplicate_id_reason, read_input_file
 from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.spill import SpillPolicy
+from hyperscene.schemas import SHARDED_TABLES
+from hyperscene.transforms.store.layers import PER_DOCUMENT_TABLES
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.reader import StoreVersion
 from hyperscene.transforms.store.writer import WriteTable, write_vector_file
@@ -43,7 +45,6 @@ logger = logging.getLogger("hyperscene")
 # files, and a unit whose count changed gets a newer row; readers keep what the version holds
 # (transforms/store/layers.py).
 SHARED_TABLES = ("vectors", "occurrences", "scenes", "provenance", "dead_letters", "units")
-PER_DOCUMENT = ("occurrences", "scenes")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,12 +238,11 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         "codebooks": p | "LevelCodebookRows" >> beam.Create(level_books)
         | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
-    large = {"units", "occurrences", "scenes"}
-    written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in large else 1) for name, rows in tables.items()
-               if name not in PER_DOCUMENT]
+    written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in SHARDED_TABLES else 1)
+               for name, rows in tables.items() if name not in PER_DOCUMENT_TABLES]
     # this version's own revisions only: the rows of the others are in the shared files
     written += [tables[name] | f"Write {name}" >> WriteTable(name, path, cfg.num_shards)
-                | f"Range {name}" >> beam.Map(lambda entry: {**entry, "documents": [version, version]}) for name in PER_DOCUMENT]
+                | f"Range {name}" >> beam.Map(lambda entry: {**entry, "documents": [version, version]}) for name in PER_DOCUMENT_TABLES]
     written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors))
     written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()

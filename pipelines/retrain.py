@@ -16,7 +16,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from hyperscene.pipelines import cliutil, job
-from hyperscene.schemas import TABLES
+from hyperscene.schemas import SHARDED_TABLES, TABLES
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, hyperword_table_rows
@@ -115,7 +115,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
         "codebooks": books | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
     shards = cfg.get("num_shards", 1)
-    written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in {"units", "occurrences", "scenes"} else 1)
+    written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in SHARDED_TABLES else 1)
                for name, rows in tables.items()]
     written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version,
                                                           encoding=cfg.get("vectors", "float16")))

@@ -25,15 +25,12 @@ import logging
 import sys
 from typing import Callable
 
-from apache_beam.io.filesystems import FileSystems
-
 from hyperscene.transforms.store.documents import OCCURRENCE_COLUMNS, UNIT_COLUMNS, assemble_documents, matches_sha256
 from hyperscene.transforms.errors import Errors, StoreDamaged, VerificationFailed
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.inputs import glob_escape, match_sizes
 from hyperscene.transforms.store.layers import keep_live, live_ids
-from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_dir
-from hyperscene.transforms.store.reader import StoreVersion, entry_name, entry_problem, entry_version
+from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_files
+from hyperscene.transforms.store.reader import StoreVersion, entry_name, entry_problem
 
 logger = logging.getLogger("hyperscene")
 
@@ -139,17 +136,7 @@ def verify_store(store_path: str, version: int | None = None, emit: Callable[[st
         report.add("error", f"{prefix}/{MANIFEST}", f"says it is version {store.manifest.get('version')!r}, "
                    f"but its folder is version {store.version}")
 
-    store_root = store_path.replace("\\", "/").rstrip("/") + "/"
-
-    def relative(path: str) -> str:
-        path = path.replace("\\", "/")
-        return path[len(store_root):] if path.startswith(store_root) else path
-
-    # The version's own folder, and those of earlier versions whose files it shares.
-    present = {}
-    for held in sorted({entry_version(e, store.version) for e in entries} | {store.version}):
-        folder = version_dir(store_path, held)
-        present.update({relative(p): size for p, size in match_sizes(FileSystems.join(glob_escape(folder), "**")).items()})
+    present = version_files(store_path)  # the version's own folder, and those of the earlier versions it shares files of
 
     # 1. Data files against the manifest.
     parts: dict[str, list[tuple[str, object]]] = {t: [] for t in DOCUMENT_TABLES}

@@ -17,8 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import Errors, StoreError
-from hyperscene.transforms.inputs import glob_escape, match_sizes
-from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir
+from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir, version_files
 
 _FOLDER = re.compile(r"v(\d{6})$")
 UNPUBLISHED = "unpublished (ignored)"
@@ -40,14 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def version_folders(store: str) -> set[int]:
     """Numbers of every vNNNNNN folder of the store, published or not (an empty folder only on a local disk)."""
-    root = store.replace("\\", "/").rstrip("/") + "/"
-    found = set()
-    for path in match_sizes(FileSystems.join(glob_escape(store), "v*", "**")):
-        path = path.replace("\\", "/")
-        if path.startswith(root):
-            m = _FOLDER.match(path[len(root):].split("/", 1)[0])
-            if m:
-                found.add(int(m.group(1)))
+    found = {int(m.group(1)) for name in version_files(store) if (m := _FOLDER.match(name.split("/", 1)[0]))}
     if FileSystems.get_scheme(store) is None and os.path.isdir(store):  # object stores have no empty folders
         found |= {int(m.group(1)) for name in os.listdir(store) if (m := _FOLDER.match(name)) and os.path.isdir(os.path.join(store, name))}
     return found

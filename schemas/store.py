@@ -172,6 +172,10 @@ def table_schema(name: str, columns) -> pa.Schema:
     return TABLES[name]
 
 
+# Tables written in --num-shards files (each file one shard, by a hash of the first sort key); the
+# others are written in one file, and vectors in one file per bucket.
+SHARDED_TABLES = frozenset({"units", "occurrences", "scenes"})
+
 # Rows are written sorted by these columns so that the same input gives the same files anywhere.
 SORT_KEYS = {
     "documents": ("doc_id",),

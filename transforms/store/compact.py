@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hyperscene.schemas import SORT_KEYS, table_schema
-from hyperscene.transforms.store.layers import HELD, latest_units
+from hyperscene.schemas import SHARDED_TABLES, SORT_KEYS, table_schema
+from hyperscene.transforms.store.layers import latest_units
 from hyperscene.transforms.store.writer import shard_of, vector_file_name, write_sorted_file
-
-# Tables a compress writes in --num-shards files; the others it writes in one, and vectors in one per bucket.
-SHARDED_TABLES = frozenset({"units", "occurrences", "scenes"})
 
 _VECTOR_FILE = re.compile(r"^vectors/part-v\d{6}-(\d{5})\.parquet$")
 
@@ -64,15 +61,10 @@ def plan_compaction(entries: list[dict], version: int, num_shards: int, layered:
 
 def rewrite_files(rewrite: Rewrite, read_rows, version_path: str) -> list[dict]:
     """Write one rewrite's files into ``version_path``; ``read_rows(entry)`` gives the rows of an
-    entry's file that the version holds (checked against the manifest). Returns the new files'
-    manifest entries."""
-    import pyarrow as pa
-
-    parts = [read_rows(e) for e in rewrite.entries]
-    schema = table_schema(rewrite.table, parts[0].column_names)
-    # files of format 3 hold float32 centroids: every part in today's types
-    table = latest_units([part.cast(pa.schema([schema.field(c) if c != HELD else part.schema.field(c) for c in part.column_names]))
-                          for part in parts])
+    entry's file that the version holds, in today's types (StoreVersion.read_file). Returns the new
+    files' manifest entries."""
+    table = latest_units([read_rows(e) for e in rewrite.entries])  # each unit's newest row; other tables concatenated
+    schema = table_schema(rewrite.table, table.column_names)
     keys = SORT_KEYS[rewrite.table]
     table = table.sort_by([(k, "ascending") for k in keys])
     if len(rewrite.names) == 1:

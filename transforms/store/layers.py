@@ -60,6 +60,9 @@ def keep_live(table, ids: list[str]):
 # of the latest version that holds one (``held``: the version whose folder holds the file).
 HELD = "_held"
 
+# Every table a version may share files of that hold rows it does not.
+LAYERED_TABLES = PER_DOCUMENT_TABLES + ("units",)
+
 
 def tag_held(table, held: int):
     """A units table read from a file of version ``held``, tagged so that :func:`latest_units` can
@@ -71,24 +74,21 @@ def tag_held(table, held: int):
 
 
 def latest_units(tables: list):
-    """Units rows (tagged by :func:`tag_held`, or not: then as they are), each unit's row from the
-    latest version that holds one, without the tag."""
+    """Units rows, one table or more (tagged by :func:`tag_held`, or not: then as they are), each
+    unit's row from the latest version that holds one, without the tag."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tables = [t for t in tables if t is not None]
-    if not tables:
-        return None
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if HELD not in table.column_names:
         return table
     table = table.sort_by([("unit_id", "ascending"), (HELD, "descending")])
-    ids = table.column("unit_id")
+    ids = table.column("unit_id").combine_chunks()
+    first = np.ones(table.num_rows, dtype=bool)  # the first row of each unit id: its newest
     if table.num_rows > 1:
-        first = pc.not_equal(ids.slice(1), ids.slice(0, table.num_rows - 1))
-        keep = pa.concat_arrays([pa.array([True])] + first.chunks) if isinstance(first, pa.ChunkedArray) else \
-            pa.concat_arrays([pa.array([True]), first])
-        table = table.filter(keep)
+        first[1:] = pc.not_equal(ids.slice(1), ids.slice(0, table.num_rows - 1)).to_numpy(zero_copy_only=False)
+    table = table.filter(pa.array(first))
     return table.drop_columns([HELD])
 
 

@@ -65,6 +65,16 @@ def published_versions(store: str) -> list[int]:
     return sorted(versions)
 
 
+def version_files(store: str) -> dict[str, int]:
+    """Every file under the store's version folders, named relative to the store
+    (``v000001/units/part-00000.parquet``), with its size."""
+    from hyperscene.transforms.inputs import glob_escape, match_sizes
+
+    root = store.replace("\\", "/").rstrip("/") + "/"
+    found = {p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(store), "v*", "**")).items()}
+    return {p[len(root):]: size for p, size in found.items() if p.startswith(root)}
+
+
 def write_bytes(path: str, data: bytes) -> None:
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(data)

@@ -11,9 +11,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.schemas import FORMAT_VERSION, table_schema
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
-from hyperscene.transforms.store.layers import (HELD, PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
+from hyperscene.transforms.store.layers import (PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
                                                 range_problem, tag_held)
-from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir
+from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir, version_files
 
 
 def entry_problem(entry: object, version: int) -> str | None:
@@ -148,15 +148,9 @@ class StoreVersion:
     def check_files(self) -> None:
         """Every listed file exists with its recorded size: the cheap check that a job makes before any
         work (reading checks each file's sha256 as well)."""
-        from hyperscene.transforms.inputs import glob_escape, match_sizes
-
-        entries = self.entries()
-        present = {}
-        for held in sorted({entry_version(e, self.version) for e in entries}):
-            folder = version_dir(self.store, held)
-            present.update({p.replace("\\", "/"): size for p, size in match_sizes(FileSystems.join(glob_escape(folder), "**")).items()})
-        for entry in entries:
-            size = present.get(self.file_path(entry).replace("\\", "/"))
+        present = version_files(self.store)
+        for entry in self.entries():
+            size = present.get(self._name(entry))
             if size is None:
                 raise self.damaged(self._name(entry), "is missing")
             if size != entry["bytes"]:
@@ -177,39 +171,39 @@ class StoreVersion:
             raise self.damaged(name, "does not match the sha256 in the manifest")
         return data
 
-    def read(self, table: str, columns: list[str] | None = None, filters=None):
-        """Some columns of one table (all without ``columns``), keeping rows that match ``filters`` (an
-        Arrow expression); every file checked by :meth:`file_bytes`."""
+    def read_file(self, table: str, entry: dict, columns: list[str] | None = None, filters=None):
+        """The rows of one of ``table``'s files that this version holds (see layers.py: units rows come
+        tagged with their version when several versions hold units), in today's types (a file of
+        format 3 holds float32 centroids); the file checked by :meth:`file_bytes`."""
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        data = self.file_bytes(entry)
+        try:
+            part = pq.read_table(io.BytesIO(data), columns=columns, filters=filters)
+        except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
+            raise self.damaged(self._name(entry), f"does not read as the {table} table "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+        schema = table_schema(table, part.column_names)
+        if any(c in schema.names and part.schema.field(c).type != schema.field(c).type for c in part.column_names):
+            part = part.cast(pa.schema([schema.field(c) if c in schema.names else part.schema.field(c) for c in part.column_names]))
+        return self.live_rows(table, entry, part)
+
+    def read(self, table: str, columns: list[str] | None = None, filters=None):
+        """Some columns of one table (all without ``columns``), keeping rows that match ``filters`` (an
+        Arrow expression): the rows this version holds, from every file it lists (:meth:`read_file`)."""
+        import pyarrow as pa
 
         layered = self.layered(table)
         key = "unit_id" if table == "units" else "doc_id"
         read_columns = columns + [key] if layered and columns and key not in columns else columns
         # a unit's newest row decides whether it matches: filter after choosing it
-        file_filters = None if layered and table == "units" else filters
-        parts = []
-        for entry in self.files(table):
-            data = self.file_bytes(entry)
-            try:
-                part = pq.read_table(io.BytesIO(data), columns=read_columns, filters=file_filters)
-            except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
-                raise self.damaged(self._name(entry), f"does not read as the {table} table "
-                                   f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-            part = self.live_rows(table, entry, part)
-            # units keep their id and tag until each unit's newest row is chosen
-            parts.append(part.select(columns) if layered and columns and table != "units" else part)
-        schema = table_schema(table, parts[0].column_names if parts else ())
-        if columns:
-            schema = pa.schema([schema.field(c) for c in columns])
-        if len(parts) > 1 and any(not p.schema.equals(parts[0].schema) for p in parts):
-            # a version sharing files of format 3 (float32 centroids): every part in today's types
-            parts = [p.cast(pa.schema([schema.field(c) if c != HELD else p.schema.field(c) for c in p.column_names])) for p in parts]
+        newest = layered and table == "units"
+        parts = [self.read_file(table, entry, read_columns, None if newest else filters) for entry in self.files(table)]
         if not parts:
-            return schema.empty_table()
-        if layered and table == "units":
-            units = latest_units(parts)
-            if filters is not None:
-                units = units.filter(filters)
-            return units.select(columns) if columns else units
-        return pa.concat_tables(parts)
+            schema = table_schema(table, ())
+            return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
+        rows = latest_units(parts) if newest else pa.concat_tables(parts)
+        if newest and filters is not None:
+            rows = rows.filter(filters)
+        return rows.select(columns) if columns else rows

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
-from hyperscene.transforms.inputs import glob_escape, match_sizes
-from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir
+from hyperscene.transforms.store.layout import MANIFEST, published_versions, version_dir, version_files
 from hyperscene.transforms.store.reader import StoreVersion, entry_name
 
 
@@ -25,13 +24,6 @@ class VacuumPlan:
     dropped: tuple[int, ...]  # versions whose manifests go, ascending
     files: tuple[str, ...]  # files to delete, relative to the store (the dropped manifests excluded)
     freed_bytes: int  # of those files and manifests together
-
-
-def store_files(store: str) -> dict[str, int]:
-    """Every file under the store's version folders, relative to the store, with its size."""
-    root = store.replace("\\", "/").rstrip("/") + "/"
-    found = match_sizes(FileSystems.join(glob_escape(store), "v*", "**"))
-    return {p.replace("\\", "/")[len(root):]: size for p, size in found.items() if p.replace("\\", "/").startswith(root)}
 
 
 def used_files(store: str, versions: list[int]) -> set[str]:
@@ -56,7 +48,7 @@ def plan_vacuum(store: str, keep: int) -> VacuumPlan:
         raise StoreError(Errors.E401.format(store=store))
     kept, dropped = versions[-keep:], versions[:-keep]
     used = used_files(store, kept)
-    present = store_files(store)
+    present = version_files(store)
     manifests = {f"v{v:06d}/{MANIFEST}" for v in dropped}
     files = sorted(name for name in present if name not in used and name not in manifests)
     return VacuumPlan(tuple(kept), tuple(dropped), tuple(files),
