@@ -5,7 +5,9 @@ Each table the version's manifest lists becomes a DuckDB view of the same name (
 ``codebooks``, and any newer table) over exactly the Parquet files the manifest lists for it, so
 a query sees one consistent version, never a half-written one. Every column type of the store reads
 in DuckDB as its natural type (``centroid`` as ``FLOAT[]``, ``semantic_id`` as ``INTEGER[]``,
-``raw`` as ``BLOB``).
+``raw`` as ``BLOB``). Unit ids are BIGINT; two functions go with them: ``unit_id(text)`` is the id a
+text has (``select * from units where unit_id = unit_id('Hello.')``) and ``unit_hex(unit_id)`` the
+id as 16 hex digits.
 
 From Python (a notebook)::
 
@@ -52,6 +54,7 @@ from hyperscene.pipelines.cliutil import human
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
 from hyperscene.transforms.store.layers import latest_units_sql, live_rows_sql
 from hyperscene.transforms.store.reader import StoreVersion, entry_version
+from hyperscene.transforms.unit_ids import ALL_ID_COLUMNS, has_hex_ids, hex_to_id_sql, unit_hex, unit_id
 
 FORMATS = ("table", "csv", "jsonl")
 DEFAULT_MAX_ROWS = 1000
@@ -91,6 +94,23 @@ def _widen(t):
     if pa.types.is_large_list(t):
         return pa.large_list(_widen(t.value_type))
     return t
+
+
+def _has_hex_ids(path: str) -> bool:
+    import pyarrow.parquet as pq
+
+    return has_hex_ids(pq.read_schema(path))
+
+
+def _relation(path: str) -> str:
+    """A file as a relation, with the hex unit ids of a format-4-or-earlier file as today's int64."""
+    if not _has_hex_ids(path):
+        return f"read_parquet([{_sql_string(path)}])"
+    import pyarrow.parquet as pq
+
+    columns = [c for c in pq.read_schema(path).names if c in ALL_ID_COLUMNS]
+    replaced = ", ".join(f"{hex_to_id_sql(c)} as {c}" for c in columns)
+    return f"(select * replace ({replaced}) from read_parquet([{_sql_string(path)}]))"
 
 
 def _without_float16(table):
@@ -135,24 +155,34 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         elif sv.layered(name):
-            def quoted(entry):
-                return _sql_string(os.path.abspath(sv.file_path(entry)))
+            def relation(entry):
+                return _relation(os.path.abspath(sv.file_path(entry)))
 
             if name == "units":
-                query = latest_units_sql([(quoted(e), entry_version(e, sv.version)) for e in sv.files(name)])
+                query = latest_units_sql([(relation(e), entry_version(e, sv.version)) for e in sv.files(name)])
             else:
-                query = live_rows_sql([(quoted(e), *sv.documents_range(e)) for e in sv.files(name)],
-                                      [quoted(e) for e in sv.files("documents")])
+                documents = " union all by name ".join(f"select * from {relation(e)}" for e in sv.files("documents"))
+                query = live_rows_sql([(relation(e), *sv.documents_range(e)) for e in sv.files(name)], f"({documents})")
             con.execute(f'create view "{name}" as {query}')
             paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
-            listed = ", ".join(_sql_string(p) for p in files)
-            con.execute(f'create view "{name}" as select * from read_parquet([{listed}])')
+            hex_files = [p for p in files if _has_hex_ids(p)]
+            listed = ", ".join(_sql_string(p) for p in files if p not in hex_files)
+            query = " union all by name ".join([f"select * from read_parquet([{listed}])"] * bool(listed) +
+                                               [f"select * from {_relation(p)}" for p in hex_files])
+            con.execute(f'create view "{name}" as {query or "select * from read_parquet([])"}')
             paths += files
+    _add_id_functions(con)
     if not full_access:
         _confine(con, paths)
     return con
+
+
+def _add_id_functions(con) -> None:
+    """unit_id(text): the id a text has in the store; unit_hex(unit_id): an id as 16 hex digits."""
+    con.create_function("unit_id", unit_id, ["VARCHAR"], "BIGINT", side_effects=False)
+    con.create_function("unit_hex", unit_hex, ["BIGINT"], "VARCHAR", side_effects=False)
 
 
 def _confine(con, paths: list[str]) -> None:

@@ -105,6 +105,7 @@ def _parse(data: bytes, table: str, full: bool):
     import pyarrow.parquet as pq
 
     from hyperscene.schemas import TABLES
+    from hyperscene.transforms.unit_ids import upgrade_ids
 
     if full:
         part = pq.read_table(io.BytesIO(data))
@@ -117,7 +118,7 @@ def _parse(data: bytes, table: str, full: bool):
     if table not in DOCUMENT_TABLES:
         return rows, None
     columns = DOCUMENT_TABLES[table] or TABLES[table].names
-    return rows, part.select(columns).cast(pa.schema([TABLES[table].field(c) for c in columns]))
+    return rows, upgrade_ids(part.select(columns)).cast(pa.schema([TABLES[table].field(c) for c in columns]))
 
 
 def verify_store(store_path: str, version: int | None = None, emit: Callable[[str], None] | None = None) -> dict:

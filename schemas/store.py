@@ -16,7 +16,9 @@ import pyarrow as pa
 #    versions share files instead of copying them; "table_bytes"; counts.written_bytes; vectors in
 #    int8 (VECTORS_INT8) or none (config.vectors); centroids in float16 (codebooks are trained to
 #    float16 values, so the stored codebook is the one that assigned the codes)
-FORMAT_VERSION = 4
+# 5: unit ids are int64 (transforms/unit_ids.py), not 32 hex digits; files of earlier formats are
+#    read with their hex ids converted (unit_ids.upgrade_ids)
+FORMAT_VERSION = 5
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
 VECTORS_SINCE = 3
@@ -42,7 +44,7 @@ DOCUMENTS = pa.schema(
 
 UNITS = pa.schema(
     [
-        pa.field("unit_id", pa.string(), nullable=False),  # content hash of text
+        pa.field("unit_id", pa.int64(), nullable=False),  # hash of the text (transforms/unit_ids.py)
         pa.field("text", pa.string(), nullable=False),
         pa.field("occurrence_count", pa.int64(), nullable=False),
         pa.field("token_count", pa.int64(), nullable=False),  # embedding model's tokenizer, no specials
@@ -56,7 +58,7 @@ OCCURRENCES = pa.schema(
     [
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("position", pa.int64(), nullable=False),  # 0-based, within the document
-        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("separator", pa.string(), nullable=False),  # whitespace after the unit, maybe ""
         pa.field("hyperword", pa.int32(), nullable=False),
         # codes from the document's root scene down to the unit's level-1 scene, then its hyperword
@@ -70,7 +72,7 @@ HYPERWORDS = pa.schema(
         pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # unit length, as the codebook was used
         pa.field("unit_count", pa.int64(), nullable=False),  # distinct unit texts assigned
         pa.field("occurrence_count", pa.int64(), nullable=False),
-        pa.field("representative_unit_id", pa.string()),  # null for an empty cluster
+        pa.field("representative_unit_id", pa.int64()),  # null for an empty cluster
         pa.field("representative_text", pa.string()),
         pa.field("representative_score", pa.float32()),
     ]
@@ -79,8 +81,8 @@ HYPERWORDS = pa.schema(
 # A unit absent from provenance is its own canonical unit.
 PROVENANCE = pa.schema(
     [
-        pa.field("unit_id", pa.string(), nullable=False),  # the merged member
-        pa.field("canonical_unit_id", pa.string(), nullable=False),
+        pa.field("unit_id", pa.int64(), nullable=False),  # the merged member
+        pa.field("canonical_unit_id", pa.int64(), nullable=False),
         pa.field("method", pa.string(), nullable=False),
         pa.field("score", pa.float32(), nullable=False),
         pa.field("hyperword", pa.int32(), nullable=False),
@@ -133,7 +135,7 @@ CODEBOOKS = pa.schema(
 # with the stored ones; with --vectors float16 in this schema, with int8 in VECTORS_INT8's.
 VECTORS = pa.schema(
     [
-        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("hyperword", pa.int32(), nullable=False),  # as in units (a retrain rewrites both)
         pa.field("vector", pa.list_(pa.float16()), nullable=False),  # unit length, model dimension
     ]
@@ -144,12 +146,21 @@ VECTORS = pa.schema(
 # 8-bit numbers, and a list of int8 takes 1.5 bytes a dimension on disk where bytes take 1.
 VECTORS_INT8 = pa.schema(
     [
-        pa.field("unit_id", pa.string(), nullable=False),
+        pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("hyperword", pa.int32(), nullable=False),
         pa.field("vector", pa.binary(), nullable=False),  # int8 codes: numpy.frombuffer(vector, "int8") * scale
         pa.field("scale", pa.float32(), nullable=False),
     ]
 )
+
+# The columns that hold unit ids (int64 from format 5 on, hex strings before).
+UNIT_ID_COLUMNS = {
+    "units": ("unit_id",),
+    "occurrences": ("unit_id",),
+    "provenance": ("unit_id", "canonical_unit_id"),
+    "hyperwords": ("representative_unit_id",),
+    "vectors": ("unit_id",),
+}
 
 VECTOR_SCHEMAS = {"float16": VECTORS, "int8": VECTORS_INT8}
 

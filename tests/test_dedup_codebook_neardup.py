@@ -9,7 +9,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import SmallestIds, assign, default_codebook_size, train_codebook
-from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, bucket_of, dedup_bucket, split_by_bucket, unit_id
+from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, dedup_bucket, split_by_bucket
+from hyperscene.transforms.unit_ids import bucket_of, unit_hex, unit_id, upgrade_ids
 from hyperscene.transforms.embed import VectorValues
 from hyperscene.transforms.spill import NO_SPILL, SpillPolicy
 from hyperscene.transforms.near_dup import clusters_of, group_near_duplicates, summarise_cluster
@@ -17,7 +18,29 @@ from hyperscene.transforms.near_dup import clusters_of, group_near_duplicates, s
 
 def test_unit_id_is_a_stable_content_hash():
     assert unit_id("Hello.") == unit_id("Hello.") != unit_id("Hello. ")
-    assert unit_id("") == "cae66941d9efbd404e4d88758ea67670"  # blake2b-128 of nothing
+    assert unit_id("") == 0xCAE66941D9EFBD40 - (1 << 63)  # the first 8 bytes of blake2b-128 of nothing
+    assert unit_hex(unit_id("")) == "cae66941d9efbd40"
+
+
+def test_unit_ids_sort_and_bucket_as_format_4_hex_ids_did():
+    """Format 4 wrote 32 hex digits and bucketed by the first 12: the int64 ids keep both orders, so a
+    store refreshed across the change keeps its units' buckets and tie-breaks."""
+    texts = [f"unit {i}" for i in range(500)] + [""]
+    hex_ids = [blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
+    ids = [unit_id(t) for t in texts]
+    assert sorted(range(len(texts)), key=lambda i: hex_ids[i]) == sorted(range(len(texts)), key=lambda i: ids[i])
+    assert bucket_of(ids, 7).tolist() == [int(h[:12], 16) % 7 for h in hex_ids]
+    old = pa.table({"unit_id": hex_ids, "canonical_unit_id": hex_ids, "score": [1.0] * len(texts)})
+    assert upgrade_ids(old).to_pydict() == {"unit_id": ids, "canonical_unit_id": ids, "score": [1.0] * len(texts)}
+
+
+def test_two_texts_with_one_id_stop_with_e442():
+    from hyperscene.transforms.dedup import check_texts
+    from hyperscene.transforms.errors import StoreError
+
+    check_texts([1, 1, 2], ["a", "a", "b"], {1: "a", 2: "b"})
+    with pytest.raises(StoreError, match=r"^\[E442\]"):
+        check_texts([1, 1], ["a", "b"], {1: "a"})
 
 
 def _occurrences(doc_id, texts):

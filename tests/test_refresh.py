@@ -62,16 +62,16 @@ def test_plan_counts_only_dead_letters_the_store_lacks():
 # --- the per-bucket join ------------------------------------------------------------------------
 
 
-def units_rows(ids, counts, hyperwords):
+def units_rows(ids, counts, hyperwords, texts=None):
     return pa.table({
-        "unit_id": ids, "text": [f"text {u}" for u in ids], "occurrence_count": pa.array(counts, pa.int64()),
+        "unit_id": ids, "text": texts or [f"text {u}" for u in ids], "occurrence_count": pa.array(counts, pa.int64()),
         "token_count": pa.array([2] * len(ids), pa.int64()), "word_count": pa.array([2] * len(ids), pa.int64()),
         "hyperword": pa.array(hyperwords, pa.int32()), "hyperword_score": pa.array([0.9] * len(ids), pa.float32()),
     })
 
 
 def occurrences(doc_id, unit_texts):
-    from hyperscene.transforms.dedup import unit_id
+    from hyperscene.transforms.unit_ids import unit_id
 
     return pa.table({
         "doc_id": [doc_id] * len(unit_texts), "position": pa.array(range(len(unit_texts)), pa.int64()),
@@ -80,10 +80,11 @@ def occurrences(doc_id, unit_texts):
 
 
 def test_merge_bucket_splits_fresh_from_known_units_and_recounts():
-    from hyperscene.transforms.dedup import unit_id
+    from hyperscene.transforms.unit_ids import unit_id
 
     old, gone = unit_id("known"), unit_id("gone")
-    stored = units_rows(sorted([old, gone]), [2, 1] if old < gone else [1, 2], [5, 6] if old < gone else [6, 5])
+    stored = units_rows(sorted([old, gone]), [2, 1] if old < gone else [1, 2], [5, 6] if old < gone else [6, 5],
+                        ["known", "gone"] if old < gone else ["gone", "known"])
     new = occurrences("d", ["known", "fresh", "fresh"])
     merged = merge_bucket(0, [new], [stored], removed=[pa.array([gone, old])], members=[pa.array([gone])])
 
@@ -95,6 +96,16 @@ def test_merge_bucket_splits_fresh_from_known_units_and_recounts():
     assert merged.known.units["unit_id"].to_pylist() == [old]
     assert merged.known.occurrences["hyperword"].to_pylist() == [dict(zip(stored["unit_id"].to_pylist(), stored["hyperword"].to_pylist()))[old]]
     assert merged.member_units == 0 and merged.member_occurrences == 0  # the member lost its last occurrence
+
+
+def test_a_new_text_under_a_stored_units_id_stops_the_refresh():
+    """Two texts with one 64-bit id (unit_ids.py): the stored unit is never served the new text."""
+    from hyperscene.transforms.errors import StoreError
+    from hyperscene.transforms.unit_ids import unit_id
+
+    stored = units_rows([unit_id("known")], [1], [5], ["another text that collided"])
+    with pytest.raises(StoreError, match=r"^\[E442\]"):
+        merge_bucket(0, [occurrences("d", ["known"])], [stored], removed=[], members=[])
 
 
 # --- near-duplicates of fresh units -------------------------------------------------------------

@@ -173,7 +173,9 @@ def test_max_points_caps_the_map_and_says_so(store, tmp_path):
 
 def test_largest_near_dup_group_is_listed_first(page, store):
     sv = StoreVersion(str(store))
-    prov = sv.read("provenance", ["canonical_unit_id"])["canonical_unit_id"].to_pylist()
+    from hyperscene.transforms.unit_ids import unit_hex
+
+    prov = [unit_hex(u) for u in sv.read("provenance", ["canonical_unit_id"])["canonical_unit_id"].to_pylist()]
     sizes = {c: prov.count(c) for c in set(prov)}
     body = page.split('<section id="near-dup-groups">', 1)[1]
     first = re.search(r'class="canon" title="([0-9a-f]+)"', body).group(1)

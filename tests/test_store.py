@@ -22,11 +22,11 @@ def test_every_table_has_a_schema_and_sort_keys():
 
 
 def test_rows_are_sorted_and_extra_keys_dropped():
-    rows = [{"unit_id": "b", "canonical_unit_id": "b", "method": "cosine", "score": 0.9, "hyperword": 1, "vector": [1.0]},
-            {"unit_id": "a", "canonical_unit_id": "b", "method": "cosine", "score": 0.95, "hyperword": 1, "vector": [2.0]}]
+    rows = [{"unit_id": 2, "canonical_unit_id": 2, "method": "cosine", "score": 0.9, "hyperword": 1, "vector": [1.0]},
+            {"unit_id": -1, "canonical_unit_id": 2, "method": "cosine", "score": 0.95, "hyperword": 1, "vector": [2.0]}]
     table = pa.concat_tables(list(sorted_runs("provenance", rows)))
     assert table.schema == TABLES["provenance"]
-    assert table["unit_id"].to_pylist() == ["a", "b"]
+    assert table["unit_id"].to_pylist() == [-1, 2]
 
 
 def test_shards_are_stable():
@@ -57,7 +57,7 @@ def test_reading_a_missing_store_or_version_is_a_clear_error(tmp_path):
 
 def occurrence_rows(doc_id: str, positions) -> "pa.Table":
     positions = list(positions)
-    return pa.table({"doc_id": [doc_id] * len(positions), "position": positions, "unit_id": [f"u{p}" for p in positions],
+    return pa.table({"doc_id": [doc_id] * len(positions), "position": positions, "unit_id": pa.array(positions, pa.int64()),
                      "separator": [" "] * len(positions), "hyperword": pa.array([p % 7 for p in positions], pa.int32()),
                      "semantic_id": pa.array([[1, p % 7] for p in positions], pa.list_(pa.int32()))})
 

@@ -334,7 +334,7 @@ def test_int8_vectors_read_back_within_a_thousandth_of_a_cosine():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(500, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids, hws = pa.array([f"u{i}" for i in range(500)]), pa.array(np.zeros(500, np.int32))
+    ids, hws = pa.array(np.arange(500, dtype=np.int64)), pa.array(np.zeros(500, np.int32))
     for encoding, tolerance in (("float16", 1e-3), ("int8", 1e-3)):
         table = vector_table(ids, hws, vectors, encoding)
         assert table.schema == VECTOR_SCHEMAS[encoding]

@@ -98,7 +98,7 @@ class SmallestIds(beam.CombineFn):
         return []  # (ids, vectors) parts, sorted by id; compacted to k rows when they hold k/4 more
 
     def add_input(self, acc, bucket: UnitBucket):
-        ids = np.asarray(bucket.units.column("unit_id").to_pylist()[: self._k], dtype="U32")
+        ids = bucket.units.column("unit_id").to_numpy()[: self._k]
         held = sum(len(i) for i, _ in acc)
         if held >= self._k:  # only ids below the current k-th can enter
             ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
@@ -119,7 +119,7 @@ class SmallestIds(beam.CombineFn):
 
     def extract_output(self, acc):
         acc = self._compact(acc)
-        return acc[0] if acc else (np.array([], dtype="U32"), None)
+        return acc[0] if acc else (np.array([], dtype=np.int64), None)
 
 
 def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: int, init: np.ndarray | None = None):

@@ -6,7 +6,6 @@ and each bucket is deduplicated on one worker.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Iterable, Iterator
 
@@ -15,18 +14,15 @@ import numpy as np
 import pyarrow as pa
 
 from hyperscene.schemas.unit_bucket import UnitBucket
+from hyperscene.transforms.errors import Errors, StoreError
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import NO_SPILL, Rows, SpillPolicy, scratch_name
+from hyperscene.transforms.unit_ids import bucket_of, unit_hex, unit_ids
 
 # About 5,000 distinct units of English prose per bucket (about 47 input bytes a unit): big enough
 # that Beam's per-element cost vanishes, small enough that a bucket's vectors take a few MB.
 BUCKET_INPUT_BYTES = 256 * 1024
 MAX_BUCKETS = 1 << 16
-
-
-def unit_id(text: str) -> str:
-    """128-bit BLAKE2b of the UTF-8 text, hex: the same text gets the same id on any machine."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def bucket_count(input_bytes: int) -> int:
@@ -35,14 +31,10 @@ def bucket_count(input_bytes: int) -> int:
     return int(min(MAX_BUCKETS, max(1, input_bytes // BUCKET_INPUT_BYTES)))
 
 
-def bucket_of(unit_ids: list[str], n_buckets: int) -> np.ndarray:
-    return np.array([int(u[:12], 16) % n_buckets for u in unit_ids], dtype=np.int64)
-
-
 def split_by_bucket(occurrences: pa.Table, n_buckets: int) -> list[tuple[int, pa.Table]]:
     """One document's occurrences (with ``text``) -> (bucket, its occurrences, with ``unit_id``)."""
-    ids = [unit_id(t) for t in occurrences.column("text").to_pylist()]
-    occurrences = occurrences.append_column("unit_id", pa.array(ids, pa.string()))
+    ids = unit_ids(occurrences.column("text").to_pylist())
+    occurrences = occurrences.append_column("unit_id", pa.array(ids, pa.int64()))
     buckets = bucket_of(ids, n_buckets)
     order = np.argsort(buckets, kind="stable")
     present, starts = np.unique(buckets[order], return_index=True)
@@ -65,16 +57,25 @@ def dedup_bucket(bucket: int, parts: Iterable[pa.Table]) -> UnitBucket:
     occurrences = pa.concat_tables(parts)
     ids = occurrences.column("unit_id").to_pylist()
     counts = Counter(ids)
-    text_of = dict(zip(ids, occurrences.column("text").to_pylist()))
+    texts = occurrences.column("text").to_pylist()
+    text_of = dict(zip(ids, texts))
+    check_texts(ids, texts, text_of)
     order = sorted(counts)
     units = pa.table(
         {
-            "unit_id": pa.array(order, pa.string()),
+            "unit_id": pa.array(order, pa.int64()),
             "text": pa.array([text_of[u] for u in order], pa.string()),
             "occurrence_count": pa.array([counts[u] for u in order], pa.int64()),
         }
     )
     return UnitBucket(bucket, units, occurrences.drop_columns(["text"]))
+
+
+def check_texts(ids, texts, text_of: dict) -> None:
+    """Stop (E442) where an id already holds another text: two texts, one id (unit_ids.py)."""
+    for uid, text in zip(ids, texts):
+        if text_of[uid] != text:
+            raise StoreError(Errors.E442.format(id=unit_hex(uid), first=text_of[uid][:60], second=text[:60]))
 
 
 class _DedupDoFn(beam.DoFn):

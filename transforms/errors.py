@@ -225,6 +225,10 @@ class Errors(metaclass=ErrorsWithCodes):
             "corpus again with --vectors int8 (or float16) to refresh it")
     E441 = ("version {version} of {store} cannot be read, so what it uses is unknown and nothing was deleted "
             "({problem}); repair or remove that version first (see: hyperscene verify {store} --version {version})")
+    # unit ids (transforms/unit_ids.py)
+    E442 = ("two different unit texts have the same 64-bit unit id {id} ({first!r}... and {second!r}...), so one "
+            "store cannot hold both and nothing was written; this is about a one-in-ten-million event for a "
+            "million distinct units: report it with the two texts, and leave one of them out meanwhile")
 
     # --- E5xx: verification ---
     E501 = ("{count} document(s) did not match their stored sha256 and were not written: {docs}; the store is damaged "

@@ -10,6 +10,7 @@ from hyperscene.pipelines.report.reading import SAMPLES_PER_GROUP
 from hyperscene.pipelines.report.svg import category_bars, hyperword_map, level_boxes, score_histogram
 from hyperscene.pipelines.report.text import clean, esc, num
 from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.unit_ids import unit_hex
 
 MAX_TREE_NODES = 150  # scenes drawn per document, breadth first from the root
 MAX_CHILDREN = 6  # children drawn per scene; the rest are counted in one line
@@ -157,7 +158,7 @@ def _groups_section(data: dict) -> str:
     for group in g["top"]:
         pairs = "".join(f'<div class="pair"><span class="score">{s["score"]:.4f}</span>{esc(clean(s["text"]))}</div>'
                         for s in group["samples"])
-        parts.append(f'<div class="group"><div><span class="canon" title="{esc(group["canonical_unit_id"])}">'
+        parts.append(f'<div class="group"><div><span class="canon" title="{unit_hex(group["canonical_unit_id"])}">'
                      f'{esc(clean(group["text"]))}</span> <span class="more">{group["members"]:,} merged unit(s), '
                      f'{group["occurrences"]:,} occurrences in all, cosine {group["min_score"]:.4f}&ndash;'
                      f'{group["max_score"]:.4f}</span></div>{pairs}</div>')

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.dedup import dedup_bucket
+from hyperscene.transforms.dedup import check_texts, dedup_bucket
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store.layers import latest_units
 
@@ -64,6 +64,8 @@ def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: 
             known_ids = incoming.units.column("unit_id").filter(pa.array(in_store))
             rows = pc.index_in(known_ids, value_set=stored_ids)
             units = stored_units.take(rows).select(["unit_id", "text", "token_count", "word_count", "hyperword", "hyperword_score"])
+            check_texts(known_ids.to_pylist(), incoming.units.column("text").filter(pa.array(in_store)).to_pylist(),
+                        dict(zip(known_ids.to_pylist(), units.column("text").to_pylist())))
             units = units.append_column("occurrence_count", pa.array(new_counts[in_store], pa.int64()))
             occurrences = incoming.occurrences.filter(occurrence_known)
             at = pc.index_in(occurrences.column("unit_id"), value_set=stored_ids)
@@ -73,7 +75,7 @@ def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: 
     if stored_units.num_rows:
         stored_units = stored_units.set_column(stored_units.schema.get_field_index("occurrence_count"),
                                                "occurrence_count", pa.array(counts, pa.int64()))
-    member_ids = pa.array([u for ids in members for u in ids.to_pylist()], pa.string())
+    member_ids = pa.array([u for ids in members for u in ids.to_pylist()], pa.int64())
     is_member = pc.is_in(stored_ids, value_set=member_ids).to_numpy(zero_copy_only=False)
     scores = stored_units.column("hyperword_score").to_numpy()
     changed = stored_units.filter(pa.array(counts != before)) if stored_units.num_rows else stored_units

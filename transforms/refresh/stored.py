@@ -16,10 +16,10 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
-from hyperscene.transforms.dedup import bucket_of
 from hyperscene.transforms.refresh.plan import drop_documents
 from hyperscene.transforms.store.layers import keep_live, live_ids, tag_held
 from hyperscene.transforms.store.reader import read_vectors
+from hyperscene.transforms.unit_ids import bucket_of, upgrade_ids
 
 # Rows per element when a stored table is read back into the pipeline.
 READ_BATCH_ROWS = 65_536
@@ -56,11 +56,11 @@ def _batches(path: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
     for batch in pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
-        yield pa.Table.from_batches([batch])
+        yield upgrade_ids(pa.Table.from_batches([batch]))
 
 
 def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Iterator[tuple[int, pa.Table]]:
-    buckets = bucket_of(table.column(column).to_pylist(), n_buckets)
+    buckets = bucket_of(table.column(column).to_numpy(), n_buckets)
     for b in np.unique(buckets):
         yield int(b), table.filter(pa.array(buckets == b))
 
@@ -81,17 +81,17 @@ def attach_vectors(item, dimension: int) -> Iterator[UnitBucket]:
         yield bucket.with_vectors(matrix)
 
 
-def stored_vectors_of(path: str, unit_ids: Iterable[str] | None = None, hyperwords: Iterable[int] | None = None,
-                      exclude: Iterable[str] = ()) -> Iterator[pa.Table]:
+def stored_vectors_of(path: str, unit_ids: Iterable[int] | None = None, hyperwords: Iterable[int] | None = None,
+                      exclude: Iterable[int] = ()) -> Iterator[pa.Table]:
     """Rows of a stored vectors file: those of ``unit_ids``, or those of ``hyperwords`` but not of
     ``exclude`` (the near-duplicate members)."""
     for table in _batches(path):
         mask = None
         if unit_ids is not None:
-            mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.string()))
+            mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.int64()))
         if hyperwords is not None:
             mask = pc.is_in(table.column("hyperword"), value_set=pa.array(sorted(set(hyperwords)), pa.int32()))
-            mask = pc.and_(mask, pc.invert(pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(exclude)), pa.string()))))
+            mask = pc.and_(mask, pc.invert(pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(exclude)), pa.int64()))))
         table = table.filter(mask) if mask is not None else table
         if table.num_rows:
             yield table

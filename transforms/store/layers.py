@@ -92,19 +92,20 @@ def latest_units(tables: list):
     return table.drop_columns([HELD])
 
 
-# The same two rules in SQL (DuckDB), for views over the files; paths come quoted.
+# The same two rules in SQL (DuckDB), for views over the files: each file comes as a relation to
+# select from (``read_parquet(['path'])``, or a query over it).
 
 
-def live_rows_sql(files: list[tuple[str, int, int]], documents: list[str]) -> str:
-    """A query of a per-document table's live rows: each file (path, first, last) read for the
-    documents whose current revision it holds, by the ``documents`` table's files."""
-    live = f"select doc_id, added_in_version from read_parquet([{', '.join(documents)}]) where not deleted"
+def live_rows_sql(files: list[tuple[str, int, int]], documents: str) -> str:
+    """A query of a per-document table's live rows: each file (relation, first, last) read for the
+    documents whose current revision it holds, by the ``documents`` relation."""
+    live = f"select doc_id, added_in_version from {documents} where not deleted"
     return " union all by name ".join(
-        f"select * from read_parquet([{path}]) where doc_id in "
-        f"(select doc_id from ({live}) where added_in_version between {first} and {last})" for path, first, last in files)
+        f"select * from {relation} where doc_id in "
+        f"(select doc_id from ({live}) where added_in_version between {first} and {last})" for relation, first, last in files)
 
 
 def latest_units_sql(files: list[tuple[str, int]]) -> str:
-    """A query of the units table from files (path, held) of several versions: each unit's newest row."""
-    tagged = " union all by name ".join(f"select *, {held} as {HELD} from read_parquet([{path}])" for path, held in files)
+    """A query of the units table from files (relation, held) of several versions: each unit's newest row."""
+    tagged = " union all by name ".join(f"select *, {held} as {HELD} from {relation}" for relation, held in files)
     return f"select * exclude ({HELD}) from ({tagged}) qualify row_number() over (partition by unit_id order by {HELD} desc) = 1"

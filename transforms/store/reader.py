@@ -14,6 +14,7 @@ from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
 from hyperscene.transforms.store.layers import (PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
                                                 range_problem, tag_held)
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir, version_files
+from hyperscene.transforms.unit_ids import has_hex_ids, upgrade_ids
 
 
 def entry_problem(entry: object, version: int) -> str | None:
@@ -180,10 +181,17 @@ class StoreVersion:
 
         data = self.file_bytes(entry)
         try:
-            part = pq.read_table(io.BytesIO(data), columns=columns, filters=filters)
+            hex_ids = has_hex_ids(pq.ParquetFile(io.BytesIO(data)).schema_arrow)
+            # a filter on unit ids holds int64 values, which a file of hex ids is compared with once upgraded
+            part = pq.read_table(io.BytesIO(data), columns=None if hex_ids and filters is not None else columns,
+                                 filters=None if hex_ids else filters)
         except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
             raise self.damaged(self._name(entry), f"does not read as the {table} table "
                                f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+        if hex_ids:
+            part = upgrade_ids(part)
+            if filters is not None:
+                part = part.filter(filters).select(columns or part.column_names)
         schema = table_schema(table, part.column_names)
         if any(c in schema.names and part.schema.field(c).type != schema.field(c).type for c in part.column_names):
             part = part.cast(pa.schema([schema.field(c) if c in schema.names else part.schema.field(c) for c in part.column_names]))
