@@ -13,10 +13,9 @@ import logging
 import time
 
 import apache_beam as beam
-import pyarrow as pa
 
 from hyperscene.pipelines import cliutil, job
-from hyperscene.schemas import SHARDED_TABLES, TABLES
+from hyperscene.schemas import SCENES, SHARDED_TABLES
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, hyperword_table_rows
@@ -48,15 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _RecodeDoFn(beam.DoFn):
     def process(self, item, codebooks: dict):
-        doc_id, joined = item
-        occurrences, scenes = list(joined["occurrences"]), list(joined["scenes"])
-        if not occurrences:  # an empty document: no units, so no codes to change
-            yield from scenes
+        doc_id, occurrences, scenes, centroids = item
+        if occurrences is None:  # an empty document: no units, so no codes to change
+            if scenes.num_rows:
+                yield scenes
             return
-        scenes = pa.concat_tables(scenes) if scenes else TABLES["scenes"].empty_table()
-        occurrences = pa.concat_tables(occurrences)
         with stage_timer("recode scenes", occurrences.num_rows):
-            table, occ, members, (kept, compared) = rt.recode_document(doc_id, occurrences, scenes, codebooks)
+            table, occ, members, (kept, compared) = rt.recode_document(doc_id, occurrences, scenes, centroids, codebooks)
         yield table
         yield beam.pvalue.TaggedOutput("occurrences", occ)
         for level, code, sid, score in members:
@@ -89,18 +86,21 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     near = assigned | "NearDuplicates" >> NearDuplicates(threshold, n_groups=n, lang=cfg.get("lang", "en"), check=cfg.get("near_dup_check", "none"))
     hyperwords = trained | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
 
-    stored_scenes = job.read_stored(p, "scenes", stored, "scenes")
+    documents = (
+        {"occurrences": assigned | "OccurrencesByDoc" >> beam.FlatMap(rt.document_occurrences),
+         "scenes": job.read_stored(p, "scenes", stored, "scenes", columns=SCENES.names) | "ScenesByDoc" >> beam.FlatMap(rt.by_document)}
+        | "JoinDocs" >> beam.CoGroupByKey()
+        | "SceneCentroids" >> beam.FlatMap(rt.with_scene_centroids)
+    )
     books = (
-        stored_scenes
+        documents
         | "LevelSamples" >> beam.FlatMap(rt.level_samples)
         | "ByLevel" >> beam.GroupByKey()
         | "RetrainLevels" >> beam.MapTuple(rt.retrain_level, init=dict(level_books),
                                            sizes=tuple(cfg.get("level_codebook_sizes") or ()), seed=seed)
     )
     recoded = (
-        {"occurrences": assigned | "OccurrencesByDoc" >> beam.FlatMap(rt.document_occurrences),
-         "scenes": stored_scenes | "ScenesByDoc" >> beam.FlatMap(rt.by_document)}
-        | "JoinDocs" >> beam.CoGroupByKey()
+        documents
         | "Recode" >> beam.ParDo(_RecodeDoFn(), codebooks=beam.pvalue.AsDict(books)).with_outputs(
             "occurrences", "members", "stats", main="scenes")
     )

@@ -51,10 +51,11 @@ import unicodedata
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
+from hyperscene.schemas import TABLES, table_schema
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
 from hyperscene.transforms.store.layers import latest_units_sql, live_rows_sql
 from hyperscene.transforms.store.reader import StoreVersion, entry_version
-from hyperscene.transforms.unit_ids import ALL_ID_COLUMNS, has_hex_ids, hex_to_id_sql, unit_hex, unit_id
+from hyperscene.transforms.unit_ids import ALL_ID_COLUMNS, hex_to_id_sql, unit_hex, unit_id
 
 FORMATS = ("table", "csv", "jsonl")
 DEFAULT_MAX_ROWS = 1000
@@ -96,21 +97,22 @@ def _widen(t):
     return t
 
 
-def _has_hex_ids(path: str) -> bool:
+def _relation(path: str, table: str) -> str:
+    """A file of ``table`` as a relation in today's format: a file of format 4 or earlier has its hex
+    unit ids as int64 and no column that today's schema lacks (scenes.centroid)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return has_hex_ids(pq.read_schema(path))
-
-
-def _relation(path: str) -> str:
-    """A file as a relation, with the hex unit ids of a format-4-or-earlier file as today's int64."""
-    if not _has_hex_ids(path):
-        return f"read_parquet([{_sql_string(path)}])"
-    import pyarrow.parquet as pq
-
-    columns = [c for c in pq.read_schema(path).names if c in ALL_ID_COLUMNS]
-    replaced = ", ".join(f"{hex_to_id_sql(c)} as {c}" for c in columns)
-    return f"(select * replace ({replaced}) from read_parquet([{_sql_string(path)}]))"
+    file_schema = pq.read_schema(path)
+    today = table_schema(table, file_schema.names).names if table in TABLES else file_schema.names
+    dropped = [c for c in file_schema.names if c not in today]
+    replaced = [c for c in file_schema.names if c in ALL_ID_COLUMNS and pa.types.is_string(file_schema.field(c).type)]
+    relation = f"read_parquet([{_sql_string(path)}])"
+    if not dropped and not replaced:
+        return relation
+    exclude = f" exclude ({', '.join(dropped)})" if dropped else ""
+    replace = f" replace ({', '.join(f'{hex_to_id_sql(c)} as {c}' for c in replaced)})" if replaced else ""
+    return f"(select *{exclude}{replace} from {relation})"
 
 
 def _without_float16(table):
@@ -155,23 +157,20 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             con.execute(f'create table "{name}" as select * from "_hyperscene_{name}"')
             con.unregister(f"_hyperscene_{name}")
         elif sv.layered(name):
-            def relation(entry):
-                return _relation(os.path.abspath(sv.file_path(entry)))
+            def relation(entry, table=name):
+                return _relation(os.path.abspath(sv.file_path(entry)), table)
 
             if name == "units":
                 query = latest_units_sql([(relation(e), entry_version(e, sv.version)) for e in sv.files(name)])
             else:
-                documents = " union all by name ".join(f"select * from {relation(e)}" for e in sv.files("documents"))
+                documents = " union all by name ".join(f"select * from {relation(e, 'documents')}" for e in sv.files("documents"))
                 query = live_rows_sql([(relation(e), *sv.documents_range(e)) for e in sv.files(name)], f"({documents})")
             con.execute(f'create view "{name}" as {query}')
             paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
-            hex_files = [p for p in files if _has_hex_ids(p)]
-            listed = ", ".join(_sql_string(p) for p in files if p not in hex_files)
-            query = " union all by name ".join([f"select * from read_parquet([{listed}])"] * bool(listed) +
-                                               [f"select * from {_relation(p)}" for p in hex_files])
-            con.execute(f'create view "{name}" as {query or "select * from read_parquet([])"}')
+            query = " union all by name ".join(f"select * from {_relation(p, name)}" for p in files)
+            con.execute(f'create view "{name}" as {query}')
             paths += files
     _add_id_functions(con)
     if not full_access:

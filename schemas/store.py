@@ -17,7 +17,8 @@ import pyarrow as pa
 #    int8 (VECTORS_INT8) or none (config.vectors); centroids in float16 (codebooks are trained to
 #    float16 values, so the stored codebook is the one that assigned the codes)
 # 5: unit ids are int64 (transforms/unit_ids.py), not 32 hex digits; files of earlier formats are
-#    read with their hex ids converted (unit_ids.upgrade_ids)
+#    read with their hex ids converted (unit_ids.upgrade_ids); scenes keep no centroid (retrain
+#    computes them again from the vectors; an earlier file's centroid column is not read)
 FORMAT_VERSION = 5
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
@@ -110,8 +111,6 @@ SCENES = pa.schema(
         pa.field("last_position", pa.int64(), nullable=False),
         pa.field("child_count", pa.int32(), nullable=False),
         pa.field("token_count", pa.int64(), nullable=False),
-        # unit length; computed in float32, stored rounded to float16 (half the bytes, 0.001 of a cosine)
-        pa.field("centroid", pa.list_(pa.float16()), nullable=False),
         pa.field("code", pa.int32(), nullable=False),  # in this level's codebook
         pa.field("code_score", pa.float32(), nullable=False),  # cosine to that code's centroid
         pa.field("gist", pa.list_(pa.int64()), nullable=False),  # positions of its most central units

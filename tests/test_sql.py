@@ -166,7 +166,7 @@ def test_loaded_tables_equal_the_views(store):
     for table in tables:
         assert loaded.sql(f"describe {table}").fetchall() == views.sql(f"describe {table}").fetchall(), table
         assert loaded.sql(f"select * from {table} order by all").fetchall() == views.sql(f"select * from {table} order by all").fetchall()
-    query = "select level, count(*), sum(token_count), max(len(centroid)) from scenes group by level order by level"
+    query = "select level, count(*), sum(token_count), max(len(gist)) from scenes group by level order by level"
     assert connect(str(store), load=True, tables=["scenes"]).sql(query).fetchall() == views.sql(query).fetchall()
     with pytest.raises(Exception, match="no table 'nope'"):
         connect(str(store), tables=["nope"])

@@ -374,11 +374,11 @@ def test_int8_is_the_default_and_a_refresh_keeps_the_store_s_encoding(grown_stor
 
 @pytest.mark.parametrize("reader", ["pandas", "duckdb", "polars", "datasets"])
 def test_half_precision_centroids_read_as_they_are(reader, grown_store):
-    """Each library reads the float16 centroid lists of hyperwords, codebooks and scenes as floats."""
+    """Each library reads the float16 centroid lists of hyperwords and codebooks as floats (scenes keep none)."""
     import numpy as np
 
     stored = StoreVersion(str(grown_store), 4)
-    for table in ("hyperwords", "codebooks", "scenes"):
+    for table in ("hyperwords", "codebooks"):
         [entry] = [e for e in stored.files(table) if e["rows"]]
         path = stored.file_path(entry)
         expected = np.array(stored.read(table, ["centroid"])["centroid"].to_pylist(), np.float32)

@@ -2,8 +2,9 @@
 
 Every codebook (the hyperwords, and each scene level's) is trained again by k-means started from
 the stored centroids (``codebook.train_codebook(init=...)``), so code i stays near where it was;
-the stored vectors and scene centroids are used as they are, nothing is embedded and no scene is
-cut again. Every unit is assigned again, near-duplicate groups are found again within the new
+the stored vectors are used as they are, nothing is embedded and no scene is cut again. The store
+keeps no scene centroids: each is computed again as compress computes it, the token-weighted mean
+of its units' vectors (:func:`with_scene_centroids`). Every unit is assigned again, near-duplicate groups are found again within the new
 clusters (the rule of compress), and every scene gets its new code, its children's codes and every
 occurrence its new semantic id (:func:`recode_document`). The id-stability report counts how many
 units kept their hyperword and how many occurrences kept their semantic id.
@@ -20,10 +21,14 @@ import pyarrow.compute as pc
 
 from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.codebook import assign, default_codebook_size, train_codebook
+from hyperscene.transforms.codebook import as_stored, assign, default_codebook_size, train_codebook
+from hyperscene.transforms.embed import load_vectors
 from hyperscene.transforms.progress import stage_timer
+from hyperscene.transforms.scenes.cut import normalise
+from hyperscene.transforms.scenes.tree import Spans
 from hyperscene.transforms.store.layers import latest_units
 from hyperscene.transforms.store.reader import read_vectors
+from hyperscene.transforms.store.vector_codec import decode, vector_table
 
 UNIT_COLUMNS = ["unit_id", "text", "occurrence_count", "token_count", "word_count"]
 OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "semantic_id"]
@@ -68,8 +73,13 @@ def unit_stability(bucket: UnitBucket) -> Iterator[tuple[str, float]]:
 
 
 def document_occurrences(bucket: UnitBucket) -> Iterator[tuple[str, pa.Table]]:
-    """A bucket's occurrences, with their new hyperwords, split by document."""
+    """A bucket's occurrences, with their new hyperwords and, for the scene centroids, their units'
+    token counts and vectors (int8, a quarter of float32's bytes on the way), split by document."""
     occurrences = bucket.occurrences
+    rows = pc.index_in(occurrences["unit_id"], value_set=bucket.units["unit_id"])
+    coded = vector_table(occurrences["unit_id"], occurrences["hyperword"], load_vectors(bucket)[rows.to_numpy()], "int8")
+    occurrences = (occurrences.append_column("token_count", pc.take(bucket.units["token_count"], rows))
+                   .append_column("vector", coded["vector"]).append_column("scale", coded["scale"]))
     docs = pc.dictionary_encode(occurrences["doc_id"]).combine_chunks()
     codes = docs.indices.to_numpy()
     for code in np.unique(codes):
@@ -83,12 +93,31 @@ def by_document(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
         yield docs.dictionary[code].as_py(), table.filter(pa.array(codes == code))
 
 
-def level_samples(scenes: pa.Table) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-    """(level, (sample keys, centroids)) of stored scene rows: keys are hashes of scene ids, as
-    levels.level_centroids orders a level's sample."""
+def with_scene_centroids(item) -> Iterator[tuple]:
+    """(doc_id, {"occurrences": [...], "scenes": [...]}) -> (doc_id, its occurrences by position or
+    None, its scenes by level and index, their centroids or None): a scene's centroid as compress
+    computes it (scenes/tree.py), the normalised token-weighted sum of its units' vectors."""
+    doc_id, joined = item
+    occurrences, scenes = list(joined["occurrences"]), list(joined["scenes"])
+    scenes = pa.concat_tables(scenes) if scenes else TABLES["scenes"].empty_table()
+    scenes = scenes.sort_by([("level", "ascending"), ("index", "ascending")])
+    if not occurrences:  # an empty document: no units, so no codes to change
+        yield doc_id, None, scenes, None
+        return
+    occurrences = pa.concat_tables(occurrences).sort_by("position")
+    spans = Spans(decode(occurrences.select(["vector", "scale"])), occurrences["token_count"].to_numpy())
+    sums = spans.sums(scenes["first_position"].to_numpy(), scenes["last_position"].to_numpy())
+    yield doc_id, occurrences, scenes, as_stored(normalise(sums))
+
+
+def level_samples(item) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+    """(level, (sample keys, centroids)) of one document's scenes (:func:`with_scene_centroids`): keys
+    are hashes of scene ids, as levels.level_centroids orders a level's sample."""
+    _, _, scenes, centroids = item
+    if centroids is None:
+        return
     levels = scenes["level"].to_numpy()
     ids = scenes["scene_id"].to_pylist()
-    centroids = read_list_matrix(scenes["centroid"])
     for level in np.unique(levels):
         rows = np.flatnonzero(levels == level)
         keys = np.asarray([hashlib.blake2b(ids[i].encode(), digest_size=8).hexdigest() for i in rows], dtype="U16")
@@ -106,13 +135,6 @@ def retrain_level(level: int, parts, init: dict[int, np.ndarray], sizes: tuple[i
         return level, train_codebook(centroids[order], size, seed + level, init=init.get(level))
 
 
-def read_list_matrix(column) -> np.ndarray:
-    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    if len(column) == 0:
-        return np.zeros((0, 0), np.float32)
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1).astype(np.float32)
-
-
 def _list_column(matrix_rows: list[np.ndarray], type_) -> pa.ListArray:
     lengths = np.array([len(r) for r in matrix_rows], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -120,20 +142,19 @@ def _list_column(matrix_rows: list[np.ndarray], type_) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type_), type=pa.list_(pa.field("element", type_)))
 
 
-def recode_document(doc_id: str, occurrences: pa.Table, scenes: pa.Table, codebooks: dict[int, np.ndarray]):
-    """One document's new codes: its scenes rows with ``code``, ``code_score`` and ``child_codes``
-    from the new codebooks, and its occurrences with their new ``semantic_id``.
+def recode_document(doc_id: str, occurrences: pa.Table, scenes: pa.Table, centroids: np.ndarray, codebooks: dict[int, np.ndarray]):
+    """One document's new codes (its occurrences by position, its scenes by level and index with their
+    centroids, as :func:`with_scene_centroids` gives them): its scenes rows with ``code``,
+    ``code_score`` and ``child_codes`` from the new codebooks, and its occurrences with their new
+    ``semantic_id``.
 
     Returns (scenes, occurrences, [(level, code, scene_id, score)], (kept semantic ids, compared)).
     """
-    occurrences = occurrences.sort_by("position")
     hyperwords = occurrences["hyperword"].to_numpy().astype(np.int32)
     n = len(hyperwords)
-    scenes = scenes.sort_by([("level", "ascending"), ("index", "ascending")])
     levels = scenes["level"].to_numpy()
     firsts = scenes["first_position"].to_numpy()
     lasts = scenes["last_position"].to_numpy()
-    centroids = read_list_matrix(scenes["centroid"])
     codes = np.zeros(len(levels), np.int32)
     scores = np.zeros(len(levels), np.float32)
     children: list[np.ndarray] = [np.zeros(0, np.int32)] * len(levels)

@@ -56,7 +56,6 @@ def scene_table(doc_id: str, level: int, first_index: int, parents, lv: Level, c
     else:
         parent_ids = pa.array([scene_id(doc_id, level + 1, int(p)) for p in parents], pa.string())
     gist_counts = [len(g) for g in gists] if gists is not None else [0] * n
-    centroids = lv.centroids
     columns = {
         "scene_id": pa.array([scene_id(doc_id, level, int(x)) for x in index], pa.string()),
         "doc_id": pa.array([doc_id] * n, pa.string()),
@@ -67,7 +66,6 @@ def scene_table(doc_id: str, level: int, first_index: int, parents, lv: Level, c
         "last_position": pa.array(lv.lasts.astype(np.int64)),
         "child_count": pa.array(np.asarray(child_counts, np.int32)),
         "token_count": pa.array(lv.tokens.astype(np.int64)),
-        "centroid": list_array(np.arange(0, centroids.size + 1, centroids.shape[1]), pa.array(centroids.ravel())),
         "code": pa.array(np.asarray(codes, np.int32)),
         "code_score": pa.array(np.asarray(scores, np.float32)),
         "gist": list_array(np.append(0, np.cumsum(gist_counts)), pa.array([p for g in gists or [] for p in g], pa.int64())),

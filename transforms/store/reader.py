@@ -193,8 +193,10 @@ class StoreVersion:
             if filters is not None:
                 part = part.filter(filters).select(columns or part.column_names)
         schema = table_schema(table, part.column_names)
-        if any(c in schema.names and part.schema.field(c).type != schema.field(c).type for c in part.column_names):
-            part = part.cast(pa.schema([schema.field(c) if c in schema.names else part.schema.field(c) for c in part.column_names]))
+        if any(c not in schema.names for c in part.column_names):  # a column an earlier format kept (scenes.centroid)
+            part = part.select([c for c in part.column_names if c in schema.names])
+        if any(part.schema.field(c).type != schema.field(c).type for c in part.column_names):
+            part = part.cast(pa.schema([schema.field(c) for c in part.column_names]))
         return self.live_rows(table, entry, part)
 
     def read(self, table: str, columns: list[str] | None = None, filters=None):
