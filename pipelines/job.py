@@ -117,7 +117,7 @@ def read_stored(p, name: str, stored: StoreVersion, table: str, **kwargs):
     layered = stored.layered(table)
     revisions = stored.revisions() if layered and table != "units" else None
     return p | f"Stored {name}" >> beam.Create(files) | f"Read stored {name}" >> beam.FlatMap(
-        read_file, revisions=revisions, tag_held_units=layered and table == "units", **kwargs)
+        read_file, table, revisions=revisions, tag_held_units=layered and table == "units", **kwargs)
 
 
 def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:

@@ -51,7 +51,7 @@ import unicodedata
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
-from hyperscene.schemas import TABLES, table_schema
+from hyperscene.schemas import DERIVED_COLUMNS, TABLES, table_schema
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
 from hyperscene.transforms.store.layers import latest_units_sql, live_rows_sql
 from hyperscene.transforms.store.reader import StoreVersion, entry_version
@@ -97,9 +97,14 @@ def _widen(t):
     return t
 
 
+# schemas.DERIVED_COLUMNS in DuckDB
+DERIVED_SQL = {("occurrences", "hyperword"): "semantic_id[-1]"}
+
+
 def _relation(path: str, table: str) -> str:
-    """A file of ``table`` as a relation in today's format: a file of format 4 or earlier has its hex
-    unit ids as int64 and no column that today's schema lacks (scenes.centroid)."""
+    """A file of ``table`` as a relation in today's format, with the derived columns readers give
+    (schemas.DERIVED_COLUMNS): a file of format 4 or earlier has its hex unit ids as int64 and no
+    column that today's schema lacks (scenes.centroid)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -107,12 +112,13 @@ def _relation(path: str, table: str) -> str:
     today = table_schema(table, file_schema.names).names if table in TABLES else file_schema.names
     dropped = [c for c in file_schema.names if c not in today]
     replaced = [c for c in file_schema.names if c in ALL_ID_COLUMNS and pa.types.is_string(file_schema.field(c).type)]
+    derived = [f"{DERIVED_SQL[(table, c)]} as {c}" for c in DERIVED_COLUMNS.get(table, {})]
     relation = f"read_parquet([{_sql_string(path)}])"
-    if not dropped and not replaced:
+    if not dropped and not replaced and not derived:
         return relation
     exclude = f" exclude ({', '.join(dropped)})" if dropped else ""
     replace = f" replace ({', '.join(f'{hex_to_id_sql(c)} as {c}' for c in replaced)})" if replaced else ""
-    return f"(select *{exclude}{replace} from {relation})"
+    return f"(select *{exclude}{replace}{''.join(', ' + d for d in derived)} from {relation})"
 
 
 def _without_float16(table):

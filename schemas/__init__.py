@@ -18,6 +18,8 @@ from hyperscene.schemas.store import (
     VECTORS_INT8,
     VECTOR_SCHEMAS,
     table_schema,
+    read_schema,
+    DERIVED_COLUMNS,
 )
 
 __all__ = [
@@ -38,4 +40,6 @@ __all__ = [
     "VECTORS_INT8",
     "VECTOR_SCHEMAS",
     "table_schema",
+    "read_schema",
+    "DERIVED_COLUMNS",
 ]

@@ -18,7 +18,9 @@ import pyarrow as pa
 #    float16 values, so the stored codebook is the one that assigned the codes)
 # 5: unit ids are int64 (transforms/unit_ids.py), not 32 hex digits; files of earlier formats are
 #    read with their hex ids converted (unit_ids.upgrade_ids); scenes keep no centroid (retrain
-#    computes them again from the vectors; an earlier file's centroid column is not read)
+#    computes them again from the vectors; an earlier file's centroid column is not read);
+#    units.hyperword_score is float16; occurrences.hyperword is not stored (DERIVED_COLUMNS); unit
+#    ids and positions sorted in a file are delta-encoded
 FORMAT_VERSION = 5
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
@@ -51,7 +53,7 @@ UNITS = pa.schema(
         pa.field("token_count", pa.int64(), nullable=False),  # embedding model's tokenizer, no specials
         pa.field("word_count", pa.int64(), nullable=False),  # whitespace-separated words
         pa.field("hyperword", pa.int32(), nullable=False),
-        pa.field("hyperword_score", pa.float32(), nullable=False),  # cosine to the centroid
+        pa.field("hyperword_score", pa.float16(), nullable=False),  # cosine to the centroid, rounded to float16
     ]
 )
 
@@ -61,11 +63,14 @@ OCCURRENCES = pa.schema(
         pa.field("position", pa.int64(), nullable=False),  # 0-based, within the document
         pa.field("unit_id", pa.int64(), nullable=False),
         pa.field("separator", pa.string(), nullable=False),  # whitespace after the unit, maybe ""
-        pa.field("hyperword", pa.int32(), nullable=False),
         # codes from the document's root scene down to the unit's level-1 scene, then its hyperword
         pa.field("semantic_id", pa.list_(pa.int32()), nullable=False),
     ]
 )
+
+# Columns readers give that the files do not hold (format 5 on), each computed from a stored one:
+# an occurrence's hyperword is the last code of its semantic id (and its unit's hyperword).
+DERIVED_COLUMNS = {"occurrences": {"hyperword": ("semantic_id", pa.int32())}}
 
 HYPERWORDS = pa.schema(
     [
@@ -180,6 +185,14 @@ def table_schema(name: str, columns) -> pa.Schema:
     if name == "vectors" and "scale" in columns:
         return VECTORS_INT8
     return TABLES[name]
+
+
+def read_schema(name: str) -> pa.Schema:
+    """The schema of table ``name`` as readers give it: the stored columns, then the derived ones."""
+    schema = TABLES[name]
+    for column, (_, type_) in DERIVED_COLUMNS.get(name, {}).items():
+        schema = schema.append(pa.field(column, type_, nullable=False))
+    return schema
 
 
 # Tables written in --num-shards files (each file one shard, by a hash of the first sort key); the

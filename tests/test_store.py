@@ -58,7 +58,7 @@ def test_reading_a_missing_store_or_version_is_a_clear_error(tmp_path):
 def occurrence_rows(doc_id: str, positions) -> "pa.Table":
     positions = list(positions)
     return pa.table({"doc_id": [doc_id] * len(positions), "position": positions, "unit_id": pa.array(positions, pa.int64()),
-                     "separator": [" "] * len(positions), "hyperword": pa.array([p % 7 for p in positions], pa.int32()),
+                     "separator": [" "] * len(positions),
                      "semantic_id": pa.array([[1, p % 7] for p in positions], pa.list_(pa.int32()))})
 
 

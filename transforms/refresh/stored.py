@@ -18,25 +18,26 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.refresh.plan import drop_documents
 from hyperscene.transforms.store.layers import keep_live, live_ids, tag_held
-from hyperscene.transforms.store.reader import read_vectors
-from hyperscene.transforms.unit_ids import bucket_of, upgrade_ids
+from hyperscene.transforms.store.reader import as_today, read_vectors
+from hyperscene.transforms.unit_ids import bucket_of
 
 # Rows per element when a stored table is read back into the pipeline.
 READ_BATCH_ROWS = 65_536
 
 
-def read_stored(file: tuple[str, tuple[int, int], int], columns: list[str] | None = None, keep_docs_not_in: frozenset[str] = frozenset(),
+def read_stored(file: tuple[str, tuple[int, int], int], table_name: str, columns: list[str] | None = None,
+                keep_docs_not_in: frozenset[str] = frozenset(),
                 only_docs_in: frozenset[str] | None = None, revisions: dict[str, int] | None = None,
                 tag_held_units: bool = False) -> Iterator[pa.Table]:
-    """A stored Parquet file (path, the versions whose document revisions it holds, the version whose
-    folder holds it), in batches of READ_BATCH_ROWS rows; optionally without the rows of some
+    """A stored Parquet file of ``table_name`` (path, the versions whose document revisions it holds,
+    the version whose folder holds it), in batches of READ_BATCH_ROWS rows in today's types; optionally without the rows of some
     documents, or with only those of some documents. With ``revisions`` (doc_id -> added_in_version
     of the live documents), only the rows of live revisions; with ``tag_held_units``, units rows
     tagged for :func:`~hyperscene.transforms.store.layers.latest_units` (see layers.py)."""
     path, (first, last), held = file
     live = live_ids(revisions, first, last) if revisions is not None else None
     read_columns = columns + ["doc_id"] if live is not None and columns and "doc_id" not in columns else columns
-    for table in _batches(path, read_columns):
+    for table in _batches(path, read_columns, table_name):
         if live is not None:
             table = keep_live(table, live).select(columns or table.column_names)
         if tag_held_units:
@@ -49,14 +50,14 @@ def read_stored(file: tuple[str, tuple[int, int], int], columns: list[str] | Non
             yield table
 
 
-def _batches(path: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """A stored Parquet file in tables of READ_BATCH_ROWS rows."""
+def _batches(path: str, columns: list[str] | None, table_name: str) -> Iterator[pa.Table]:
+    """A stored Parquet file in tables of READ_BATCH_ROWS rows, in today's types (reader.as_today)."""
     import pyarrow.parquet as pq
 
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
     for batch in pq.ParquetFile(io.BytesIO(data)).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
-        yield upgrade_ids(pa.Table.from_batches([batch]))
+        yield as_today(table_name, pa.Table.from_batches([batch]))
 
 
 def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Iterator[tuple[int, pa.Table]]:
@@ -85,7 +86,7 @@ def stored_vectors_of(path: str, unit_ids: Iterable[int] | None = None, hyperwor
                       exclude: Iterable[int] = ()) -> Iterator[pa.Table]:
     """Rows of a stored vectors file: those of ``unit_ids``, or those of ``hyperwords`` but not of
     ``exclude`` (the near-duplicate members)."""
-    for table in _batches(path):
+    for table in _batches(path, None, "vectors"):
         mask = None
         if unit_ids is not None:
             mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.int64()))

@@ -9,12 +9,39 @@ import json
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.schemas import FORMAT_VERSION, table_schema
+from hyperscene.schemas import DERIVED_COLUMNS, FORMAT_VERSION, read_schema, table_schema
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
 from hyperscene.transforms.store.layers import (PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
                                                 range_problem, tag_held)
 from hyperscene.transforms.store.layout import MANIFEST, contained, published_versions, read_bytes, version_dir, version_files
 from hyperscene.transforms.unit_ids import has_hex_ids, upgrade_ids
+
+
+def derive(table: str, column: str, rows):
+    """A column readers give that the files do not hold (schemas.DERIVED_COLUMNS), from ``rows``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if (table, column) != ("occurrences", "hyperword"):
+        raise KeyError(f"no derived column {table}.{column}")
+    ids = rows.column("semantic_id")  # each semantic id ends with the hyperword
+    last = np.cumsum(pc.list_value_length(ids).to_numpy(zero_copy_only=False)) - 1
+    return pa.array(pc.list_flatten(ids).to_numpy(zero_copy_only=False)[last], pa.int32())
+
+
+def as_today(table: str, part):
+    """Rows of ``table`` read from a file of any format in today's types (format 3 kept float32
+    centroids, format 4 hex unit ids and float32 scores), without the columns today's schema lacks
+    (scenes.centroid before format 5)."""
+    import pyarrow as pa
+
+    part = upgrade_ids(part)
+    schema = table_schema(table, part.column_names)
+    if any(c not in schema.names for c in part.column_names):
+        part = part.select([c for c in part.column_names if c in schema.names])
+    if any(part.schema.field(c).type != schema.field(c).type for c in part.column_names):
+        part = part.cast(pa.schema([schema.field(c) for c in part.column_names]))
+    return part
 
 
 def entry_problem(entry: object, version: int) -> str | None:
@@ -188,16 +215,9 @@ class StoreVersion:
         except (pa.ArrowException, ValueError) as e:  # sha256 matched, so it was written so: a bug, still named
             raise self.damaged(self._name(entry), f"does not read as the {table} table "
                                f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-        if hex_ids:
-            part = upgrade_ids(part)
-            if filters is not None:
-                part = part.filter(filters).select(columns or part.column_names)
-        schema = table_schema(table, part.column_names)
-        if any(c not in schema.names for c in part.column_names):  # a column an earlier format kept (scenes.centroid)
-            part = part.select([c for c in part.column_names if c in schema.names])
-        if any(part.schema.field(c).type != schema.field(c).type for c in part.column_names):
-            part = part.cast(pa.schema([schema.field(c) for c in part.column_names]))
-        return self.live_rows(table, entry, part)
+        if hex_ids and filters is not None:
+            part = as_today(table, part).filter(filters).select(columns or part.column_names)
+        return self.live_rows(table, entry, as_today(table, part))
 
     def read(self, table: str, columns: list[str] | None = None, filters=None):
         """Some columns of one table (all without ``columns``), keeping rows that match ``filters`` (an
@@ -206,14 +226,18 @@ class StoreVersion:
 
         layered = self.layered(table)
         key = "unit_id" if table == "units" else "doc_id"
-        read_columns = columns + [key] if layered and columns and key not in columns else columns
+        derived = {c: source for c, (source, _) in DERIVED_COLUMNS.get(table, {}).items() if columns is None or c in columns}
+        read_columns = columns and [c for c in columns if c not in derived] + [s for s in derived.values() if s not in columns]
+        read_columns = read_columns + [key] if layered and read_columns and key not in read_columns else read_columns
         # a unit's newest row decides whether it matches: filter after choosing it
         newest = layered and table == "units"
         parts = [self.read_file(table, entry, read_columns, None if newest else filters) for entry in self.files(table)]
         if not parts:
-            schema = table_schema(table, ())
+            schema = read_schema(table)
             return (pa.schema([schema.field(c) for c in columns]) if columns else schema).empty_table()
         rows = latest_units(parts) if newest else pa.concat_tables(parts)
         if newest and filters is not None:
             rows = rows.filter(filters)
+        for column in derived:
+            rows = rows.append_column(read_schema(table).field(column), derive(table, column, rows))
         return rows.select(columns) if columns else rows

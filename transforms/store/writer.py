@@ -29,6 +29,13 @@ DICTIONARY_COLUMNS = frozenset({"doc_id", "source", "format", "prefix", "separat
 
 ZSTD_LEVEL = 9
 
+# A file sorted by unit id holds ids that grow by about 2**64 / rows: delta encoding stores the steps
+# (about 6 bytes for 100,000 units, not 8; measured on the 1M-token slice: units.unit_id 0.87 MB
+# plain, 0.69 MB delta-encoded). Every Parquet reader decodes it (it is in the format since 2.0).
+# Positions and scene indices in a file sorted by document step by about one: their deltas take bits.
+DELTA_COLUMNS = {"units": ("unit_id",), "vectors": ("unit_id",), "provenance": ("unit_id",), "occurrences": ("position",),
+                 "scenes": ("index", "first_position", "last_position")}
+
 
 def write_table_file(version_path: str, name: str, shard: int, table, file_name: str | None = None) -> dict:
     """One table (already sorted) as one Parquet file of the version."""
@@ -85,7 +92,9 @@ def write_sorted_file(version_path: str, name: str, shard: int, tables, file_nam
     rows = 0
     with FileSystems.create(FileSystems.join(version_path, relative), compression_type=CompressionTypes.UNCOMPRESSED) as sink:
         out = _HashingFile(sink)
-        with pq.ParquetWriter(out, schema, compression="zstd", compression_level=level, use_dictionary=dictionary) as writer:
+        encoding = {c: "DELTA_BINARY_PACKED" for c in DELTA_COLUMNS.get(name, ())}
+        with pq.ParquetWriter(out, schema, compression="zstd", compression_level=level, use_dictionary=dictionary,
+                              column_encoding=encoding or None) as writer:
             pending: list = []
             held = 0
             for table in tables:
