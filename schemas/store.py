@@ -19,8 +19,8 @@ import pyarrow as pa
 # 5: unit ids are int64 (transforms/unit_ids.py), not 32 hex digits; files of earlier formats are
 #    read with their hex ids converted (unit_ids.upgrade_ids); scenes keep no centroid (retrain
 #    computes them again from the vectors; an earlier file's centroid column is not read);
-#    units.hyperword_score is float16; occurrences.hyperword is not stored (DERIVED_COLUMNS); unit
-#    ids and positions sorted in a file are delta-encoded
+#    units.hyperword_score and scenes.code_score are float16; occurrences.hyperword is not stored
+#    (DERIVED_COLUMNS); unit ids and positions sorted in a file are delta-encoded
 FORMAT_VERSION = 5
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
@@ -117,7 +117,7 @@ SCENES = pa.schema(
         pa.field("child_count", pa.int32(), nullable=False),
         pa.field("token_count", pa.int64(), nullable=False),
         pa.field("code", pa.int32(), nullable=False),  # in this level's codebook
-        pa.field("code_score", pa.float32(), nullable=False),  # cosine to that code's centroid
+        pa.field("code_score", pa.float16(), nullable=False),  # cosine to that code's centroid, rounded to float16
         pa.field("gist", pa.list_(pa.int64()), nullable=False),  # positions of its most central units
         pa.field("child_codes", pa.list_(pa.int32()), nullable=False),  # hyperwords at level 1
     ]
