@@ -140,32 +140,35 @@ def _joined_with_store(p, stored: StoreVersion, plan: rf.RefreshPlan, new_slices
     }
 
 
-def _known_units(p, stored: StoreVersion, known, dimension: int, n: int):
-    """Buckets of stored units the new documents use, with their stored vectors."""
+def _stored_vectors(p, stored: StoreVersion, known, fresh, members):
+    """One read of the stored vectors: those of the known units (``known``), and those of the stored
+    canonical units of the hyperwords the fresh units joined (main)."""
     known_ids = known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
-    known_vectors = (
-        p | "StoredVectorsForKnown" >> beam.Create(job.stored_files(stored, "vectors"))
-        | "KnownVectors" >> beam.FlatMap(rf.stored_vectors_of, unit_ids=beam.pvalue.AsList(known_ids))
-        | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
-    )
+    touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
+    member_ids = members | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
     return (
-        {"units": known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)), "vectors": known_vectors}
+        p | "StoredVectorFiles" >> beam.Create(job.stored_files(stored, "vectors"))
+        | "StoredVectors" >> beam.FlatMap(rf.stored_vectors_for, known_ids=beam.pvalue.AsList(known_ids),
+                                          hyperwords=beam.pvalue.AsList(touched), members=beam.pvalue.AsList(member_ids))
+        .with_outputs("known", main="canonical")
+    )
+
+
+def _known_units(known, known_vectors, dimension: int, n: int):
+    """Buckets of stored units the new documents use, with their stored vectors."""
+    return (
+        {"units": known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)),
+         "vectors": known_vectors | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)}
         | "JoinKnown" >> beam.CoGroupByKey()
         | "AttachVectors" >> beam.FlatMap(rf.attach_vectors, dimension=dimension)
     )
 
 
-def _matched_fresh_units(p, cfg: CompressConfig, stored: StoreVersion, fresh, members, n: int):
+def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, fresh, canonical_vectors, n: int):
     """Near-duplicates of fresh units, against the stored canonical units of their hyperwords."""
-    touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
-    member_ids = members | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
-    canonical = (
-        p | "StoredVectorsForCanonicals" >> beam.Create(job.stored_files(stored, "vectors"))
-        | "Canonical" >> beam.FlatMap(rf.stored_vectors_of, hyperwords=beam.pvalue.AsList(touched), exclude=beam.pvalue.AsList(member_ids))
-        | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)
-    )
     return (
-        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n), "stored": canonical}
+        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n),
+         "stored": canonical_vectors | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)}
         | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold, cfg.lang, stored.manifest["config"].get("near_dup_check", "none"))
     )
 
@@ -207,12 +210,13 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         | "Assign" >> beam.Map(rf.assign_frozen, centroids=beam.pvalue.AsSingleton(frozen))
     )
 
-    known = _known_units(p, stored, merged.known, dimension, n)
+    stored_vectors = _stored_vectors(p, stored, merged.known, fresh, joined["members"])
+    known = _known_units(merged.known, stored_vectors.known, dimension, n)
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
         scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
 
-    matched = _matched_fresh_units(p, cfg, stored, fresh, joined["members"], n)
+    matched = _matched_fresh_units(cfg, stored, fresh, stored_vectors.canonical, n)
 
     # The new version's tables: documents and the codebooks' statistics written whole; of the shared
     # tables (SHARED_TABLES), only the new rows.

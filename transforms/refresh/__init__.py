@@ -1,6 +1,6 @@
 """Refresh: new and changed documents become a new store version, against the frozen codebooks.
-Every table of the new version is complete: the earlier rows that still hold, plus the new ones. A
-version folder is self-contained, so old versions can be removed without breaking later ones.
+The new version shares the earlier versions' files and writes only its own rows (see
+transforms/store/layers.py for which rows of a shared file a version holds).
 
     plan.py     what a refresh changes, from ids and sha256 alone (RefreshPlan); no Beam
     merge.py    each unit bucket joined with the stored units: stored, fresh and known units
@@ -18,7 +18,7 @@ from hyperscene.transforms.refresh.stats import (
     HyperwordStats, document_stats, fresh_stats, fresh_unit_rows, hyperword_members, hyperword_rows, known_stats,
     scene_members, unit_stats)
 from hyperscene.transforms.refresh.stored import (
-    READ_BATCH_ROWS, assign_frozen, attach_vectors, by_bucket, read_stored, stored_vectors_of)
+    READ_BATCH_ROWS, assign_frozen, attach_vectors, by_bucket, read_stored, stored_vectors_for)
 
 # What the refresh job (pipelines/refresh.py, pipelines/retrain.py, pipelines/job.py), manifest_warnings
 # and the tests import from the package.
@@ -29,5 +29,5 @@ __all__ = [
     "RefreshPlan", "drop_documents", "plan_refresh", "update_documents",
     "HyperwordStats", "document_stats", "fresh_stats", "fresh_unit_rows", "hyperword_members", "hyperword_rows",
     "known_stats", "scene_members", "unit_stats",
-    "READ_BATCH_ROWS", "assign_frozen", "attach_vectors", "by_bucket", "read_stored", "stored_vectors_of",
+    "READ_BATCH_ROWS", "assign_frozen", "attach_vectors", "by_bucket", "read_stored", "stored_vectors_for",
 ]

@@ -82,20 +82,23 @@ def attach_vectors(item, dimension: int) -> Iterator[UnitBucket]:
         yield bucket.with_vectors(matrix)
 
 
-def stored_vectors_of(path: str, unit_ids: Iterable[int] | None = None, hyperwords: Iterable[int] | None = None,
-                      exclude: Iterable[int] = ()) -> Iterator[pa.Table]:
-    """Rows of a stored vectors file: those of ``unit_ids``, or those of ``hyperwords`` but not of
-    ``exclude`` (the near-duplicate members)."""
+def stored_vectors_for(path: str, known_ids: Iterable[int], hyperwords: Iterable[int], members: Iterable[int]):
+    """One read of a stored vectors file for a refresh: the rows of the stored canonical units of
+    ``hyperwords`` (the near-duplicate ``members`` left out), and, tagged ``known``, the rows of the
+    known units the new documents use."""
+    import apache_beam as beam
+
+    known = pa.array(sorted(set(known_ids)), pa.int64())
+    touched = pa.array(sorted(set(hyperwords)), pa.int32())
+    merged = pa.array(sorted(set(members)), pa.int64())
     for table in _batches(path, None, "vectors"):
-        mask = None
-        if unit_ids is not None:
-            mask = pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(unit_ids)), pa.int64()))
-        if hyperwords is not None:
-            mask = pc.is_in(table.column("hyperword"), value_set=pa.array(sorted(set(hyperwords)), pa.int32()))
-            mask = pc.and_(mask, pc.invert(pc.is_in(table.column("unit_id"), value_set=pa.array(sorted(set(exclude)), pa.int64()))))
-        table = table.filter(mask) if mask is not None else table
-        if table.num_rows:
-            yield table
+        is_known = pc.is_in(table.column("unit_id"), value_set=known)
+        canonical = pc.and_(pc.is_in(table.column("hyperword"), value_set=touched),
+                            pc.invert(pc.is_in(table.column("unit_id"), value_set=merged)))
+        if pc.any(is_known).as_py():
+            yield beam.pvalue.TaggedOutput("known", table.filter(is_known))
+        if pc.any(canonical).as_py():
+            yield table.filter(canonical)
 
 
 def assign_frozen(bucket: UnitBucket, centroids: np.ndarray) -> UnitBucket:

@@ -24,10 +24,11 @@ from hyperscene.transforms.spill import TableRows, as_rows, key_of
 
 # Dictionary encoding pays only for columns with few distinct values; on hashes, texts and vectors it
 # costs space (measured on the 1M-token slice: centroids 1.5 MB with it, 0.94 MB without).
-# Counts and codes take few values: their dictionary indices pack into fewer bits than zstd finds
-# (whole reference corpus: units.token_count 0.92 MB plain, 0.63 MB so; scenes.child_codes 2.18, 1.99).
+# Counts take few values: their dictionary indices pack into fewer bits than zstd finds (whole
+# reference corpus: units.token_count 0.92 MB plain, 0.65 MB so; scene codes lost by it: 2.18 MB
+# of child_codes plain, 2.48 MB so).
 DICTIONARY_COLUMNS = frozenset({"doc_id", "source", "format", "prefix", "separator", "hyperword", "method", "reason",
-                                "token_count", "word_count", "occurrence_count", "code", "child_codes"})
+                                "token_count", "word_count", "occurrence_count"})
 
 
 ZSTD_LEVEL = 9
