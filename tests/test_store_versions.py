@@ -97,6 +97,36 @@ def test_a_format_3_store_is_read_as_it_is(tmp_path, capsys):
     assert code == 0 and out.split()[2] == str(StoreVersion(str(store)).manifest["counts"]["distinct_units"])
 
 
+def test_a_format_3_store_reads_in_today_s_types():
+    """Its hex unit ids come as today's int64 ids of the same texts, its occurrences' stored
+    hyperwords as the derived ones, and its scene centroids not at all; in Python and in SQL alike."""
+    import pyarrow.parquet as pq
+
+    from hyperscene.pipelines.sql import connect
+    from hyperscene.schemas import read_schema
+    from hyperscene.transforms.unit_ids import unit_id
+
+    sv = StoreVersion(str(FORMAT3 / "store"))
+    units = sv.read("units", ["unit_id", "text"])
+    assert units.schema.field("unit_id").type == pa.int64()
+    assert units["unit_id"].to_pylist() == [unit_id(t) for t in units["text"].to_pylist()]
+    occurrences = sv.read("occurrences")
+    assert occurrences.schema == read_schema("occurrences")
+    [entry] = sv.files("occurrences")
+    stored = pq.read_table(sv.file_path(entry), columns=["doc_id", "position", "hyperword"]).sort_by([("doc_id", "ascending"), ("position", "ascending")])
+    assert occurrences.sort_by([("doc_id", "ascending"), ("position", "ascending")])["hyperword"].equals(stored["hyperword"])
+    assert "centroid" in pq.read_schema(sv.file_path(sv.files("scenes")[0])).names and "centroid" not in sv.read("scenes").column_names
+    con = connect(sv)
+    assert sorted(con.sql("select unit_id, text from units").fetchall()) == sorted(zip(units["unit_id"].to_pylist(), units["text"].to_pylist()))
+    assert con.sql("select count(*) from occurrences o join units u using (unit_id) where o.hyperword = o.semantic_id[-1]").fetchall() == [(len(occurrences),)]
+    assert "centroid" not in [r[0] for r in con.sql("describe scenes").fetchall()]
+    old_hex = {}
+    for entry in sv.files("units"):
+        old = pq.read_table(sv.file_path(entry), columns=["unit_id", "text"])
+        old_hex.update(zip(old["text"].to_pylist(), (h[:16] for h in old["unit_id"].to_pylist())))
+    assert dict(con.sql("select text, unit_hex(unit_id) from units").fetchall()) == old_hex
+
+
 def test_refreshing_a_format_3_store_shares_its_files_and_writes_only_new_rows(grown_store, inputs, tmp_path, capsys):
     v1, v2, v3 = (StoreVersion(str(grown_store), v) for v in (1, 2, 3))
     assert (v1.manifest["format_version"], v2.manifest["format_version"]) == (3, FORMAT_VERSION)
