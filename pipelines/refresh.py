@@ -196,7 +196,9 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
 
     joined = _joined_with_store(p, stored, plan, segmented.occurrences | "Bucket" >> beam.FlatMap(bucket_slices, n_buckets=n, spill=spill), n)
-    merged = joined | "MergeWithStore" >> rf.MergeWithStore()
+    # W002's count of units not in Latin script: the stored one plus what changed, where the store has one
+    stored_scripts = stored.manifest["counts"].get("non_latin_units")
+    merged = joined | "MergeWithStore" >> rf.MergeWithStore(script_changes=stored_scripts is not None)
 
     # Fresh units: counted, embedded, assigned to the frozen hyperwords.
     # auto is resolved here, once: every worker then runs what the manifest records, whatever its CPU.
@@ -253,7 +255,8 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     stats = [
         tables["documents"] | "DocStats" >> beam.FlatMap(_document_stats),
-        units | "UnitStats" >> beam.FlatMap(rf.unit_stats),
+        merged.units | "StoredUnitStats" >> beam.FlatMap(rf.unit_stats, scripts=stored_scripts is None),
+        fresh_rows | "FreshUnitStats" >> beam.FlatMap(rf.unit_stats),
         tables["provenance"] | "NMerges" >> _count("near_duplicate_units"),
         merged.stats,
         matched.stats,
@@ -265,7 +268,8 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
                                           ("near_duplicate_occurrences", 0),
                                           # the rows of the shared provenance and dead letters files
                                           ("near_duplicate_units", stored.manifest["counts"].get("near_duplicate_units", 0)),
-                                          ("dead_letters", stored.manifest["counts"].get("dead_letters", 0))]
+                                          ("dead_letters", stored.manifest["counts"].get("dead_letters", 0)),
+                                          ("non_latin_units", stored_scripts or 0)]
                                          + [(f"level_{level}_codebook_size", len(c)) for level, c in level_books]),
     ] | "AllStats" >> beam.Flatten()
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)

@@ -98,6 +98,23 @@ def test_merge_bucket_splits_fresh_from_known_units_and_recounts():
     assert merged.member_units == 0 and merged.member_occurrences == 0  # the member lost its last occurrence
 
 
+def test_merge_counts_the_stored_non_latin_units_that_come_into_use_or_fall_out_of_it():
+    """W002's count is the stored one plus these changes, not a reading of every stored text."""
+    from hyperscene.transforms.unit_ids import unit_id
+
+    texts = ["Привет, мир.", "Да.", "Hello.", "Нет."]
+    ids = [unit_id(t) for t in texts]
+    order = sorted(range(4), key=lambda i: ids[i])
+    counts = {"Привет, мир.": 1, "Да.": 0, "Hello.": 1, "Нет.": 2}
+    stored = units_rows([ids[i] for i in order], [counts[texts[i]] for i in order], [1] * 4, [texts[i] for i in order])
+    # one document leaves with "Привет, мир." and "Hello."; a new one uses "Да." and a fresh unit
+    merged = merge_bucket(0, [occurrences("d", ["Да.", "Ещё."])], [stored],
+                          removed=[pa.array([unit_id("Привет, мир."), unit_id("Hello.")])], members=[])
+    assert merged.non_latin_change == 1 - 1  # "Да." came into use, "Привет, мир." fell out; "Hello." is Latin
+    merged = merge_bucket(0, [], [stored], removed=[pa.array([unit_id("Привет, мир.")])], members=[])
+    assert merged.non_latin_change == -1
+
+
 def test_a_new_text_under_a_stored_units_id_stops_the_refresh():
     """Two texts with one 64-bit id (unit_ids.py): the stored unit is never served the new text."""
     from hyperscene.transforms.errors import StoreError

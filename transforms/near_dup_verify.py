@@ -106,6 +106,11 @@ def main_script(text: str) -> str:
     return "latin" if latin >= cyrillic else "cyrillic"
 
 
+
+def not_latin(text: str) -> bool:
+    """Whether a unit counts toward W002's non-Latin units (as compress counts them)."""
+    return main_script(text) not in ("latin", "")
+
 def _expand_negations(tokens: list[str], lang: str) -> list[str]:
     # "don't"/"do not" and "cannot"/"can not" then agree, and "don't"/"do" differ by a "not".
     joined = " ".join(tokens)

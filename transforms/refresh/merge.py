@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.dedup import check_texts, dedup_bucket
+from hyperscene.transforms.near_dup_verify import not_latin
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store.layers import latest_units
 
@@ -32,6 +33,7 @@ class MergedBucket:
     member_occurrences: int  # occurrences of stored near-duplicate members in the new version
     stored_distance: float  # sum of 1 - hyperword_score over the stored units (for drift)
     stored_count: int
+    non_latin_change: int  # stored units not in Latin script that came into use, less those that fell out of it
 
 
 def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: list[pa.Array],
@@ -79,14 +81,21 @@ def merge_bucket(bucket: int, new_parts: list, stored: list[pa.Table], removed: 
     is_member = pc.is_in(stored_ids, value_set=member_ids).to_numpy(zero_copy_only=False)
     scores = stored_units.column("hyperword_score").to_numpy()
     changed = stored_units.filter(pa.array(counts != before)) if stored_units.num_rows else stored_units
+    flipped = np.flatnonzero((before > 0) != (counts > 0))
+    texts = stored_units.column("text").take(pa.array(flipped, pa.int64())).to_pylist() if len(flipped) else []
+    non_latin_change = sum((1 if counts[i] > 0 else -1) for i, t in zip(flipped, texts) if not_latin(t))
     return MergedBucket(
         stored_units if stored_units.num_rows else None, changed if changed.num_rows else None, fresh, known,
         member_units=int((counts[is_member] > 0).sum()), member_occurrences=int(counts[is_member].sum()),
         stored_distance=float(np.sum(1.0 - scores, dtype=np.float64)), stored_count=len(scores),
+        non_latin_change=non_latin_change,
     )
 
 
 class _MergeDoFn(beam.DoFn):
+    def __init__(self, script_changes: bool):
+        self._script_changes = script_changes
+
     def setup(self):
         self._progress = Progress("merge with store", "buckets")
 
@@ -107,16 +116,24 @@ class _MergeDoFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", merged.member_occurrences))
         yield beam.pvalue.TaggedOutput("stats", ("_stored_distance_total", merged.stored_distance))
         yield beam.pvalue.TaggedOutput("stats", ("_stored_units", merged.stored_count))
+        if self._script_changes:
+            yield beam.pvalue.TaggedOutput("stats", ("non_latin_units", merged.non_latin_change))
 
 
 class MergeWithStore(beam.PTransform):
     """{"new": (bucket, occurrences), "stored": (bucket, units), "removed": (bucket, unit ids),
     "members": (bucket, unit ids)} -> stored units rows (main), those whose count changed
-    (``changed``), ``fresh`` and ``known`` UnitBuckets, ``stats``."""
+    (``changed``), ``fresh`` and ``known`` UnitBuckets, ``stats``. With ``script_changes``, the
+    stats hold the change in the stored units not in Latin script that are in use (the count is the
+    stored one plus the changes, not a reading of every stored text)."""
+
+    def __init__(self, script_changes: bool = False):
+        super().__init__()
+        self._script_changes = script_changes
 
     def expand(self, joined):
         return (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Merge" >> beam.ParDo(_MergeDoFn()).with_outputs("changed", "fresh", "known", "stats", main="units")
+            | "Merge" >> beam.ParDo(_MergeDoFn(self._script_changes)).with_outputs("changed", "fresh", "known", "stats", main="units")
         )

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.near_dup_verify import main_script
+from hyperscene.transforms.near_dup_verify import not_latin
 from hyperscene.transforms.spill import as_rows
 
 
@@ -54,16 +54,18 @@ def hyperword_rows(centroids: np.ndarray, stats: dict) -> Iterator[dict]:
                "representative_unit_id": unit_id, "representative_text": text, "representative_score": score}
 
 
-def unit_stats(units: pa.Table) -> Iterator[tuple[str, int]]:
+def unit_stats(units: pa.Table, scripts: bool = True) -> Iterator[tuple[str, int]]:
+    """The counts of units rows; with ``scripts``, how many units in use are not in Latin script
+    (for W002, as compress counts them: reading every text's script is most of this function's time)."""
     counts = units.column("occurrence_count").to_numpy()
     yield "units", int(counts.sum())
     yield "distinct_units", int((counts > 0).sum())
     yield "unused_units", int((counts == 0).sum())
     yield "tokens", int((counts * units.column("token_count").to_numpy()).sum())
     yield "words", int((counts * units.column("word_count").to_numpy()).sum())
-    if "text" in units.column_names:  # for W002, as compress counts them
+    if scripts:
         texts = units.column("text").to_pylist()
-        yield "non_latin_units", sum(main_script(t) not in ("latin", "") for t, n in zip(texts, counts) if n > 0)
+        yield "non_latin_units", sum(not_latin(t) for t, n in zip(texts, counts) if n > 0)
 
 
 def document_stats(rows: pa.Table) -> Iterator[tuple[str, int]]:
