@@ -32,9 +32,11 @@ DICTIONARY_COLUMNS = frozenset({"doc_id", "source", "format", "prefix", "separat
 
 
 ZSTD_LEVEL = 9
-# The units' text is most of a store without vectors, and zstd's top level finds 6% more in it
-# (whole reference corpus: 18.5 MB at 9, 17.3 MB at 19), for about 10 s more of one core.
-TEXT_ZSTD_LEVEL = {"units": {"text": 19}}
+# Columns measured better at another level (whole reference corpus). The units' text is most of a
+# store without vectors, and zstd's top level finds 6% more in it (18.5 MB at 9, 17.3 MB at 19) for
+# about 10 s more of one core; the semantic ids come out smaller at the fastest (3.15 MB at 9, 2.86
+# MB at 1).
+COLUMN_ZSTD_LEVELS = {("units", "text"): 19, ("occurrences", "semantic_id"): 1}
 
 # A file sorted by unit id holds ids that grow by about 2**64 / rows: delta encoding stores the steps
 # (about 6 bytes for 100,000 units, not 8; measured on the 1M-token slice: units.unit_id 0.87 MB
@@ -84,6 +86,14 @@ class _HashingFile:
         return self._sha.hexdigest()
 
 
+def zstd_levels(name: str, schema) -> dict[str, int]:
+    """Each column's zstd level, keyed as Parquet names the leaves (a list's values: "c.list.element")."""
+    import pyarrow as pa
+
+    return {f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name: COLUMN_ZSTD_LEVELS.get((name, f.name), ZSTD_LEVEL)
+            for f in schema}
+
+
 def write_sorted_file(version_path: str, name: str, shard: int, tables, file_name: str | None = None, schema=None) -> dict:
     """Tables of ``name``'s schema (or ``schema``: the vectors table has one per encoding) whose
     concatenation is in sort order, streamed into one Parquet file in row groups of a fixed number
@@ -94,7 +104,7 @@ def write_sorted_file(version_path: str, name: str, shard: int, tables, file_nam
     relative = f"{name}/{file_name or f'part-{shard:05d}.parquet'}"
     dictionary = [c for c in schema.names if c in DICTIONARY_COLUMNS]
     # float16 vectors barely compress: a fast level keeps most of the little there is to gain.
-    level = 1 if name == "vectors" else {c: TEXT_ZSTD_LEVEL.get(name, {}).get(c, ZSTD_LEVEL) for c in schema.names}
+    level = 1 if name == "vectors" else zstd_levels(name, schema)
     group = ROW_GROUP_ROWS.get(name, DEFAULT_ROW_GROUP_ROWS)
     rows = 0
     with FileSystems.create(FileSystems.join(version_path, relative), compression_type=CompressionTypes.UNCOMPRESSED) as sink:
