@@ -227,8 +227,8 @@ class Errors(metaclass=ErrorsWithCodes):
             "({problem}); repair or remove that version first (see: hyperscene verify {store} --version {version})")
     # unit ids (transforms/unit_ids.py)
     E442 = ("two different unit texts have the same 64-bit unit id {id} ({first!r}... and {second!r}...), so one "
-            "store cannot hold both and nothing was written; this is about a one-in-ten-million event for a "
-            "million distinct units: report it with the two texts, and leave one of them out meanwhile")
+            "store cannot hold both and nothing was written; for a million distinct units this has about one "
+            "chance in 37 million: report it with the two texts, and leave one of them out meanwhile")
 
     # --- E5xx: verification ---
     E501 = ("{count} document(s) did not match their stored sha256 and were not written: {docs}; the store is damaged "
