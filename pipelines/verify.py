@@ -30,7 +30,7 @@ from hyperscene.transforms.errors import Errors, StoreDamaged, VerificationFaile
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store.layers import keep_live, live_ids
 from hyperscene.transforms.store.layout import MANIFEST, read_bytes, version_files
-from hyperscene.transforms.store.reader import StoreVersion, entry_name, entry_problem
+from hyperscene.transforms.store.reader import StoreVersion, as_today, entry_name, entry_problem
 
 logger = logging.getLogger("hyperscene")
 
@@ -101,11 +101,9 @@ def _manifest_entries(store: StoreVersion, prefix: str, report: Report) -> list[
 def _parse(data: bytes, table: str, full: bool):
     """(rows, for the tables documents are rebuilt from the columns read, else None) of one Parquet
     file. ``full``: decode every page of every column, to tell whether a changed file still reads."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from hyperscene.schemas import TABLES
-    from hyperscene.transforms.unit_ids import upgrade_ids
 
     if full:
         part = pq.read_table(io.BytesIO(data))
@@ -118,7 +116,7 @@ def _parse(data: bytes, table: str, full: bool):
     if table not in DOCUMENT_TABLES:
         return rows, None
     columns = DOCUMENT_TABLES[table] or TABLES[table].names
-    return rows, upgrade_ids(part.select(columns)).cast(pa.schema([TABLES[table].field(c) for c in columns]))
+    return rows, as_today(table, part.select(columns))
 
 
 def verify_store(store_path: str, version: int | None = None, emit: Callable[[str], None] | None = None) -> dict:
