@@ -79,7 +79,9 @@ def main() -> None:
                      "new_bytes": sum(d.stat().st_size for d in batch), "seconds": round(seconds, 1), "peak_mib": peak,
                      "store_bytes_on_disk": on_disk, "added_share": round(on_disk / rows[-1]["store_bytes_on_disk"] - 1, 4),
                      "version_store_bytes": manifest["counts"]["store_bytes"],
-                     "version_written_bytes": manifest["counts"].get("written_bytes", manifest["counts"]["store_bytes"])})
+                     "version_written_bytes": manifest["counts"].get("written_bytes", manifest["counts"]["store_bytes"]),
+                     "fresh_units": manifest["counts"].get("fresh_units"), "known_units": manifest["counts"].get("known_units"),
+                     "candidates_embedded": manifest["refresh"].get("candidates_embedded")})
         print(json.dumps(rows[-1]), flush=True)
 
     versions = sorted(int(p.parent.name[1:]) for p in store.glob("v*/manifest.json"))

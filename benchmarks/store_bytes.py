@@ -37,7 +37,7 @@ def measure(store: str, version: int | None, columns: int) -> dict:
                 by_column[f"{entry['table']}.{column.path_in_schema.replace('.list.element', '')}"] += column.total_compressed_size
     input_bytes = sv.manifest["counts"]["input_bytes"]
     total = sum(tables.values())
-    without = total - tables.get("vectors", 0)
+    without = total - tables.get("vectors", 0) - tables.get("quantizer", 0)  # pq's codebook is part of the vectors
     return {
         "store": store, "version": sv.version, "input_bytes": input_bytes, "store_bytes": total,
         "store_ratio": round(total / input_bytes, 3), "without_vectors_bytes": without,

@@ -29,7 +29,7 @@ from hyperscene.pipelines.config import (
 )
 from hyperscene.schemas import SHARDED_TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, codebook_baseline, hyperword_table_rows
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, TrainQuantizer, codebook_baseline, hyperword_table_rows
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import Errors, StoreError
@@ -46,6 +46,7 @@ from hyperscene.transforms.segment import Segment, load_spacy
 from hyperscene.transforms.store.layout import published_versions, version_dir
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.writer import WriteTable, write_vector_file
+from hyperscene.transforms.store.vector_codec import quantizer_rows
 from hyperscene.transforms.tokens import CountTokens
 
 logger = logging.getLogger("hyperscene")
@@ -106,9 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output and execution")
     g.add_argument("--num-shards", type=int, default=1, help="Parquet files per large table (default: 1)")
     g.add_argument("--vectors", default=DEFAULT_VECTORS, choices=VECTOR_ENCODINGS,
-                   help="how the store keeps each unit's embedding, which refresh compares new units with: int8 (1 byte a "
-                        "dimension; near-duplicate decisions as with float16 within 0.5%%, see README), float16, or none "
-                        f"(the smallest store, which cannot be refreshed or retrained) (default: {DEFAULT_VECTORS})")
+                   help="how the store keeps each unit's embedding, which refresh uses to find the stored units a new one "
+                        "could repeat: pq (product quantization, 1 byte per 4 dimensions), int8 (1 byte a dimension), "
+                        "float16, or none (the smallest store, which cannot be refreshed or retrained); a refresh decides "
+                        "on vectors embedded again from text whichever is kept (see README, Vectors) "
+                        f"(default: {DEFAULT_VECTORS})")
     g.add_argument("--workers", type=int, default=1,
                    help="local worker processes (DirectRunner multi_processing mode; default: 1, in-process)")
     return p
@@ -219,7 +222,12 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in SHARDED_TABLES else 1)
         for name, rows in tables.items()
     ]
-    if cfg.vectors != "none":
+    if cfg.vectors == "pq":
+        quantizer = embedded | "TrainQuantizer" >> TrainQuantizer(cfg.seed, dimension)
+        files_written.append(quantizer | "QuantizerRows" >> beam.FlatMap(quantizer_rows) | "Write quantizer" >> WriteTable("quantizer", path, 1))
+        files_written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=info.version,
+                                                                    encoding=cfg.vectors, quantizer=beam.pvalue.AsSingleton(quantizer)))
+    elif cfg.vectors != "none":
         files_written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=info.version,
                                                                     encoding=cfg.vectors))
     files_written = files_written | "AllFiles" >> beam.Flatten()

@@ -44,7 +44,7 @@ logger = logging.getLogger("hyperscene")
 # files of their own beside them. Rows of old revisions stay in the shared occurrences and scenes
 # files, and a unit whose count changed gets a newer row; readers keep what the version holds
 # (transforms/store/layers.py).
-SHARED_TABLES = ("vectors", "occurrences", "scenes", "provenance", "dead_letters", "units")
+SHARED_TABLES = ("vectors", "quantizer", "occurrences", "scenes", "provenance", "dead_letters", "units")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,37 +140,31 @@ def _joined_with_store(p, stored: StoreVersion, plan: rf.RefreshPlan, new_slices
     }
 
 
-def _stored_vectors(p, stored: StoreVersion, known, fresh, members):
-    """One read of the stored vectors: those of the known units (``known``), and those of the stored
-    canonical units of the hyperwords the fresh units joined (main)."""
-    known_ids = known | "KnownIds" >> beam.FlatMap(lambda b: b.units.column("unit_id").to_pylist())
+def _stored_vectors(p, stored: StoreVersion, fresh, members):
+    """The stored vectors rows of the canonical units of the hyperwords the fresh units joined."""
     touched = fresh | "Touched" >> beam.FlatMap(lambda b: sorted(set(b.units.column("hyperword").to_pylist())))
     member_ids = members | "MemberIds" >> beam.FlatMap(lambda kv: kv[1].column("unit_id").to_pylist())
     return (
         p | "StoredVectorFiles" >> beam.Create(job.stored_files(stored, "vectors"))
-        | "StoredVectors" >> beam.FlatMap(rf.stored_vectors_for, known_ids=beam.pvalue.AsList(known_ids),
-                                          hyperwords=beam.pvalue.AsList(touched), members=beam.pvalue.AsList(member_ids))
-        .with_outputs("known", main="canonical")
+        | "StoredVectors" >> beam.FlatMap(rf.stored_vectors_for, hyperwords=beam.pvalue.AsList(touched),
+                                          members=beam.pvalue.AsList(member_ids))
     )
 
 
-def _known_units(known, known_vectors, dimension: int, n: int):
-    """Buckets of stored units the new documents use, with their stored vectors."""
-    return (
-        {"units": known | "KnownKey" >> beam.Map(lambda b: (b.bucket, b)),
-         "vectors": known_vectors | "KnownByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)}
-        | "JoinKnown" >> beam.CoGroupByKey()
-        | "AttachVectors" >> beam.FlatMap(rf.attach_vectors, dimension=dimension)
+def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, fresh, canonical_vectors, stored_units, embed, n: int):
+    """Near-duplicates of fresh units, against the stored canonical units of their hyperwords that
+    could be near-duplicates by their stored vectors, embedded again from their text."""
+    fresh_parts = fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n)
+    candidates = (
+        {"fresh": fresh_parts, "stored": canonical_vectors | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)}
+        | "Candidates" >> rf.StoredCandidates(cfg.near_dup_threshold, stored.quantizer(), stored_units)
     )
-
-
-def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, fresh, canonical_vectors, n: int):
-    """Near-duplicates of fresh units, against the stored canonical units of their hyperwords."""
-    return (
-        {"fresh": fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n),
-         "stored": canonical_vectors | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)}
+    embedded = candidates["buckets"] | "EmbedCandidates" >> embed()
+    matched = (
+        {"fresh": fresh_parts, "stored": embedded | "CandidatesByGroup" >> beam.FlatMap(cluster_parts, n_groups=n)}
         | "NearDuplicates" >> rf.MatchFreshUnits(cfg.near_dup_threshold, cfg.lang, stored.manifest["config"].get("near_dup_check", "none"))
     )
+    return matched, candidates["stats"]
 
 
 def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.RefreshPlan, files, new_dead: list[dict],
@@ -205,20 +199,28 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
                                               precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
     frozen = p | "Hyperwords" >> beam.Create([centroids])
+
+    def embed():
+        # known and candidate units are few beside the fresh ones: their vectors stay in memory (the
+        # scenes stage names a long document's spilled rows after the bucket's vector file name,
+        # which the fresh units' files of the same bucket number hold)
+        return Embed(handler)
+
     fresh = (
         merged.fresh
         | "CountTokens" >> CountTokens(model_folder)
         | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
         | "Assign" >> beam.Map(rf.assign_frozen, centroids=beam.pvalue.AsSingleton(frozen))
     )
-
-    stored_vectors = _stored_vectors(p, stored, merged.known, fresh, joined["members"])
-    known = _known_units(merged.known, stored_vectors.known, dimension, n)
+    # Known units are embedded again from their text, as compress would: the new documents' scenes
+    # do not rest on the store's quantized vectors.
+    known = merged.known | "EmbedKnown" >> embed()
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
         scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
 
-    matched = _matched_fresh_units(cfg, stored, fresh, stored_vectors.canonical, n)
+    matched, candidate_stats = _matched_fresh_units(cfg, stored, fresh, _stored_vectors(p, stored, fresh, joined["members"]),
+                                                    joined["stored"], embed, n)
 
     # The new version's tables: documents and the codebooks' statistics written whole; of the shared
     # tables (SHARED_TABLES), only the new rows.
@@ -249,7 +251,8 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     # this version's own revisions only: the rows of the others are in the shared files
     written += [tables[name] | f"Write {name}" >> WriteTable(name, path, cfg.num_shards)
                 | f"Range {name}" >> beam.Map(lambda entry: {**entry, "documents": [version, version]}) for name in PER_DOCUMENT_TABLES]
-    written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors))
+    written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors,
+                                                       quantizer=stored.quantizer()))
     written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 
@@ -260,6 +263,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         tables["provenance"] | "NMerges" >> _count("near_duplicate_units"),
         merged.stats,
         matched.stats,
+        candidate_stats,
         tables["dead_letters"] | "NDead" >> _count("dead_letters"),
         scenes | "LevelStats" >> beam.FlatMap(level_stats),
         fresh | "FreshStats" >> beam.FlatMap(rf.fresh_stats),

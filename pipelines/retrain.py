@@ -26,12 +26,12 @@ from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.reader import StoreVersion
-from hyperscene.transforms.store.writer import WriteTable, write_vector_file
+from hyperscene.transforms.store.writer import WriteTable, write_vector_rows
 
 logger = logging.getLogger("hyperscene")
 
 # Tables a retrain leaves as they are: their stored files are shared, not rewritten.
-SHARED_TABLES = ("documents", "dead_letters")
+SHARED_TABLES = ("documents", "dead_letters", "quantizer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,15 +70,16 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     dimension = stored.manifest["model"]["dimension"]
     threshold = cfg.get("near_dup_threshold") or default_threshold(cfg.get("model", DEFAULT_MODEL), cfg.get("embedder", "torch"))
 
+    stored_vectors = job.read_stored(p, "vectors", stored, "vectors") | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n)
     buckets = (
         {
             "units": job.read_stored(p, "units", stored, "units") | "UnitsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
-            "vectors": job.read_stored(p, "vectors", stored, "vectors") | "VectorsByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
+            "vectors": stored_vectors,
             "occurrences": job.read_stored(p, "occurrences", stored, "occurrences", columns=rt.OCCURRENCE_COLUMNS)
             | "OccurrencesByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         }
         | "Join" >> beam.CoGroupByKey()
-        | "Buckets" >> beam.FlatMap(rt.bucket_from_store, dimension=dimension)
+        | "Buckets" >> beam.FlatMap(rt.bucket_from_store, dimension=dimension, quantizer=stored.quantizer())
     )
     trained = buckets | "TrainCodebook" >> TrainCodebook(cfg.get("codebook_size"), seed, dimension,
                                                          cfg.get("codebook_sample") or 200_000, init=centroids)
@@ -117,8 +118,11 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     shards = cfg.get("num_shards", 1)
     written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in SHARDED_TABLES else 1)
                for name, rows in tables.items()]
-    written.append(assigned | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version,
-                                                          encoding=cfg.get("vectors", "float16")))
+    written.append(
+        {"vectors": stored_vectors, "units": assigned | "NewHyperwords" >> beam.Map(lambda b: (b.bucket, b.units.select(["unit_id", "hyperword"])))}
+        | "JoinVectors" >> beam.CoGroupByKey()
+        | "VectorRows" >> beam.Map(rt.vectors_with_hyperwords)
+        | "Write vectors" >> beam.Map(write_vector_rows, version_path=path, version=version))
     written.append(p | "SharedFiles" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 

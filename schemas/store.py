@@ -21,7 +21,9 @@ import pyarrow as pa
 #    computes them again from the vectors; an earlier file's centroid column is not read);
 #    units.hyperword_score and scenes.code_score are float16; occurrences.hyperword is not stored
 #    (DERIVED_COLUMNS); unit ids and positions sorted in a file are delta-encoded
-FORMAT_VERSION = 5
+# 6: vectors as product-quantization codes (VECTORS_PQ, the default) with their codebook in the
+#    quantizer table
+FORMAT_VERSION = 6
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
 VECTORS_SINCE = 3
@@ -157,6 +159,32 @@ VECTORS_INT8 = pa.schema(
     ]
 )
 
+# The same with --vectors pq (product quantization, transforms/store/vector_codec.py): the vector
+# cut into subspaces of a few dimensions, each stored as the index (one byte) of the nearest of the
+# quantizer table's centroids for that subspace. ``error_angle`` bounds how far the decoded vector
+# lies from the embedded one, so that a refresh knows which stored units could be near-duplicates
+# of a new one and embeds exactly those again from their text (transforms/refresh/candidates.py).
+VECTORS_PQ = pa.schema(
+    [
+        pa.field("unit_id", pa.int64(), nullable=False),
+        pa.field("hyperword", pa.int32(), nullable=False),
+        pa.field("code", pa.binary(), nullable=False),  # one byte a subspace: quantizer centroid indices
+        # radians between the embedded vector and the decoded code, rounded up to float16
+        pa.field("error_angle", pa.float16(), nullable=False),
+    ]
+)
+
+# The codebook of --vectors pq, trained once by compress on a sample of the vectors and kept by
+# every later version: centroid ``code`` of ``subspace`` (dimensions subspace * width onwards), in
+# float16 as the vectors were coded with it.
+QUANTIZER = pa.schema(
+    [
+        pa.field("subspace", pa.int16(), nullable=False),
+        pa.field("code", pa.int16(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float16()), nullable=False),
+    ]
+)
+
 # The columns that hold unit ids (int64 from format 5 on, hex strings before).
 UNIT_ID_COLUMNS = {
     "units": ("unit_id",),
@@ -166,7 +194,7 @@ UNIT_ID_COLUMNS = {
     "vectors": ("unit_id",),
 }
 
-VECTOR_SCHEMAS = {"float16": VECTORS, "int8": VECTORS_INT8}
+VECTOR_SCHEMAS = {"float16": VECTORS, "int8": VECTORS_INT8, "pq": VECTORS_PQ}
 
 TABLES = {
     "documents": DOCUMENTS,
@@ -178,12 +206,15 @@ TABLES = {
     "scenes": SCENES,
     "codebooks": CODEBOOKS,
     "vectors": VECTORS,
+    "quantizer": QUANTIZER,
 }
 
 def table_schema(name: str, columns) -> pa.Schema:
     """The schema of table ``name`` for rows with these columns: the vectors table has one per encoding."""
     if name == "vectors" and "scale" in columns:
         return VECTORS_INT8
+    if name == "vectors" and "code" in columns:
+        return VECTORS_PQ
     return TABLES[name]
 
 
@@ -210,4 +241,5 @@ SORT_KEYS = {
     "scenes": ("doc_id", "level", "index"),
     "codebooks": ("level", "code"),
     "vectors": ("unit_id",),
+    "quantizer": ("subspace", "code"),
 }

@@ -146,6 +146,17 @@ def test_fresh_units_merge_into_stored_canonicals_which_stay_canonical():
     assert all(r["hyperword"] == 7 and r["score"] >= 0.95 for r in rows)
 
 
+def test_with_the_word_check_a_fresh_unit_merges_into_a_stored_canonical_of_the_same_words():
+    stored = np.stack([unit([1, 0, 0]), unit([0, 1, 0])])
+    fresh = np.stack([unit([1, 0.05, 0]), unit([0.05, 1, 0])])
+    table = fresh_table(["f1", "f2"], [1, 1]).append_column("text", pa.array(["Holmes lit his pipe!", "Watson lit his pipe."]))
+    rows = match_fresh_units(7, ["s1", "s2"], stored, table, fresh, 0.95, check="words",
+                             canonical_texts=["Holmes lit his pipe.", "Holmes lit his pipe."])
+    assert [(r["unit_id"], r["canonical_unit_id"], r["method"]) for r in rows] == [("f1", "s1", "cosine+same-words")]
+    # without the stored texts, no merge into a stored canonical can be checked, so none is made
+    assert match_fresh_units(7, ["s1", "s2"], stored, table, fresh, 0.95, check="words") == []
+
+
 def test_a_fresh_unit_never_merges_into_a_member_chain():
     # f2 is near f1 only; f1 merges into s1; f2 must not chain into s1 through f1.
     stored = np.stack([unit([1, 0, 0])])
@@ -245,6 +256,32 @@ def test_refresh_adds_a_version_that_round_trips_and_keeps_the_old_one(tmp_path,
     assert v2.manifest["counts"]["non_latin_units"] == 0 and v2.manifest["model"]["precision"] == "float32"  # static
 
 
+def test_a_refresh_decides_near_duplicates_as_it_would_with_float16_vectors(tmp_path, corpus, base_store):
+    """The default pq store and a float16 one, refreshed with the same documents, merge the same
+    fresh units into the same canonicals: the decisions rest on vectors embedded again from text,
+    and pq's stored codes only choose which stored units to embed (refresh/candidates.py)."""
+    source = grown(tmp_path, corpus)
+    # sentences of a stored document with other line ends and punctuation: near-duplicates of stored units
+    sign = (corpus / "sign.md").read_text()
+    (source / "echo.txt").write_text(sign[:6000].replace(". ", "! "))
+    merges = {}
+    for encoding in ("pq", "float16"):
+        store = tmp_path / encoding
+        if encoding == "pq":
+            shutil.copytree(base_store, store)
+        else:
+            compress.run([str(corpus), "--out", str(store), "--embedder", "static", "--vectors", encoding])
+        result = refresh.run([str(store), str(source)])
+        v1, v2 = StoreVersion(str(store), 1), StoreVersion(str(store), 2)
+        new = v2.read("provenance").filter(pa.compute.invert(pa.compute.is_in(
+            v2.read("provenance")["unit_id"], value_set=v1.read("provenance")["unit_id"])))
+        merges[encoding] = sorted(zip(new["unit_id"].to_pylist(), new["canonical_unit_id"].to_pylist()))
+        stored_ids = set(v1.read("units")["unit_id"].to_pylist())
+        assert any(c in stored_ids for _, c in merges[encoding])  # some merge into a stored canonical
+        assert 0 < result["refresh"]["candidates_embedded"] < len(stored_ids) / 4
+    assert merges["pq"] == merges["float16"]
+
+
 def test_refresh_precision_is_this_runs_choice(tmp_path, base_store):
     """Like --device, --precision belongs to the run: a store compressed on a GPU in float16 is
     refreshed on a CPU without naming one."""
@@ -338,19 +375,20 @@ def test_refresh_refuses_a_store_written_by_another_model(tmp_path, corpus, base
 # --- retrain ------------------------------------------------------------------------------------
 
 
-def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(base_store):
+def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(tmp_path, corpus):
     """recode_document (retrain) and encode_document (compress) agree: with the codebooks and
     hyperwords a version holds, and the scene centroids computed again from the stored (int8)
     vectors, every scene's code and child codes and every semantic id come out as stored, and
-    every score within what int8 moves a cosine (a thousandth)."""
+    every score within what int8 moves a cosine (a thousandth). (pq vectors move the centroids
+    further: README, "Vectors", measures what a retrain keeps with them.)"""
     from hyperscene.pipelines.job import frozen_codebooks
     from hyperscene.schemas.unit_bucket import UnitBucket
     from hyperscene.transforms.retrain import document_occurrences, with_scene_centroids
     from hyperscene.transforms.retrain import recode_document
     from hyperscene.transforms.store.vector_codec import decode
 
-    v1 = StoreVersion(str(base_store))
-    assert v1.manifest["config"]["vectors"] == "int8"
+    compress.run([str(corpus), "--out", str(tmp_path / "store"), "--embedder", "static", "--vectors", "int8"])
+    v1 = StoreVersion(str(tmp_path / "store"))
     _, books = frozen_codebooks(v1)
     scenes, occurrences, units, vectors = (v1.read(t) for t in ("scenes", "occurrences", "units", "vectors"))
     vectors = vectors.take(pa.compute.index_in(units["unit_id"], value_set=vectors["unit_id"]))

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
@@ -155,7 +156,7 @@ def test_refreshing_a_format_3_store_shares_its_files_and_writes_only_new_rows(g
     assert v3.read("documents").filter(pa.compute.equal(v3.read("documents")["doc_id"], "alice.txt"))["revision"].to_pylist() == [2]
     counts = v2.manifest["counts"]
     assert counts["written_bytes"] == counts["store_bytes"] - sum(e["bytes"] for e in shared)
-    assert v2.manifest["table_bytes"]["vectors"] == counts["vector_bytes"]
+    assert v2.manifest["table_bytes"]["vectors"] + v2.manifest["table_bytes"]["quantizer"] == counts["vector_bytes"]
     assert sum(v2.manifest["table_bytes"].values()) == counts["store_bytes"]
     for version, documents in documents_of(inputs).items():
         serves(grown_store, version, documents, tmp_path, capsys)
@@ -392,14 +393,83 @@ def test_a_store_without_vectors_decompresses_and_refuses_refresh_in_one_line(st
     assert published_versions(str(store_without_vectors)) == [1]
 
 
-def test_int8_is_the_default_and_a_refresh_keeps_the_store_s_encoding(grown_store, tmp_path, capsys):
+def test_pq_is_the_default_and_a_refresh_keeps_the_store_s_encoding_and_quantizer(grown_store, inputs, tmp_path, capsys):
     store = tmp_path / "store"
     assert main(["compress", str(FORMAT3 / "input"), "--out", str(store)]) == 0
-    assert StoreVersion(str(store)).manifest["config"]["vectors"] == "int8"
-    assert "scale" in StoreVersion(str(store)).read("vectors").column_names
+    first = StoreVersion(str(store))
+    assert first.manifest["config"]["vectors"] == "pq"
+    assert {"code", "error_angle"} <= set(first.read("vectors").column_names)
+    quantizer = first.quantizer()
+    assert quantizer.shape == (384 // 4, 256, 4)
+    assert main(["refresh", str(store), str(inputs[1])]) == 0
+    second = StoreVersion(str(store))
+    assert second.version == 2 and "code" in second.read("vectors").column_names
+    [entry] = second.files("quantizer")
+    assert entry["version"] == 1  # shared, not written again
+    np.testing.assert_array_equal(second.quantizer(), quantizer)
+    assert main(["verify", str(store)]) == 0
     # the format-3 store kept float16, and its refreshes go on writing float16
     for version in (1, 2, 3):
         assert StoreVersion(str(grown_store), version).read("vectors").schema.field("vector").type.value_type == "halffloat"
+
+
+def test_every_encoding_bounds_the_angle_its_decoded_vectors_lie_from_the_embedded_ones():
+    import pyarrow as pa
+
+    from hyperscene.schemas import VECTOR_SCHEMAS
+    from hyperscene.transforms.store.vector_codec import (angle_between, decode, error_angles, quantizer_from_table,
+                                                          quantizer_rows, train_quantizer, vector_table)
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(40, 384))
+    vectors = (centres[rng.integers(0, 40, 3000)] + 0.6 * rng.normal(size=(3000, 384))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids, hws = pa.array(np.arange(3000, dtype=np.int64)), pa.array(np.zeros(3000, np.int32))
+    quantizer = train_quantizer(vectors[:2000], seed=0)
+    assert quantizer.shape == (96, 256, 4)
+    np.testing.assert_array_equal(quantizer_from_table(pa.Table.from_pylist(list(quantizer_rows(quantizer))[::-1])), quantizer)
+    sizes = {}
+    for encoding in ("pq", "int8", "float16"):
+        table = vector_table(ids, hws, vectors, encoding, quantizer)
+        assert table.schema == VECTOR_SCHEMAS[encoding]
+        back = decode(table, quantizer)
+        assert back.shape == vectors.shape
+        true = angle_between(vectors, back / np.linalg.norm(back, axis=1, keepdims=True))
+        assert (error_angles(table) >= true).all(), encoding
+        sizes[encoding] = table.nbytes
+    assert sizes["pq"] < 0.3 * sizes["int8"] < 0.3 * sizes["float16"]
+    with pytest.raises(ValueError, match="quantizer"):
+        decode(vector_table(ids, hws, vectors, "pq", quantizer))
+    # a sample smaller than the centroids: each row is its own centroid, so those rows decode exactly
+    few = train_quantizer(vectors[:10], seed=0)
+    table = vector_table(ids[:10], hws[:10], vectors[:10], "pq", few)
+    np.testing.assert_allclose(decode(table, few), vectors[:10], atol=1e-3)
+
+
+def test_candidates_by_the_error_bound_miss_no_pair_the_embedded_vectors_would_merge():
+    """Stored units coded in pq, fresh ones exact: every stored unit within the threshold of a
+    fresh one is a candidate, and most of the others are not."""
+    import pyarrow as pa
+
+    from hyperscene.transforms.refresh.candidates import candidates_of
+    from hyperscene.transforms.store.vector_codec import decode, error_angles, train_quantizer, vector_table
+
+    rng = np.random.default_rng(4)
+    stored = rng.normal(size=(4000, 384)).astype(np.float32)
+    stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+    # fresh units near some stored ones, at cosines around the threshold, and unrelated ones
+    near = stored[:300] + rng.uniform(0.1, 0.5, (300, 1)).astype(np.float32) * rng.normal(size=(300, 384)).astype(np.float32) / np.sqrt(384)
+    fresh = np.concatenate([near, rng.normal(size=(100, 384)).astype(np.float32)])
+    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    quantizer = train_quantizer(stored, seed=0)
+    table = vector_table(pa.array(np.arange(4000, dtype=np.int64)), pa.array(np.zeros(4000, np.int32)), stored, "pq", quantizer)
+    threshold = 0.95
+    exact = fresh @ stored.T
+    must = np.flatnonzero((exact >= threshold).any(axis=0))
+    assert 50 < len(must) < 300  # the pairs straddle the threshold
+    found = candidates_of(fresh, decode(table, quantizer), error_angles(table), threshold)
+    assert set(must) <= set(found)
+    assert len(found) < 400
 
 
 @pytest.mark.parametrize("reader", ["pandas", "duckdb", "polars", "datasets"])

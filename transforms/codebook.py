@@ -175,6 +175,29 @@ class TrainCodebook(beam.PTransform):
         )
 
 
+def _quantizer_from_sample(sample, seed: int, dim: int) -> np.ndarray:
+    from hyperscene.transforms.store.vector_codec import train_quantizer
+
+    ids, vectors = sample
+    with stage_timer("train quantizer", len(ids)):
+        return train_quantizer(vectors if vectors is not None else np.zeros((0, dim), np.float32), seed)
+
+
+class TrainQuantizer(beam.PTransform):
+    """Embedded UnitBuckets -> a singleton PCollection holding the pq centroids the vectors table is
+    coded with (vector_codec.train_quantizer), trained on the units with the smallest ids."""
+
+    def __init__(self, seed: int, dimension: int):
+        super().__init__()
+        self._seed, self._dim = seed, dimension
+
+    def expand(self, buckets):
+        from hyperscene.transforms.store.vector_codec import PQ_SAMPLE
+
+        return (buckets | "Sample" >> beam.CombineGlobally(SmallestIds(PQ_SAMPLE))
+                | "Train" >> beam.Map(_quantizer_from_sample, seed=self._seed, dim=self._dim))
+
+
 class AssignHyperwords(beam.PTransform):
     """Embedded UnitBuckets -> the same with ``hyperword`` and ``hyperword_score`` on units and
     ``hyperword`` on occurrences."""

@@ -2,7 +2,8 @@
 
 Every codebook (the hyperwords, and each scene level's) is trained again by k-means started from
 the stored centroids (``codebook.train_codebook(init=...)``), so code i stays near where it was;
-the stored vectors are used as they are, nothing is embedded and no scene is cut again. The store
+the stored vectors are used as they are (decoded: pq's are approximate), nothing is embedded and no
+scene is cut again. The store
 keeps no scene centroids: each is computed again as compress computes it, the token-weighted mean
 of its units' vectors (:func:`with_scene_centroids`). Every unit is assigned again, near-duplicate groups are found again within the new
 clusters (the rule of compress), and every scene gets its new code, its children's codes and every
@@ -27,7 +28,6 @@ from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.scenes.cut import normalise
 from hyperscene.transforms.scenes.tree import Spans
 from hyperscene.transforms.store.layers import latest_units
-from hyperscene.transforms.store.reader import read_vectors
 from hyperscene.transforms.store.vector_codec import decode, vector_table
 
 UNIT_COLUMNS = ["unit_id", "text", "occurrence_count", "token_count", "word_count"]
@@ -35,7 +35,7 @@ OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "semantic_id
 LEVEL_SAMPLE = 200_000
 
 
-def bucket_from_store(item, dimension: int) -> Iterator[UnitBucket]:
+def bucket_from_store(item, dimension: int, quantizer: np.ndarray | None = None) -> Iterator[UnitBucket]:
     """(bucket, {"units", "vectors", "occurrences"}: stored rows of one bucket) -> a UnitBucket with
     the vectors, and the stored hyperword and semantic ids kept as ``previous_*`` columns."""
     bucket, joined = item
@@ -48,7 +48,7 @@ def bucket_from_store(item, dimension: int) -> Iterator[UnitBucket]:
     if rows.null_count:
         missing = units["unit_id"].filter(pc.is_null(rows))[0].as_py()
         raise ValueError(f"the store's vectors table lacks unit {missing}: the store is damaged (check it with hyperscene verify)")
-    matrix = read_vectors(vectors.take(rows)) if len(units) else np.zeros((0, dimension), np.float32)
+    matrix = decode(vectors.take(rows), quantizer) if len(units) else np.zeros((0, dimension), np.float32)
     occurrences = list(joined["occurrences"])
     occurrences = pa.concat_tables(occurrences) if occurrences else TABLES["occurrences"].empty_table().select(OCCURRENCE_COLUMNS)
     occurrences = occurrences.rename_columns([c if c != "semantic_id" else "previous_semantic_id" for c in occurrences.column_names])
@@ -56,6 +56,18 @@ def bucket_from_store(item, dimension: int) -> Iterator[UnitBucket]:
     occurrences = occurrences.append_column("previous_hyperword", pc.take(units["hyperword"], at))
     kept = units.select(UNIT_COLUMNS).append_column("previous_hyperword", units["hyperword"])
     yield UnitBucket(bucket, kept, occurrences, vectors=matrix)
+
+
+def vectors_with_hyperwords(item) -> tuple[int, pa.Table]:
+    """(bucket, {"vectors": stored vectors rows, "units": unit_id and new hyperword}) -> the bucket's
+    vectors rows with the new hyperwords, every code as stored: a retrain embeds nothing, and
+    coding decoded vectors again would only add error."""
+    bucket, joined = item
+    vectors = pa.concat_tables(list(joined["vectors"])).sort_by("unit_id")
+    units = pa.concat_tables(list(joined["units"]))
+    at = pc.index_in(vectors["unit_id"], value_set=units["unit_id"])
+    column = vectors.schema.get_field_index("hyperword")
+    return bucket, vectors.set_column(column, "hyperword", pc.take(units["hyperword"], at))
 
 
 def unit_rows(bucket: UnitBucket) -> pa.Table:

@@ -65,9 +65,12 @@ def drift_warning(manifest: dict) -> str | None:
 
 
 def complete_sections(sections: dict, stats: dict) -> dict:
-    """A refresh's manifest sections once its statistics are in: its drift against the codebook's baseline."""
+    """A refresh's manifest sections once its statistics are in: its drift against the codebook's
+    baseline, and how many stored units it embedded again."""
     codebook = sections.get("codebook") or {}
     refresh = sections.get("refresh")
     if refresh is not None and refresh.get("drift") is None:
         refresh["drift"] = drift_section(stats, codebook.get("baseline_mean_distance"), codebook.get("baseline_units"))
+        # stored units embedded again from their text to decide near-duplicates (refresh/candidates.py)
+        refresh["candidates_embedded"] = int(stats.get("_candidates_embedded", 0))
     return sections

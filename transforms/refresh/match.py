@@ -13,27 +13,26 @@ from hyperscene.schemas import PROVENANCE, TABLES
 from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.progress import Progress
-from hyperscene.transforms.store.reader import read_vectors
 
 
 def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vectors: np.ndarray,
                       fresh: pa.Table, fresh_vectors: np.ndarray, threshold: float,
-                      lang: str = "en", check: str = "none") -> list[dict]:
+                      lang: str = "en", check: str = "none", canonical_texts: list[str] | None = None) -> list[dict]:
     """Provenance rows for the fresh units of one hyperword (``fresh``: unit_id, occurrence_count,
     and text for ``check="words"``).
 
     The rule of :mod:`~hyperscene.transforms.near_dup`, with the stored canonical units ranked
     first and kept canonical: walking the fresh units by occurrence count then id, each merges
     into the most similar canonical (stored or fresh) at or above the threshold, or becomes one.
-    With ``check="words"`` a merge must also pass the word check; stored canonicals travel here
-    without their texts, so a fresh unit merges only into a fresh canonical then (never a wrong
-    merge; a fresh unit whose text a stored one repeats exactly was caught by exact dedup).
+    With ``check="words"`` a merge must also pass the word check, against ``canonical_texts`` for
+    the stored canonicals; without them a fresh unit merges only into a fresh canonical then.
     """
     import faiss
 
     ids = fresh.column("unit_id").to_pylist()
     counts = fresh.column("occurrence_count").to_pylist()
     texts = fresh.column("text").to_pylist() if check == "words" else None
+    stored_texts = canonical_texts if check == "words" else None
     if not ids:
         return []
     n_old = len(canonical_ids)
@@ -59,7 +58,12 @@ def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vector
         method = METHOD
         for j, s in zip(neighbours[lo:hi], scores[lo:hi]):
             if j != n_old + i and canonical[j] and (s > best_score or (s == best_score and rank[j] < rank[best])):
-                reason = None if texts is None else (verify(texts[i], texts[j - n_old], lang) if j >= n_old else None)
+                if texts is None:
+                    reason = None
+                elif j >= n_old:
+                    reason = verify(texts[i], texts[j - n_old], lang)
+                else:
+                    reason = None if stored_texts is None else verify(texts[i], stored_texts[j], lang)
                 if texts is None or reason is not None:
                     best, best_score = int(j), float(s)
                     method = METHOD if texts is None else f"{METHOD}+{reason}"
@@ -72,6 +76,7 @@ def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vector
 
 
 def stored_parts(table: pa.Table, n_groups: int):
+    """Rows with a hyperword column, split by the group of their hyperword: (group, rows)."""
     groups = table.column("hyperword").to_numpy() % n_groups
     for g in np.unique(groups):
         yield int(g), table.filter(pa.array(groups == g))
@@ -91,10 +96,14 @@ class _MatchDoFn(beam.DoFn):
             return
         units, vectors = _by_hyperword_and_id(pa.concat_tables([u for u, _ in fresh]), np.concatenate([v.load() for _, v in fresh]))
         stored = list(joined["stored"])
-        stored = pa.concat_tables(stored) if stored else TABLES["vectors"].empty_table()
-        stored, stored_vectors = _by_hyperword_and_id(stored, read_vectors(stored))
+        if stored:
+            stored, stored_vectors = _by_hyperword_and_id(pa.concat_tables([u for u, _ in stored]),
+                                                          np.concatenate([v.load() for _, v in stored]))
+        else:
+            stored, stored_vectors = TABLES["units"].empty_table(), np.zeros((0, vectors.shape[1]), np.float32)
         stored_hw = stored.column("hyperword").to_numpy()
         stored_ids = stored.column("unit_id").to_pylist()
+        stored_texts = stored.column("text").to_pylist() if "text" in stored.column_names else None
         hws = units.column("hyperword").to_numpy()
         rows = []
         with self._progress.timed(units.num_rows):
@@ -102,7 +111,8 @@ class _MatchDoFn(beam.DoFn):
                 mine, old = np.flatnonzero(hws == hw), np.flatnonzero(stored_hw == hw)
                 rows += match_fresh_units(int(hw), [stored_ids[i] for i in old], stored_vectors[old],
                                           units.take(pa.array(mine)), vectors[mine], self._threshold,
-                                          self._lang, self._check)
+                                          self._lang, self._check,
+                                          None if stored_texts is None else [stored_texts[i] for i in old])
         if rows:
             yield pa.Table.from_pylist([{k: v for k, v in r.items() if k != "_occurrences"} for r in rows], schema=PROVENANCE)
             yield beam.pvalue.TaggedOutput("stats", ("near_duplicate_occurrences", sum(r["_occurrences"] for r in rows)))
@@ -117,7 +127,8 @@ def _by_hyperword_and_id(table: pa.Table, vectors: np.ndarray) -> tuple[pa.Table
 
 
 class MatchFreshUnits(beam.PTransform):
-    """{"fresh": (group, (units, vectors)) from near_dup.cluster_parts, "stored": (group, vectors rows)} -> provenance tables
+    """{"fresh": (group, (units, vectors)) from near_dup.cluster_parts, "stored": the same of the
+    stored canonical units that could match (candidates.py), embedded again} -> provenance tables
     (main) and ``stats``."""
 
     def __init__(self, threshold: float, lang: str = "en", check: str = "none"):

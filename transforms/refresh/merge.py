@@ -3,7 +3,7 @@ are bucketed by unit id as in compress and joined, bucket by bucket, with the la
 the units of the occurrences that leave (old revisions, deleted documents) and the near-duplicate
 members (:func:`merge_bucket`). That splits each bucket into the stored units with their new counts,
 the *fresh* units (never seen: only they are embedded and assigned to the frozen hyperwords), and the
-*known* units of the new documents (their vectors are read from the ``vectors`` table)."""
+*known* units of the new documents (embedded again from their text for the new documents' scenes)."""
 
 from __future__ import annotations
 

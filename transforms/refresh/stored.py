@@ -1,6 +1,6 @@
 """The latest stored version read back into a refresh's pipeline: its Parquet files in batches, rows
-by unit bucket, the stored vectors the new documents' known units need, and fresh units assigned to
-the frozen hyperwords."""
+by unit bucket, the stored vectors fresh units are compared with, and fresh units assigned to the
+frozen hyperwords."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.codebook import assign
 from hyperscene.transforms.refresh.plan import drop_documents
 from hyperscene.transforms.store.layers import keep_live, live_ids, tag_held
-from hyperscene.transforms.store.reader import as_today, read_vectors
+from hyperscene.transforms.store.reader import as_today
 from hyperscene.transforms.unit_ids import bucket_of
 
 # Rows per element when a stored table is read back into the pipeline.
@@ -66,37 +66,14 @@ def by_bucket(table: pa.Table, n_buckets: int, column: str = "unit_id") -> Itera
         yield int(b), table.filter(pa.array(buckets == b))
 
 
-def attach_vectors(item, dimension: int) -> Iterator[UnitBucket]:
-    """(bucket, {"units": [known UnitBucket], "vectors": [vectors rows]}) -> the bucket with vectors."""
-    _, joined = item
-    vectors = [t for t in joined["vectors"]]
-    table = pa.concat_tables(vectors) if vectors else TABLES["vectors"].empty_table()
-    for bucket in joined["units"]:
-        ids = bucket.units.column("unit_id")
-        rows = pc.index_in(ids, value_set=table.column("unit_id"))
-        if rows.null_count:
-            missing = ids.filter(pc.is_null(rows)).to_pylist()
-            raise ValueError(f"the store's vectors table lacks {len(missing)} stored unit(s), e.g. {missing[0]}: "
-                             "the store is damaged (check it with hyperscene verify)")
-        matrix = read_vectors(table.take(rows)) if len(ids) else np.zeros((0, dimension), np.float32)
-        yield bucket.with_vectors(matrix)
-
-
-def stored_vectors_for(path: str, known_ids: Iterable[int], hyperwords: Iterable[int], members: Iterable[int]):
-    """One read of a stored vectors file for a refresh: the rows of the stored canonical units of
-    ``hyperwords`` (the near-duplicate ``members`` left out), and, tagged ``known``, the rows of the
-    known units the new documents use."""
-    import apache_beam as beam
-
-    known = pa.array(sorted(set(known_ids)), pa.int64())
+def stored_vectors_for(path: str, hyperwords: Iterable[int], members: Iterable[int]):
+    """The rows of a stored vectors file that a refresh compares fresh units with: those of the
+    stored canonical units of ``hyperwords`` (the near-duplicate ``members`` left out)."""
     touched = pa.array(sorted(set(hyperwords)), pa.int32())
     merged = pa.array(sorted(set(members)), pa.int64())
     for table in _batches(path, None, "vectors"):
-        is_known = pc.is_in(table.column("unit_id"), value_set=known)
         canonical = pc.and_(pc.is_in(table.column("hyperword"), value_set=touched),
                             pc.invert(pc.is_in(table.column("unit_id"), value_set=merged)))
-        if pc.any(is_known).as_py():
-            yield beam.pvalue.TaggedOutput("known", table.filter(is_known))
         if pc.any(canonical).as_py():
             yield table.filter(canonical)
 

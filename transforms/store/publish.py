@@ -68,11 +68,11 @@ def table_bytes(files: list[dict]) -> dict[str, int]:
 
 def version_bytes(files: list[dict]) -> dict[str, int]:
     """``store_bytes``: every file the version consists of; ``written_bytes``: those it wrote itself
-    (the others it shares with earlier versions); ``vector_bytes``: the vectors table's."""
+    (the others it shares with earlier versions); ``vector_bytes``: the vectors table's and its quantizer's."""
     return {
         "store_bytes": sum(f["bytes"] for f in files),
         "written_bytes": sum(f["bytes"] for f in files if "version" not in f),
-        "vector_bytes": sum(f["bytes"] for f in files if f["table"] == "vectors"),
+        "vector_bytes": sum(f["bytes"] for f in files if f["table"] in ("vectors", "quantizer")),
     }
 
 

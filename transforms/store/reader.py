@@ -69,13 +69,6 @@ def entry_name(entry: dict, version: int) -> str:
     return f"v{entry_version(entry, version):06d}/{entry['path']}"
 
 
-def read_vectors(table) -> np.ndarray:
-    """The ``vector`` column of a vectors table, in either encoding, as a float32 matrix."""
-    from hyperscene.transforms.store.vector_codec import decode
-
-    return decode(table)
-
-
 class StoreVersion:
     """A published version of a store, for reading.
 
@@ -134,6 +127,15 @@ class StoreVersion:
 
     def files(self, table: str) -> list[dict]:
         return [f for f in self.entries() if f["table"] == table]
+
+    def quantizer(self) -> np.ndarray | None:
+        """The centroids ``--vectors pq`` codes this version's vectors with, or None for the other
+        encodings (vector_codec.decode takes it)."""
+        if not any(e["rows"] for e in self.files("quantizer")):
+            return None
+        from hyperscene.transforms.store.vector_codec import quantizer_from_table
+
+        return quantizer_from_table(self.read("quantizer"))
 
     def file_path(self, entry: dict) -> str:
         return FileSystems.join(version_dir(self.store, entry_version(entry, self.version)), entry["path"])

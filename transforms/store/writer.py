@@ -248,11 +248,20 @@ def vector_file_name(version: int, bucket: int) -> str:
     return f"part-v{version:06d}-{bucket:05d}.parquet"
 
 
-def write_vector_file(bucket: UnitBucket, version_path: str, version: int, encoding: str) -> dict:
-    """A bucket's units as one file of ``vectors`` rows (id, hyperword, vector in ``encoding``)."""
+def write_vector_rows(item, version_path: str, version: int) -> dict:
+    """(bucket, its ``vectors`` rows) as one file of this version, the rows as they are."""
+    bucket, table = item
+    with stage_timer("write", table.num_rows):
+        return write_table_file(version_path, "vectors", 0, table, vector_file_name(version, bucket))
+
+
+def write_vector_file(bucket: UnitBucket, version_path: str, version: int, encoding: str, quantizer=None) -> dict:
+    """A bucket's units as one file of ``vectors`` rows (id, hyperword, vector in ``encoding``; pq
+    coded with the store's ``quantizer``)."""
     from hyperscene.transforms.embed import load_vectors
     from hyperscene.transforms.store.vector_codec import vector_table
 
     with stage_timer("write", len(bucket)):
-        table = vector_table(bucket.units.column("unit_id"), bucket.units.column("hyperword"), load_vectors(bucket), encoding)
+        table = vector_table(bucket.units.column("unit_id"), bucket.units.column("hyperword"), load_vectors(bucket), encoding,
+                             quantizer)
         return write_table_file(version_path, "vectors", 0, table, vector_file_name(version, bucket.bucket))
