@@ -29,7 +29,8 @@ from hyperscene.pipelines.config import (
 )
 from hyperscene.schemas import SHARDED_TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, TrainQuantizer, codebook_baseline, hyperword_table_rows
+from hyperscene.transforms.codebook import (AssignHyperwords, TrainCodebook, TrainQuantizer, centroid_row, codebook_baseline,
+                                            hyperword_table_rows)
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import Errors, StoreError
@@ -217,6 +218,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
         "dead_letters": read["dead_letters"],
         "scenes": levels["scenes"],
         "codebooks": levels["codebooks"],
+        "centroids": (hyperwords, levels["codebooks"]) | "CodebookCentroids" >> beam.Flatten() | "CentroidRows" >> beam.Map(centroid_row),
     }
     files_written = [
         rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in SHARDED_TABLES else 1)

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.pipelines import cliutil, job
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
 from hyperscene.transforms import refresh as rf
+from hyperscene.transforms.codebook import centroid_row
 from hyperscene.transforms.dedup import bucket_count, bucket_slices
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import Errors, InvalidOption, StoreError
@@ -44,7 +45,7 @@ logger = logging.getLogger("hyperscene")
 # files of their own beside them. Rows of old revisions stay in the shared occurrences and scenes
 # files, and a unit whose count changed gets a newer row; readers keep what the version holds
 # (transforms/store/layers.py).
-SHARED_TABLES = ("vectors", "quantizer", "occurrences", "scenes", "provenance", "dead_letters", "units")
+SHARED_TABLES = ("vectors", "quantizer", "centroids", "occurrences", "scenes", "provenance", "dead_letters", "units")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,13 +152,13 @@ def _stored_vectors(p, stored: StoreVersion, fresh, members):
     )
 
 
-def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, fresh, canonical_vectors, stored_units, embed, n: int):
+def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, quantizer, fresh, canonical_vectors, stored_units, embed, n: int):
     """Near-duplicates of fresh units, against the stored canonical units of their hyperwords that
     could be near-duplicates by their stored vectors, embedded again from their text."""
     fresh_parts = fresh | "FreshByGroup" >> beam.FlatMap(cluster_parts, n_groups=n)
     candidates = (
         {"fresh": fresh_parts, "stored": canonical_vectors | "CanonicalByGroup" >> beam.FlatMap(rf.stored_parts, n_groups=n)}
-        | "Candidates" >> rf.StoredCandidates(cfg.near_dup_threshold, stored.quantizer(), stored_units)
+        | "Candidates" >> rf.StoredCandidates(cfg.near_dup_threshold, quantizer, stored_units)
     )
     embedded = candidates["buckets"] | "EmbedCandidates" >> embed()
     matched = (
@@ -168,7 +169,7 @@ def _matched_fresh_units(cfg: CompressConfig, stored: StoreVersion, fresh, canon
 
 
 def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.RefreshPlan, files, new_dead: list[dict],
-                   model_folder: str, embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str,
+                   model_folder: str, embedder_folder: str, info: ManifestInfo, path: str, scratch: str,
                    shared: list[dict], process_bytes: int):
     version = info.version
     n = bucket_count(process_bytes)
@@ -219,7 +220,8 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
         scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
 
-    matched, candidate_stats = _matched_fresh_units(cfg, stored, fresh, _stored_vectors(p, stored, fresh, joined["members"]),
+    quantizer = stored.quantizer()
+    matched, candidate_stats = _matched_fresh_units(cfg, stored, quantizer, fresh, _stored_vectors(p, stored, fresh, joined["members"]),
                                                     joined["stored"], embed, n)
 
     # The new version's tables: documents and the codebooks' statistics written whole; of the shared
@@ -246,13 +248,16 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
         "codebooks": p | "LevelCodebookRows" >> beam.Create(level_books)
         | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
+    if not stored.files("centroids"):  # written before format 6: the frozen centroids, once, in their own table
+        tables["centroids"] = (tables["hyperwords"], tables["codebooks"]) | "CodebookCentroids" >> beam.Flatten() \
+            | "CentroidRows" >> beam.Map(centroid_row)
     written = [rows | f"Write {name}" >> WriteTable(name, path, cfg.num_shards if name in SHARDED_TABLES else 1)
                for name, rows in tables.items() if name not in PER_DOCUMENT_TABLES]
     # this version's own revisions only: the rows of the others are in the shared files
     written += [tables[name] | f"Write {name}" >> WriteTable(name, path, cfg.num_shards)
                 | f"Range {name}" >> beam.Map(lambda entry: {**entry, "documents": [version, version]}) for name in PER_DOCUMENT_TABLES]
     written.append(fresh | "Write vectors" >> beam.Map(write_vector_file, version_path=path, version=version, encoding=cfg.vectors,
-                                                       quantizer=stored.quantizer()))
+                                                       quantizer=quantizer))
     written.append(p | "SharedVectors" >> beam.Create(shared))
     files_written = written | "AllFiles" >> beam.Flatten()
 
@@ -348,7 +353,7 @@ def run(argv: list[str]) -> dict:
         )
 
         def build(p, path, scratch):
-            build_pipeline(p, cfg, stored, plan, to_read, new_dead, model.folder, model.embedder_folder, identity.dimension,
+            build_pipeline(p, cfg, stored, plan, to_read, new_dead, model.folder, model.embedder_folder,
                            info, path, scratch, job.shared_files(stored, SHARED_TABLES), process_bytes)
 
         # The new version shares the stored vector files, rewrites the other tables and adds what this run writes.

@@ -18,7 +18,7 @@ from hyperscene.pipelines import cliutil, job
 from hyperscene.schemas import SCENES, SHARDED_TABLES
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
-from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, hyperword_table_rows
+from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, centroid_row, hyperword_table_rows
 from hyperscene.transforms.dedup import bucket_count
 from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.model_catalog import DEFAULT_MODEL
@@ -115,6 +115,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
         "scenes": recoded.scenes,
         "codebooks": books | "CodebookRows" >> beam.FlatMapTuple(codebook_rows, stats=beam.pvalue.AsDict(code_stats)),
     }
+    tables["centroids"] = (tables["hyperwords"], tables["codebooks"]) | "CodebookCentroids" >> beam.Flatten() | "CentroidRows" >> beam.Map(centroid_row)
     shards = cfg.get("num_shards", 1)
     written = [rows | f"Write {name}" >> WriteTable(name, path, shards if name in SHARDED_TABLES else 1)
                for name, rows in tables.items()]

@@ -51,7 +51,7 @@ import unicodedata
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines.cliutil import human
-from hyperscene.schemas import DERIVED_COLUMNS, TABLES, table_schema
+from hyperscene.schemas import CENTROID_KEYS, DERIVED_COLUMNS, TABLES, table_schema
 from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption
 from hyperscene.transforms.store.layers import latest_units_sql, live_rows_sql
 from hyperscene.transforms.store.reader import StoreVersion, entry_version
@@ -176,12 +176,23 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
             query = " union all by name ".join(f"select * from {_relation(p, name)}" for p in files)
-            con.execute(f'create view "{name}" as {query}')
+            con.execute(f'create view "{name}" as {_with_centroid(sv, name, query)}')
             paths += files
     _add_id_functions(con)
     if not full_access:
         _confine(con, paths)
     return con
+
+
+def _with_centroid(sv: StoreVersion, name: str, query: str) -> str:
+    """From format 6 the centroids of hyperwords and codebooks are in the centroids table: their
+    views get a centroid column from it, as StoreVersion.read gives them."""
+    if name not in CENTROID_KEYS or not sv.files("centroids"):
+        return query
+    centroids = " union all by name ".join(f"select * from {_relation(os.path.abspath(sv.file_path(e)), 'centroids')}"
+                                           for e in sv.files("centroids"))
+    on = {"hyperwords": "c.level = 0 and c.code = t.hyperword", "codebooks": "c.level = t.level and c.code = t.code"}[name]
+    return f"select t.*, c.centroid from ({query}) t left join ({centroids}) c on {on}"
 
 
 def _add_id_functions(con) -> None:

@@ -22,7 +22,9 @@ import pyarrow as pa
 #    units.hyperword_score and scenes.code_score are float16; occurrences.hyperword is not stored
 #    (DERIVED_COLUMNS); unit ids and positions sorted in a file are delta-encoded
 # 6: vectors as product-quantization codes (VECTORS_PQ, the default) with their codebook in the
-#    quantizer table
+#    quantizer table; the centroids of hyperwords and scene codebooks in the centroids table, which a
+#    refresh shares, and not in hyperwords and codebooks, whose statistics it rewrites (readers give
+#    them a centroid column from it; files of earlier formats hold theirs: HYPERWORDS_WITH_CENTROID)
 FORMAT_VERSION = 6
 
 # The first format that keeps vectors: refresh and retrain build on a store of this format or later.
@@ -76,8 +78,7 @@ DERIVED_COLUMNS = {"occurrences": {"hyperword": ("semantic_id", pa.int32())}}
 
 HYPERWORDS = pa.schema(
     [
-        pa.field("hyperword", pa.int32(), nullable=False),
-        pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # unit length, as the codebook was used
+        pa.field("hyperword", pa.int32(), nullable=False),  # its centroid: centroids, level 0
         pa.field("unit_count", pa.int64(), nullable=False),  # distinct unit texts assigned
         pa.field("occurrence_count", pa.int64(), nullable=False),
         pa.field("representative_unit_id", pa.int64()),  # null for an empty cluster
@@ -129,13 +130,30 @@ SCENES = pa.schema(
 CODEBOOKS = pa.schema(
     [
         pa.field("level", pa.int32(), nullable=False),
-        pa.field("code", pa.int32(), nullable=False),
-        pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # as the codebook was used
+        pa.field("code", pa.int32(), nullable=False),  # its centroid: centroids, same level and code
         pa.field("scene_count", pa.int64(), nullable=False),
         pa.field("representative_scene_id", pa.string()),  # the member nearest the centroid; null if none
         pa.field("representative_score", pa.float32()),
     ]
 )
+
+# Every codebook's centroids: the hyperwords' at level 0 (code = hyperword), each scene level's
+# above. Written by compress and retrain, which train codebooks, and shared by every refresh, which
+# keeps them frozen.
+CENTROIDS = pa.schema(
+    [
+        pa.field("level", pa.int32(), nullable=False),
+        pa.field("code", pa.int32(), nullable=False),
+        pa.field("centroid", pa.list_(pa.float16()), nullable=False),  # unit length, as the codebook was used
+    ]
+)
+
+# hyperwords and codebooks as formats 2 to 5 wrote them, each row with its centroid.
+CENTROID_FIELD = pa.field("centroid", pa.list_(pa.float16()), nullable=False)
+HYPERWORDS_WITH_CENTROID = HYPERWORDS.insert(1, CENTROID_FIELD)
+CODEBOOKS_WITH_CENTROID = CODEBOOKS.insert(2, CENTROID_FIELD)
+# The tables readers give a centroid column, and the columns it is joined on (level 0 for hyperwords).
+CENTROID_KEYS = {"hyperwords": ("hyperword",), "codebooks": ("level", "code")}
 
 # Every distinct unit's embedding, kept so that a refresh embeds only new units and can compare them
 # with the stored ones; with --vectors float16 in this schema, with int8 in VECTORS_INT8's.
@@ -207,6 +225,7 @@ TABLES = {
     "codebooks": CODEBOOKS,
     "vectors": VECTORS,
     "quantizer": QUANTIZER,
+    "centroids": CENTROIDS,
 }
 
 def table_schema(name: str, columns) -> pa.Schema:
@@ -215,12 +234,19 @@ def table_schema(name: str, columns) -> pa.Schema:
         return VECTORS_INT8
     if name == "vectors" and "code" in columns:
         return VECTORS_PQ
+    if name == "hyperwords" and "centroid" in columns:
+        return HYPERWORDS_WITH_CENTROID
+    if name == "codebooks" and "centroid" in columns:
+        return CODEBOOKS_WITH_CENTROID
     return TABLES[name]
 
 
 def read_schema(name: str) -> pa.Schema:
-    """The schema of table ``name`` as readers give it: the stored columns, then the derived ones."""
+    """The schema of table ``name`` as readers give it: the stored columns, then the derived ones
+    (and a centroid for hyperwords and codebooks, from the centroids table)."""
     schema = TABLES[name]
+    if name in CENTROID_KEYS:
+        schema = schema.append(CENTROID_FIELD)
     for column, (_, type_) in DERIVED_COLUMNS.get(name, {}).items():
         schema = schema.append(pa.field(column, type_, nullable=False))
     return schema
@@ -242,4 +268,5 @@ SORT_KEYS = {
     "codebooks": ("level", "code"),
     "vectors": ("unit_id",),
     "quantizer": ("subspace", "code"),
+    "centroids": ("level", "code"),
 }

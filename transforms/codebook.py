@@ -210,6 +210,14 @@ class AssignHyperwords(beam.PTransform):
         return buckets | "Assign" >> beam.ParDo(_AssignDoFn(), centroids=beam.pvalue.AsSingleton(self._centroids))
 
 
+def centroid_row(row: dict) -> dict:
+    """The ``centroids`` row of a hyperwords row (level 0) or a codebooks row, which carries its
+    centroid on the way (the tables themselves do not store it)."""
+    if "level" in row:
+        return {"level": row["level"], "code": row["code"], "centroid": row["centroid"]}
+    return {"level": 0, "code": row["hyperword"], "centroid": row["centroid"]}
+
+
 def hyperword_table_rows(centroids, clusters):
     """Every centroid becomes a ``hyperwords`` row, with its cluster's statistics (an empty cluster has none)."""
     stats = {c["hyperword"]: c for c in clusters}

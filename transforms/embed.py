@@ -3,12 +3,14 @@
 :class:`SentenceTransformerModelHandler` is the project's public ModelHandler: settings in
 ``__init__``, the model built in ``load_model`` (see :mod:`hyperscene.transforms.models` for the
 embedders), batching handed to RunInference through ``batch_elements_kwargs``. RunInference loads
-one model per worker process and shares it.
+one model per worker process and shares it; the handler keeps the last model it loaded for the
+process, so that a pipeline with several Embed stages (refresh) loads it once.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
@@ -22,6 +24,12 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import is_local
+
+
+# (settings, model) of the last model a handler loaded in this process: one, so that a process
+# that goes on to another model does not keep the first.
+_loaded: list = []
+_loading = threading.Lock()
 
 
 class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResult, Any]):
@@ -54,7 +62,11 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
         self._precision = precision
 
     def load_model(self):
-        return load_embedder(self._folder, self._embedder, self._device, precision=self._precision)
+        settings = (self._folder, self._embedder, self._device, self._precision)
+        with _loading:
+            if not _loaded or _loaded[0][0] != settings:
+                _loaded[:] = [(settings, load_embedder(self._folder, self._embedder, self._device, precision=self._precision))]
+            return _loaded[0][1]
 
     def run_inference(self, batch: Sequence[Sequence[str]], model, inference_args: Optional[dict[str, Any]] = None):
         results = []

@@ -29,15 +29,21 @@ from hyperscene.transforms.progress import Progress
 ROUNDING = 1e-4
 
 
+def candidate_pairs(fresh_vectors: np.ndarray, stored_vectors: np.ndarray, stored_angles: np.ndarray,
+                    threshold: float) -> np.ndarray:
+    """(fresh, stored) booleans: could stored (decoded) vector j, given its error bound in radians,
+    lie within ``threshold`` cosine of fresh vector i."""
+    limit = np.cos(np.minimum(np.arccos(np.float64(threshold)) + stored_angles.astype(np.float64) + ROUNDING, np.pi))
+    scores = np.ascontiguousarray(fresh_vectors, np.float32) @ np.ascontiguousarray(stored_vectors, np.float32).T
+    return scores >= limit[None, :]
+
+
 def candidates_of(fresh_vectors: np.ndarray, stored_vectors: np.ndarray, stored_angles: np.ndarray,
                   threshold: float) -> np.ndarray:
-    """Positions of the stored (decoded) vectors that could lie within ``threshold`` cosine of
-    some fresh vector, given each one's error bound in radians."""
+    """Positions of the stored vectors that are candidates for some fresh vector (:func:`candidate_pairs`)."""
     if not len(fresh_vectors) or not len(stored_vectors):
         return np.zeros(0, dtype=np.int64)
-    limit = np.cos(np.minimum(np.arccos(np.float64(threshold)) + stored_angles.astype(np.float64) + ROUNDING, np.pi))
-    best = (np.ascontiguousarray(fresh_vectors, np.float32) @ np.ascontiguousarray(stored_vectors, np.float32).T).max(axis=0)
-    return np.flatnonzero(best >= limit)
+    return np.flatnonzero(candidate_pairs(fresh_vectors, stored_vectors, stored_angles, threshold).any(axis=0))
 
 
 class _CandidatesDoFn(beam.DoFn):

@@ -9,7 +9,7 @@ import json
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.schemas import DERIVED_COLUMNS, FORMAT_VERSION, read_schema, table_schema
+from hyperscene.schemas import CENTROID_KEYS, DERIVED_COLUMNS, FORMAT_VERSION, read_schema, table_schema
 from hyperscene.transforms.errors import Errors, StoreDamaged, StoreError
 from hyperscene.transforms.store.layers import (PER_DOCUMENT_TABLES, documents_range, keep_live, latest_units, live_ids,
                                                 range_problem, tag_held)
@@ -128,6 +128,28 @@ class StoreVersion:
     def files(self, table: str) -> list[dict]:
         return [f for f in self.entries() if f["table"] == table]
 
+    def _with_centroids(self, table: str, columns: list[str] | None, filters):
+        """hyperwords or codebooks rows with the centroid column joined from the centroids table."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keys = CENTROID_KEYS[table]
+        wanted = [c for c in (columns or read_schema(table).names) if c != "centroid"]
+        rows = self.read(table, wanted + [k for k in keys if k not in wanted], filters)
+        centroids = self.read("centroids")
+
+        def key(levels, codes):
+            return pa.array(levels.to_numpy().astype(np.int64) * (1 << 32) + codes.to_numpy().astype(np.int64))
+
+        levels = pa.array(np.zeros(rows.num_rows, np.int32)) if table == "hyperwords" else rows.column("level")
+        at = pc.index_in(key(levels, rows.column(keys[-1])), value_set=key(centroids.column("level"), centroids.column("code")))
+        if at.null_count:
+            name = self._name(self.files("centroids")[0])
+            problem = f"lacks the centroid of {at.null_count} {table} row(s)"
+            raise StoreDamaged(Errors.E410.format(file=name, store=self.store, problem=problem, version=self.version), name, problem)
+        rows = rows.append_column(read_schema(table).field("centroid"), centroids.column("centroid").take(at))
+        return rows.select(columns or read_schema(table).names)
+
     def quantizer(self) -> np.ndarray | None:
         """The centroids ``--vectors pq`` codes this version's vectors with, or None for the other
         encodings (vector_codec.decode takes it)."""
@@ -223,8 +245,12 @@ class StoreVersion:
 
     def read(self, table: str, columns: list[str] | None = None, filters=None):
         """Some columns of one table (all without ``columns``), keeping rows that match ``filters`` (an
-        Arrow expression): the rows this version holds, from every file it lists (:meth:`read_file`)."""
+        Arrow expression): the rows this version holds, from every file it lists (:meth:`read_file`).
+        hyperwords and codebooks come with their ``centroid``, from the centroids table from format 6 on."""
         import pyarrow as pa
+
+        if table in CENTROID_KEYS and (columns is None or "centroid" in columns) and self.files("centroids"):
+            return self._with_centroids(table, columns, filters)
 
         layered = self.layered(table)
         key = "unit_id" if table == "units" else "doc_id"
