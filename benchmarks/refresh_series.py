@@ -61,7 +61,8 @@ def main() -> None:
     for d in first:
         os.link(d, corpus / d.name)
     store = work / "store"
-    seconds, peak, _ = timed(["compress", str(corpus), "--out", str(store), *args.extra])
+    seconds, peak, err = timed(["compress", str(corpus), "--out", str(store), *args.extra])
+    (work / "compress.log").write_text(err)  # each run's log, with its stage timings
     rows = [{"run": "compress", "documents": len(first), "input_bytes": sum(d.stat().st_size for d in first),
              "seconds": round(seconds, 1), "peak_mib": peak, "store_bytes_on_disk": tree_bytes(store)}]
     print(json.dumps(rows[-1]), flush=True)
@@ -72,7 +73,8 @@ def main() -> None:
         pending = pending[len(batch):]
         for d in batch:
             os.link(d, corpus / d.name)
-        seconds, peak, _ = timed(["refresh", str(store), str(corpus), *refresh_extra])
+        seconds, peak, err = timed(["refresh", str(store), str(corpus), *refresh_extra])
+        (work / f"refresh-{i}.log").write_text(err)
         manifest = json.loads(sorted(store.glob("v*/manifest.json"))[-1].read_text())
         on_disk = tree_bytes(store)
         rows.append({"run": f"refresh {i}", "documents": len(list(corpus.iterdir())), "new_documents": len(batch),
