@@ -27,7 +27,7 @@ DEFAULT_ENCODING = "pq"
 # pq: dimensions a code byte stands for, and centroids a subspace (one byte's worth).
 PQ_DIMENSIONS_PER_BYTE = 4
 PQ_CENTROIDS = 256
-PQ_ITERATIONS = 20
+PQ_ITERATIONS = 10
 # Training points a subspace's k-means uses: FAISS samples down to 256 a centroid anyway.
 PQ_SAMPLE = PQ_CENTROIDS * 256
 # float16 rounds each component to within 2^-11 of its value: the angle that moves a unit vector.
