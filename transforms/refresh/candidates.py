@@ -13,7 +13,6 @@ no merge rests on a decoded vector.
 
 from __future__ import annotations
 
-
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
