@@ -1,6 +1,7 @@
 """What a refresh embeds again for its near-duplicate decisions, per vector encoding.
 
-    python benchmarks/vector_candidates.py STORE [--encodings pq int8] [--sample 65536]
+    python benchmarks/vector_candidates.py STORE [--encodings pq int8] [--sample 65536] [--pq-dimensions-per-byte 4]
+        [--iterations 10]
 
 A refresh compares each fresh unit (its embedded vector) with the stored canonical units of its
 hyperword. The stored side is decoded from the store's encoding, so the refresh embeds again, from
@@ -31,12 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     from hyperscene.transforms.near_dup import default_threshold
     from hyperscene.transforms.refresh.candidates import candidate_pairs
     from hyperscene.transforms.store.reader import StoreVersion
-    from hyperscene.transforms.store.vector_codec import PQ_SAMPLE, decode, error_angles, train_quantizer, vector_table
+    from hyperscene.transforms.store.vector_codec import (PQ_DIMENSIONS_PER_BYTE, PQ_ITERATIONS, PQ_SAMPLE, decode, error_angles,
+                                                          train_quantizer, vector_table)
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("store")
     p.add_argument("--encodings", nargs="+", default=["pq", "int8"], choices=["pq", "int8", "float16"])
     p.add_argument("--sample", type=int, default=PQ_SAMPLE, help="units the pq quantizer is trained on (compress's default)")
+    p.add_argument("--pq-dimensions-per-byte", type=int, nargs="+", default=[PQ_DIMENSIONS_PER_BYTE],
+                   help="pq code sizes to try, as dimensions a byte stands for (compress's: 4)")
+    p.add_argument("--iterations", type=int, default=PQ_ITERATIONS, help="k-means iterations of the pq quantizer (compress's: 10)")
     args = p.parse_args(argv)
 
     sv = StoreVersion(args.store)
@@ -47,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     n, dim = exact.shape
     print(f"{args.store}: {n:,} units, {dim} dimensions, threshold {threshold}, stored as {cfg.get('vectors', 'float16')}")
     groups = [np.flatnonzero(hyperwords == h) for h in np.unique(hyperwords)]
-    for encoding in args.encodings:
+    runs = [(e, w) for e in args.encodings for w in (args.pq_dimensions_per_byte if e == "pq" else [None])]
+    for encoding, per_byte in runs:
         started = time.time()
-        quantizer = train_quantizer(exact[: args.sample], seed=cfg.get("seed", 0)) if encoding == "pq" else None
+        quantizer = train_quantizer(exact[: args.sample], cfg.get("seed", 0), per_byte, args.iterations) if encoding == "pq" else None
         coded = vector_table(table.column("unit_id"), table.column("hyperword"), exact, encoding, quantizer)
         decoded, angles = decode(coded, quantizer), error_angles(coded)
         candidates = true_pairs = missed = 0
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             true_pairs += int(true.sum())
             missed += int((true & ~found).sum())
         per_vector = pa.table({"c": coded.column(2)}).nbytes / n
-        print(f"  {encoding}: {per_vector:.0f} bytes a vector in memory, mean error angle {angles.mean():.4f} rad; "
+        name = f"pq, {dim // per_byte} B" if encoding == "pq" else encoding
+        print(f"  {name}: {per_vector:.0f} bytes a vector in memory, mean error angle {angles.mean():.4f} rad; "
               f"{candidates / n:.2f} candidates a unit; {true_pairs:,} pairs at or above the threshold, {missed} missed "
               f"({time.time() - started:.0f} s)")
     return 0

@@ -34,24 +34,26 @@ PQ_SAMPLE = PQ_CENTROIDS * 256
 FLOAT16_ANGLE = 2.0 ** -11
 
 
-def pq_subspaces(dimension: int) -> int:
+def pq_subspaces(dimension: int, dimensions_per_byte: int = PQ_DIMENSIONS_PER_BYTE) -> int:
     """Subspaces of a pq code for vectors of ``dimension``: dimension / 4, or the nearest count
     below it that divides the dimension evenly."""
-    m = max(1, dimension // PQ_DIMENSIONS_PER_BYTE)
+    m = max(1, dimension // dimensions_per_byte)
     while dimension % m:
         m -= 1
     return m
 
 
-def train_quantizer(sample: np.ndarray, seed: int) -> np.ndarray:
+def train_quantizer(sample: np.ndarray, seed: int, dimensions_per_byte: int = PQ_DIMENSIONS_PER_BYTE,
+                    iterations: int = PQ_ITERATIONS) -> np.ndarray:
     """pq centroids, shape (subspaces, 256, width), trained by k-means on each subspace of ``sample``
     (unit vectors, rows in a fixed order), rounded to the float16 values the store keeps. With fewer
-    than 256 rows, each subspace's centroids are the rows themselves (repeated to fill 256)."""
+    than 256 rows, each subspace's centroids are the rows themselves (repeated to fill 256).
+    Other ``dimensions_per_byte`` and ``iterations`` are for benchmarks/vector_candidates.py."""
     import faiss
 
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     n, d = sample.shape
-    m = pq_subspaces(d)
+    m = pq_subspaces(d, dimensions_per_byte)
     width = d // m
     parts = sample.reshape(n, m, width)
     if n < PQ_CENTROIDS:
@@ -59,7 +61,7 @@ def train_quantizer(sample: np.ndarray, seed: int) -> np.ndarray:
         centroids = parts[rows].transpose(1, 0, 2) if n else np.zeros((m, PQ_CENTROIDS, width), np.float32)
         return _as_stored(centroids)
     pq = faiss.ProductQuantizer(d, m, 8)
-    pq.cp.niter, pq.cp.seed = PQ_ITERATIONS, seed
+    pq.cp.niter, pq.cp.seed = iterations, seed
     pq.cp.min_points_per_centroid = 1  # a small store's sample is what it is: no warning for it
     pq.train(sample[:PQ_SAMPLE])
     return _as_stored(faiss.vector_to_array(pq.centroids).reshape(m, PQ_CENTROIDS, width))
