@@ -1,9 +1,11 @@
 """``hyperscene retrain``: train a store's codebooks again, as a new version, keeping ids where they can be.
 
 Run by ``hyperscene refresh --retrain-if-drift X`` when a refresh's units sit too far from their
-hyperwords, or by hand. Nothing is embedded or segmented again: the stored vectors and scene
-centroids are reused (see :mod:`hyperscene.transforms.retrain`). The new version's manifest holds
-the id-stability report under ``retrain.stability``.
+hyperwords, or by hand. Nothing is segmented again, and the stored vectors are used as they are,
+except pq codes: decoded, they would move about one unit in eight to another hyperword than the
+embedded vectors do (README, "Vectors"), so a store that keeps pq codes has every unit embedded again
+from its text with the store's model (see :mod:`hyperscene.transforms.retrain`). The new version's
+manifest holds the id-stability report under ``retrain.stability``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines import cliutil, job
 from hyperscene.schemas import SCENES, SHARDED_TABLES
@@ -20,6 +23,7 @@ from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
 from hyperscene.transforms.codebook import AssignHyperwords, TrainCodebook, centroid_row, hyperword_table_rows
 from hyperscene.transforms.dedup import bucket_count
+from hyperscene.transforms.embed import Embed
 from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.model_catalog import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
@@ -62,7 +66,8 @@ class _RecodeDoFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("stats", ("_occurrences_compared", compared))
 
 
-def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, shared: list[dict]):
+def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, shared: list[dict], handler=None, scratch: str = ""):
+    """``handler``: the embedding model's, when the store keeps pq codes (every unit is embedded again)."""
     cfg = stored.manifest["config"]
     version, seed = info.version, cfg.get("seed", 0)
     n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
@@ -79,8 +84,10 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
             | "OccurrencesByBucket" >> beam.FlatMap(rf.by_bucket, n_buckets=n),
         }
         | "Join" >> beam.CoGroupByKey()
-        | "Buckets" >> beam.FlatMap(rt.bucket_from_store, dimension=dimension, quantizer=stored.quantizer())
+        | "Buckets" >> beam.FlatMap(rt.bucket_from_store, dimension=dimension, embedded_again=handler is not None)
     )
+    if handler is not None:
+        buckets = buckets | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
     trained = buckets | "TrainCodebook" >> TrainCodebook(cfg.get("codebook_size"), seed, dimension,
                                                          cfg.get("codebook_sample") or 200_000, init=centroids)
     assigned = buckets | "AssignHyperwords" >> AssignHyperwords(trained)
@@ -143,6 +150,24 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)
 
 
+def embedding_handler(stored: StoreVersion, beam_args: list[str]):
+    """The store's own model, loaded here so that a missing or different one fails before any work."""
+    from hyperscene.pipelines.refresh import store_config
+    from hyperscene.transforms.embed import SentenceTransformerModelHandler
+    from hyperscene.transforms.errors import Errors, StoreError
+    from hyperscene.transforms.models import torch_dtype
+
+    options = argparse.Namespace(inputs=[stored.store], device="cpu", batch_size=None, precision="auto", input_format=None,
+                                 text_field=None, id_field=None, cache_dir=None)
+    cfg = store_config(stored, options, beam_args)
+    model = job.load_model(cfg)
+    if model.identity.fingerprint != stored.manifest["model"].get("fingerprint"):
+        raise StoreError(Errors.E408.format(model=cfg.model, found=model.identity.fingerprint[:12],
+                                            stored=stored.manifest["model"].get("fingerprint", "?")[:12]))
+    return SentenceTransformerModelHandler(model.embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
+                                           precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
+
+
 def retrain(store: str, beam_args: list[str], reason: str, started: float | None = None) -> dict:
     """Retrain the latest version into the next one; the caller holds the store's lock."""
     started = started or time.time()
@@ -156,8 +181,10 @@ def retrain(store: str, beam_args: list[str], reason: str, started: float | None
     )
     logger.info("retraining the codebooks of %s version %d into version %d (%s)", store, stored.version, version, reason)
 
+    handler = embedding_handler(stored, beam_args) if stored.quantizer() is not None else None
+
     def build(p, path, scratch):
-        build_pipeline(p, stored, info, path, job.shared_files(stored, SHARED_TABLES))
+        build_pipeline(p, stored, info, path, job.shared_files(stored, SHARED_TABLES), handler, scratch)
 
     manifest, stages = job.write_version(store, version, build, beam_args, job.written_bytes(stored, SHARED_TABLES))
     s = manifest["retrain"]["stability"]

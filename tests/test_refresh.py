@@ -404,6 +404,31 @@ def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(tmp_path, cor
         assert recoded["semantic_id"].to_pylist() == occ["previous_semantic_id"].to_pylist()
 
 
+def test_a_retrain_of_a_pq_store_decides_as_one_of_a_float16_store(tmp_path, corpus, base_store):
+    """pq codes are embedded again from text for a retrain (decoded, they would move units to other
+    hyperwords): the retrained stores give every unit the same hyperword, make the same merges and
+    give every occurrence the same semantic id."""
+    from hyperscene.pipelines import retrain
+
+    decided = {}
+    for encoding in ("pq", "float16"):
+        store = tmp_path / encoding
+        if encoding == "pq":
+            shutil.copytree(base_store, store)
+        else:
+            compress.run([str(corpus), "--out", str(store), "--embedder", "static", "--vectors", encoding])
+        retrain.run([str(store)])
+        v2 = StoreVersion(str(store), 2)
+        units = v2.read("units", ["unit_id", "hyperword"])
+        occurrences = v2.read("occurrences", ["doc_id", "position", "semantic_id"])
+        decided[encoding] = (sorted(zip(units["unit_id"].to_pylist(), units["hyperword"].to_pylist())),
+                             sorted(zip(*(v2.read("provenance")[c].to_pylist() for c in ("unit_id", "canonical_unit_id")))),
+                             sorted(zip(occurrences["doc_id"].to_pylist(), occurrences["position"].to_pylist(),
+                                        map(tuple, occurrences["semantic_id"].to_pylist()))))
+    assert decided["pq"] == decided["float16"]
+    assert StoreVersion(str(tmp_path / "pq"), 2).read("vectors").column_names == ["unit_id", "hyperword", "code", "error_angle"]
+
+
 def test_kmeans_started_from_its_own_result_keeps_ids():
     from hyperscene.transforms.codebook import assign, train_codebook
 

@@ -2,8 +2,8 @@
 
 Every codebook (the hyperwords, and each scene level's) is trained again by k-means started from
 the stored centroids (``codebook.train_codebook(init=...)``), so code i stays near where it was;
-the stored vectors are used as they are (decoded: pq's are approximate), nothing is embedded and no
-scene is cut again. The store
+the stored vectors are used as they are (a store of pq codes has its units embedded again instead:
+pipelines/retrain.py), and no scene is cut again. The store
 keeps no scene centroids: each is computed again as compress computes it, the token-weighted mean
 of its units' vectors (:func:`with_scene_centroids`). Every unit is assigned again, near-duplicate groups are found again within the new
 clusters (the rule of compress), and every scene gets its new code, its children's codes and every
@@ -35,9 +35,10 @@ OCCURRENCE_COLUMNS = ["doc_id", "position", "unit_id", "separator", "semantic_id
 LEVEL_SAMPLE = 200_000
 
 
-def bucket_from_store(item, dimension: int, quantizer: np.ndarray | None = None) -> Iterator[UnitBucket]:
+def bucket_from_store(item, dimension: int, embedded_again: bool = False) -> Iterator[UnitBucket]:
     """(bucket, {"units", "vectors", "occurrences"}: stored rows of one bucket) -> a UnitBucket with
-    the vectors, and the stored hyperword and semantic ids kept as ``previous_*`` columns."""
+    the stored vectors (none with ``embedded_again``: Embed gives them), and the stored hyperword and
+    semantic ids kept as ``previous_*`` columns."""
     bucket, joined = item
     units = list(joined["units"])
     if not units:
@@ -48,7 +49,10 @@ def bucket_from_store(item, dimension: int, quantizer: np.ndarray | None = None)
     if rows.null_count:
         missing = units["unit_id"].filter(pc.is_null(rows))[0].as_py()
         raise ValueError(f"the store's vectors table lacks unit {missing}: the store is damaged (check it with hyperscene verify)")
-    matrix = decode(vectors.take(rows), quantizer) if len(units) else np.zeros((0, dimension), np.float32)
+    if embedded_again:
+        matrix = None
+    else:
+        matrix = decode(vectors.take(rows)) if len(units) else np.zeros((0, dimension), np.float32)
     occurrences = list(joined["occurrences"])
     occurrences = pa.concat_tables(occurrences) if occurrences else TABLES["occurrences"].empty_table().select(OCCURRENCE_COLUMNS)
     occurrences = occurrences.rename_columns([c if c != "semantic_id" else "previous_semantic_id" for c in occurrences.column_names])
