@@ -15,7 +15,7 @@ from conftest import (RU_CORPUS, SAMPLE_CORPUS, data_files, files_under, reseal,
 from hyperscene.pipelines import compress, decompress
 from hyperscene.pipelines.cli import main
 from hyperscene.pipelines.cliutil import human
-from hyperscene.schemas import TABLES, VECTORS_INT8, table_schema
+from hyperscene.schemas import TABLES, VECTOR_SCHEMAS, table_schema
 from hyperscene.transforms.store.reader import StoreVersion
 
 
@@ -60,7 +60,7 @@ def test_store_tables_match_schemas_and_checksums(sample_store):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
         meta = pq.ParquetFile(path)
         assert meta.schema_arrow == table_schema(entry["table"], meta.schema_arrow.names)
-        assert meta.schema_arrow == TABLES[entry["table"]] or meta.schema_arrow == VECTORS_INT8
+        assert meta.schema_arrow == (VECTOR_SCHEMAS["pq"] if entry["table"] == "vectors" else TABLES[entry["table"]])  # pq: the default
         assert meta.metadata.num_rows == entry["rows"]
         assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
     counts = store.manifest["counts"]
