@@ -175,13 +175,19 @@ def connect(store: str | StoreVersion, version: int | None = None, *, tables: li
             paths += [os.path.abspath(sv.file_path(f)) for t in (name, "documents") for f in sv.files(t)]
         else:
             files = [os.path.abspath(sv.file_path(f)) for f in sv.files(name)]
-            query = " union all by name ".join(f"select * from {_relation(p, name)}" for p in files)
-            con.execute(f'create view "{name}" as {_with_centroid(sv, name, query)}')
+            con.execute(f'create view "{name}" as {_with_centroid(sv, name, _union(files, name))}')
             paths += files
+            if name in CENTROID_KEYS:  # the view reads the centroids' files too
+                paths += [os.path.abspath(sv.file_path(e)) for e in sv.files("centroids")]
     _add_id_functions(con)
     if not full_access:
         _confine(con, paths)
     return con
+
+
+def _union(paths: list[str], table: str) -> str:
+    """Files of one table as one relation."""
+    return " union all by name ".join(f"select * from {_relation(p, table)}" for p in paths)
 
 
 def _with_centroid(sv: StoreVersion, name: str, query: str) -> str:
@@ -189,8 +195,7 @@ def _with_centroid(sv: StoreVersion, name: str, query: str) -> str:
     views get a centroid column from it, as StoreVersion.read gives them."""
     if name not in CENTROID_KEYS or not sv.files("centroids"):
         return query
-    centroids = " union all by name ".join(f"select * from {_relation(os.path.abspath(sv.file_path(e)), 'centroids')}"
-                                           for e in sv.files("centroids"))
+    centroids = _union([os.path.abspath(sv.file_path(e)) for e in sv.files("centroids")], "centroids")
     on = {"hyperwords": "c.level = 0 and c.code = t.hyperword", "codebooks": "c.level = t.level and c.code = t.code"}[name]
     return f"select t.*, c.centroid from ({query}) t left join ({centroids}) c on {on}"
 

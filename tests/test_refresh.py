@@ -201,6 +201,14 @@ def base_store(tmp_path_factory, corpus) -> Path:
     return store
 
 
+@pytest.fixture(scope="module")
+def float16_store(tmp_path_factory, corpus) -> Path:
+    """base_store with float16 vectors: what the pq store's refresh and retrain must decide as."""
+    store = tmp_path_factory.mktemp("float16") / "store"
+    compress.run([str(corpus), "--out", str(store), "--embedder", "static", "--vectors", "float16"])
+    return store
+
+
 def grown(tmp_path: Path, corpus: Path) -> Path:
     """The corpus with alice.txt changed and a new document."""
     out = tmp_path / "grown"
@@ -256,7 +264,7 @@ def test_refresh_adds_a_version_that_round_trips_and_keeps_the_old_one(tmp_path,
     assert v2.manifest["counts"]["non_latin_units"] == 0 and v2.manifest["model"]["precision"] == "float32"  # static
 
 
-def test_a_refresh_decides_near_duplicates_as_it_would_with_float16_vectors(tmp_path, corpus, base_store):
+def test_a_refresh_decides_near_duplicates_as_it_would_with_float16_vectors(tmp_path, corpus, base_store, float16_store):
     """The default pq store and a float16 one, refreshed with the same documents, merge the same
     fresh units into the same canonicals: the decisions rest on vectors embedded again from text,
     and pq's stored codes only choose which stored units to embed (refresh/candidates.py)."""
@@ -265,12 +273,9 @@ def test_a_refresh_decides_near_duplicates_as_it_would_with_float16_vectors(tmp_
     sign = (corpus / "sign.md").read_text()
     (source / "echo.txt").write_text(sign[:6000].replace(". ", "! "))
     merges = {}
-    for encoding in ("pq", "float16"):
+    for encoding, stored in (("pq", base_store), ("float16", float16_store)):
         store = tmp_path / encoding
-        if encoding == "pq":
-            shutil.copytree(base_store, store)
-        else:
-            compress.run([str(corpus), "--out", str(store), "--embedder", "static", "--vectors", encoding])
+        shutil.copytree(stored, store)
         result = refresh.run([str(store), str(source)])
         v1, v2 = StoreVersion(str(store), 1), StoreVersion(str(store), 2)
         new = v2.read("provenance").filter(pa.compute.invert(pa.compute.is_in(
@@ -404,19 +409,16 @@ def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(tmp_path, cor
         assert recoded["semantic_id"].to_pylist() == occ["previous_semantic_id"].to_pylist()
 
 
-def test_a_retrain_of_a_pq_store_decides_as_one_of_a_float16_store(tmp_path, corpus, base_store):
+def test_a_retrain_of_a_pq_store_decides_as_one_of_a_float16_store(tmp_path, base_store, float16_store):
     """pq codes are embedded again from text for a retrain (decoded, they would move units to other
     hyperwords): the retrained stores give every unit the same hyperword, make the same merges and
     give every occurrence the same semantic id."""
     from hyperscene.pipelines import retrain
 
     decided = {}
-    for encoding in ("pq", "float16"):
+    for encoding, stored in (("pq", base_store), ("float16", float16_store)):
         store = tmp_path / encoding
-        if encoding == "pq":
-            shutil.copytree(base_store, store)
-        else:
-            compress.run([str(corpus), "--out", str(store), "--embedder", "static", "--vectors", encoding])
+        shutil.copytree(stored, store)
         retrain.run([str(store)])
         v2 = StoreVersion(str(store), 2)
         units = v2.read("units", ["unit_id", "hyperword"])

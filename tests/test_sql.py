@@ -62,6 +62,14 @@ def test_a_view_per_table_with_the_rows_and_columns_of_its_files(store):
         assert [r[0] for r in con.sql(f"describe {table}").fetchall()] == pq.read_schema(files[0]).names + list(DERIVED_COLUMNS.get(table, {})) + joined
 
 
+def test_a_view_of_hyperwords_alone_reads_their_centroids(store):
+    """From format 6 the centroid is joined from the centroids table's files, which the confined
+    connection must allow even when no centroids view is asked for."""
+    con = connect(str(store), tables=["hyperwords"])
+    [(rows, with_centroid)] = con.execute("select count(*), count(centroid) from hyperwords").fetchall()
+    assert rows == with_centroid > 0
+
+
 def test_every_column_type_reads_back_exactly(store):
     """Lists of float32 (centroids), int32 (semantic ids), int64 (gists) and the rest, value for value."""
     sv = StoreVersion(str(store))
