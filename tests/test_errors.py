@@ -15,7 +15,7 @@ from hyperscene.transforms.errors import Errors, InvalidOption, StoreBusy, Warni
 
 PRODUCT = ("pipelines", "transforms", "schemas")
 CATALOGUE = REPO / "transforms" / "errors.py"
-FAMILIES = {"1", "2", "3", "4", "5", "6"}  # input, options, models and languages, stores, verification, sql
+FAMILIES = {"1", "2", "3", "4", "5", "6", "7"}  # input, options, models and languages, stores, verification, sql, encode
 
 def product_files() -> list[tuple[str, ast.Module]]:
     return [(path.relative_to(REPO).as_posix(), ast.parse(path.read_text(encoding="utf-8")))

@@ -2,7 +2,7 @@
 problem and saying what to do; the CLI prints one line.
 
 Codes go by family: E1xx input files and reading, E2xx options and configuration, E3xx models and
-languages, E4xx stores, E5xx verification, E6xx sql. A message is raised as
+languages, E4xx stores, E5xx verification, E6xx sql, E7xx encode. A message is raised as
 ``raise InputNotFound(Errors.E101.format(pattern=pattern))``; the exception class decides the exit
 status and what callers catch, the code names the problem.
 """
@@ -258,6 +258,14 @@ class Errors(metaclass=ErrorsWithCodes):
     E608 = "the query failed: {error}"
     E609 = ("the query was refused, as hyperscene sql reads only the store's files ({error}); --full-access runs the "
             "whole engine (several statements, any file, the network)")
+
+    # --- E7xx: encode ---
+    E701 = "{value!r} is not a hyperword token: tokens read <hw_LEVEL_CODE>, as hyperscene encode --format tokens writes them"
+    E702 = ("{token} names no code of {store} version {version}: level {level} has {what}; encode and decode with the "
+            "store version that made the tokens")
+    E703 = "--batch-units must be 1 or more, not {value}"
+    E704 = ("{store!r} was written with the {embedder} embedder, which encode cannot load here ({error}): install what "
+            "compress used, or encode with the store's machine")
 
 
 _CODED = re.compile(r"\[(E\d{3})\] ")
