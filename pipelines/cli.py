@@ -25,6 +25,7 @@ COMMANDS = {
     "compact": ("hyperscene.pipelines.compact", "rewrite the latest version from many files into few, as a new version"),
     "vacuum": ("hyperscene.pipelines.vacuum", "delete old versions and the files no kept version uses"),
     "export": ("hyperscene.pipelines.export", "write training files: distilled text, hyperword sequences, chat pairs"),
+    "encode": ("hyperscene.pipelines.encode", "encode new text with a store's model and codebooks: hyperwords, semantic ids, matches"),
     "report": ("hyperscene.pipelines.report", "write one self-contained HTML page of plots about a store"),
     "sql": ("hyperscene.pipelines.sql", "query a store's tables by name with SQL (DuckDB)"),
 }

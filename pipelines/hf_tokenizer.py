@@ -86,3 +86,101 @@ def _initialise(weight, ids: Sequence[int], sources: Sequence[Sequence[int]], ol
     for row, source in zip(ids, sources):
         source = [i for i in source if i < old_rows]
         weight[row] = weight[source].mean(dim=0) if source else everything
+
+
+class HyperwordTokenizer:
+    """Raw text -> the input ids of a tokenizer extended by :func:`add_hyperword_tokens`, called as a
+    Hugging Face tokenizer is.
+
+    ``encoder`` (:class:`hyperscene.transforms.encoder.Encoder`) turns each text into its
+    ``<hw_L_C>`` tokens at ``level``, as ``hyperscene export --format hyperwords --level L`` wrote
+    the sequences the model learnt; each token is one id of ``tokenizer``. The tokenizer's own
+    special tokens ([CLS] ... [SEP], <s> ...) wrap each sequence as they would wrap text::
+
+        tokenizer = HyperwordTokenizer(Encoder.from_store("store"), AutoTokenizer.from_pretrained("my-model-hw"))
+        batch = tokenizer(["First text.", "Second one."], padding=True, return_tensors="pt")
+        logits = model(**batch).logits
+
+    :meth:`decode` goes back from ids to what the tokens stand for (representative texts and gists).
+    """
+
+    def __init__(self, encoder, tokenizer, level: int = 0):
+        self.encoder, self.tokenizer, self.level = encoder, tokenizer, level
+        self._prefix, self._suffix = _special_tokens_around(tokenizer)
+
+    def __len__(self) -> int:
+        return len(self.tokenizer)
+
+    def __call__(self, text, add_special_tokens: bool = True, padding=False, truncation: bool = False,
+                 max_length: int | None = None, return_tensors: str | None = None, return_attention_mask: bool = True):
+        from transformers import BatchEncoding
+
+        single = isinstance(text, str)
+        sequences = [self._ids(doc.tokens(self.level)) for doc in self.encoder.encode_many([text] if single else list(text))]
+        if add_special_tokens:
+            sequences = [self._prefix + s + self._suffix for s in sequences]
+        if truncation and max_length is not None:
+            sequences = [self._truncated(s, max_length, add_special_tokens) for s in sequences]
+        features = {"input_ids": sequences}
+        if return_attention_mask:
+            features["attention_mask"] = [[1] * len(s) for s in sequences]
+        if padding:
+            batch = self.tokenizer.pad(features, padding=padding, max_length=max_length, return_tensors=return_tensors)
+            return batch
+        if single:
+            features = {k: v[0] for k, v in features.items()}
+        return BatchEncoding(features, tensor_type=return_tensors)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self(text, add_special_tokens=add_special_tokens, return_attention_mask=False)["input_ids"]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Ids -> the representative text of each hyperword token, joined by " | "; other tokens as
+        the tokenizer writes them, special ones left out with ``skip_special_tokens``."""
+        from hyperscene.transforms.export import parse_token
+
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        special = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
+        out = []
+        for i, token in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
+            if i in special:
+                continue
+            try:
+                parse_token(token)
+            except ValueError:
+                out.append(self.tokenizer.decode([i]))
+                continue
+            out.append(self.encoder.representative_texts([token])[0] or "")
+        return " | ".join(" ".join(t.split()) for t in out)
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+        return [self.decode(s, skip_special_tokens) for s in sequences]
+
+    def _ids(self, tokens: list[str]) -> list[int]:
+        from hyperscene.transforms.errors import Errors, InvalidOption
+
+        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        for token, i in zip(tokens, ids):
+            if i is None or i == self.tokenizer.unk_token_id:
+                raise InvalidOption(Errors.E705.format(token=token, level=self.level))
+        return list(ids)
+
+    def _truncated(self, ids: list[int], max_length: int, special: bool) -> list[int]:
+        if len(ids) <= max_length:
+            return ids
+        if not special:
+            return ids[:max_length]
+        keep = max(max_length - len(self._prefix) - len(self._suffix), 0)
+        return self._prefix + ids[len(self._prefix):len(self._prefix) + keep] + self._suffix
+
+
+def _special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single sequence's own, found by tokenizing one
+    of its added tokens (which it never splits) with its special tokens."""
+    added = [t for t in tokenizer.get_added_vocab() if t.startswith("<hw_")]
+    if not added:
+        return [], []
+    token_id = tokenizer.convert_tokens_to_ids(added[0])
+    ids = tokenizer(added[0], add_special_tokens=True)["input_ids"]
+    k = ids.index(token_id)
+    return list(ids[:k]), list(ids[k + 1:])

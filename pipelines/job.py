@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines import cliutil
@@ -118,18 +117,6 @@ def read_stored(p, name: str, stored: StoreVersion, table: str, **kwargs):
     revisions = stored.revisions() if layered and table != "units" else None
     return p | f"Stored {name}" >> beam.Create(files) | f"Read stored {name}" >> beam.FlatMap(
         read_file, table, revisions=revisions, tag_held_units=layered and table == "units", **kwargs)
-
-
-def frozen_codebooks(stored: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
-    """The hyperword centroids and each scene level's codebook, as the store holds them."""
-    hyperwords = stored.read("hyperwords", ["hyperword", "centroid"]).sort_by("hyperword")
-    centroids = np.array(hyperwords.column("centroid").to_pylist(), dtype=np.float32)
-    rows = stored.read("codebooks", ["level", "code", "centroid"]).sort_by([("level", "ascending"), ("code", "ascending")])
-    levels = []
-    level_column = rows.column("level").to_numpy()
-    for level in np.unique(level_column):
-        levels.append((int(level), np.array(rows.filter(level_column == level).column("centroid").to_pylist(), dtype=np.float32)))
-    return centroids, levels
 
 
 def shared_files(stored: StoreVersion, tables: tuple[str, ...]) -> list[dict]:

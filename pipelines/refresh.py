@@ -35,7 +35,7 @@ from hyperscene.transforms.spill import SpillPolicy
 from hyperscene.schemas import SHARDED_TABLES
 from hyperscene.transforms.store.layers import PER_DOCUMENT_TABLES
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
-from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion, frozen_codebooks
 from hyperscene.transforms.store.writer import WriteTable, write_vector_file
 from hyperscene.transforms.tokens import CountTokens
 
@@ -173,7 +173,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
                    shared: list[dict], process_bytes: int):
     version = info.version
     n = bucket_count(process_bytes)
-    centroids, level_books = job.frozen_codebooks(stored)
+    centroids, level_books = frozen_codebooks(stored)
     scene_cfg = cfg.scene_config()
     top = max((level for level, _ in level_books), default=None)
     if top is not None and (scene_cfg.levels is None or scene_cfg.levels > top):

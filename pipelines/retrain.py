@@ -29,7 +29,7 @@ from hyperscene.transforms.model_catalog import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
-from hyperscene.transforms.store.reader import StoreVersion
+from hyperscene.transforms.store.reader import StoreVersion, frozen_codebooks
 from hyperscene.transforms.store.writer import WriteTable, write_vector_rows
 
 logger = logging.getLogger("hyperscene")
@@ -71,7 +71,7 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     cfg = stored.manifest["config"]
     version, seed = info.version, cfg.get("seed", 0)
     n = bucket_count(stored.manifest["counts"].get("input_bytes", 0))
-    centroids, level_books = job.frozen_codebooks(stored)
+    centroids, level_books = frozen_codebooks(stored)
     dimension = stored.manifest["model"]["dimension"]
     threshold = cfg.get("near_dup_threshold") or default_threshold(cfg.get("model", DEFAULT_MODEL), cfg.get("embedder", "torch"))
 

@@ -386,7 +386,7 @@ def test_recoding_with_the_stored_codebooks_gives_the_stored_codes(tmp_path, cor
     vectors, every scene's code and child codes and every semantic id come out as stored, and
     every score within what int8 moves a cosine (a thousandth). (pq vectors move the centroids
     further: README, "Vectors", measures what a retrain keeps with them.)"""
-    from hyperscene.pipelines.job import frozen_codebooks
+    from hyperscene.transforms.store.reader import frozen_codebooks
     from hyperscene.schemas.unit_bucket import UnitBucket
     from hyperscene.transforms.retrain import document_occurrences, with_scene_centroids
     from hyperscene.transforms.retrain import recode_document

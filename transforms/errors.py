@@ -38,6 +38,9 @@ class Warnings(metaclass=ErrorsWithCodes):
     # writing a store
     W005 = ("the disk of {store} has {free} free, and this run may need about {needed} there at its peak (the version "
             "it writes and its scratch): it may stop with [E440]; free space or choose another --out")
+    # encode
+    W006 = ("{store} keeps no vectors (--vectors none), so encode finds only exact matches with stored units, never "
+            "near-duplicates; encode with a store compressed with --vectors pq (the default) for those")
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -266,6 +269,8 @@ class Errors(metaclass=ErrorsWithCodes):
     E703 = "--batch-units must be 1 or more, not {value}"
     E704 = ("{store!r} was written with the {embedder} embedder, which encode cannot load here ({error}): install what "
             "compress used, or encode with the store's machine")
+    E705 = ("the tokenizer has no token {token}: give it this store's tokens with add_hyperword_tokens and the vocabulary of "
+            "hyperscene export --format hyperwords --level {level} of the same store version")
 
 
 _CODED = re.compile(r"\[(E\d{3})\] ")

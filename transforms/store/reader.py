@@ -269,3 +269,17 @@ class StoreVersion:
         for column in derived:
             rows = rows.append_column(read_schema(table).field(column), derive(table, column, rows))
         return rows.select(columns) if columns else rows
+
+
+def frozen_codebooks(store: StoreVersion) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """The hyperword centroids and each scene level's codebook, as the store holds them (what a refresh
+    assigns with, and encode)."""
+    hyperwords = store.read("hyperwords", ["hyperword", "centroid"]).sort_by("hyperword")
+    centroids = np.array(hyperwords.column("centroid").to_pylist(), dtype=np.float32)
+    levels = []
+    if store.files("codebooks"):
+        rows = store.read("codebooks", ["level", "code", "centroid"]).sort_by([("level", "ascending"), ("code", "ascending")])
+        level_column = rows.column("level").to_numpy()
+        for level in np.unique(level_column):
+            levels.append((int(level), np.array(rows.filter(level_column == level).column("centroid").to_pylist(), dtype=np.float32)))
+    return centroids, levels
