@@ -395,6 +395,21 @@ def test_a_store_without_vectors_decompresses_and_refuses_refresh_in_one_line(st
     assert published_versions(str(store_without_vectors)) == [1]
 
 
+def test_encode_with_a_store_without_vectors_finds_exact_matches_and_says_it_cannot_find_near_ones(store_without_vectors, caplog):
+    import logging
+
+    from hyperscene.transforms.encoder import Encoder
+
+    with caplog.at_level(logging.WARNING, logger="hyperscene"):
+        encoder = Encoder.from_store(str(store_without_vectors))
+    assert "[W006]" in caplog.text
+    text = (FORMAT3 / "input" / "alice.txt").read_bytes().decode("utf-8")
+    doc = encoder.encode(text + "\n\nA sentence this store has never seen before today.")
+    assert doc.text().startswith(text)
+    assert all(u.stored and u.match.kind == "exact" for u in doc.units[:-1])
+    assert not doc.units[-1].stored and doc.units[-1].match is None
+
+
 def test_pq_is_the_default_and_a_refresh_keeps_the_store_s_encoding_and_quantizer(grown_store, inputs, tmp_path, capsys):
     store = tmp_path / "store"
     assert main(["compress", str(FORMAT3 / "input"), "--out", str(store)]) == 0

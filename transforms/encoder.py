@@ -27,6 +27,7 @@ embedded in one call each, so on large inputs the time is the model's (benchmark
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
@@ -119,34 +120,43 @@ def nearest_stored(vectors: np.ndarray, hyperwords: np.ndarray, texts: Sequence[
     """For units the store does not hold: the stored canonical unit of their hyperword each would
     merge into by the refresh's rule (the most similar at or above ``threshold`` that passes the
     word check), or None. ``embed_texts(unit ids, texts)`` gives the candidates' vectors, embedded
-    from their text."""
+    from their text.
+
+    The word check is a test of the two texts alone, so it runs first: only candidates that pass it
+    are embedded (with the default check, few are), and the choice is the one the refresh makes.
+    """
     from hyperscene.transforms.near_dup import METHOD
     from hyperscene.transforms.near_dup_verify import verify
     from hyperscene.transforms.refresh.candidates import candidate_pairs
 
     found: list[Match | None] = [None] * len(vectors)
-    pairs: list[tuple[int, np.ndarray]] = []  # (unit, positions of its candidates among the stored rows)
+    pairs: list[tuple[int, list[int], list[str | None]]] = []  # (unit, its candidates' stored rows, word-check reasons)
     for hw in np.unique(hyperwords):
         rows = stored.rows_of(int(hw))
         if not len(rows):
             continue
         mine = np.flatnonzero(hyperwords == hw)
         could = candidate_pairs(vectors[mine], stored.decoded(rows), stored.angles[rows], threshold)
-        pairs += [(int(i), rows[c]) for i, c in zip(mine, could) if c.any()]
+        for i, c in zip(mine.tolist(), could):
+            candidates = rows[c].tolist()
+            reasons: list[str | None] = [None] * len(candidates)
+            if check == "words":
+                reasons = [verify(texts[i], stored.text(r), lang) for r in candidates]
+                candidates, reasons = [r for r, w in zip(candidates, reasons) if w], [w for w in reasons if w]
+            if candidates:
+                pairs.append((i, candidates, reasons))
     if not pairs:
         return found
-    wanted = np.unique(np.concatenate([c for _, c in pairs]))
+    wanted = np.unique(np.concatenate([np.asarray(c, np.int64) for _, c, _ in pairs]))
     candidate = dict(zip(wanted.tolist(), embed_texts(stored.ids[wanted], stored.texts(wanted))))
-    for i, rows in pairs:
-        scores = np.array([float(vectors[i] @ candidate[r]) for r in rows.tolist()])
-        # the most similar first; ties to the stored unit the refresh ranks first (unit id order)
-        for k in sorted(np.flatnonzero(scores >= np.float32(threshold)).tolist(), key=lambda k: (-scores[k], rows[k])):
-            r = int(rows[k])
-            reason = None if check != "words" else verify(texts[i], stored.text(r), lang)
-            if check == "words" and reason is None:
-                continue
-            found[i] = Match(stored.hex_id(r), "near", float(scores[k]), METHOD if reason is None else f"{METHOD}+{reason}")
-            break
+    limit = np.float32(threshold)
+    for i, rows, reasons in pairs:
+        scores = [float(vectors[i] @ candidate[r]) for r in rows]
+        # the most similar at or above the threshold; ties to the stored unit the refresh ranks first (unit id order)
+        best = max((k for k in range(len(rows)) if scores[k] >= limit), key=lambda k: (scores[k], -rows[k]), default=None)
+        if best is not None:
+            method = METHOD if reasons[best] is None else f"{METHOD}+{reasons[best]}"
+            found[i] = Match(stored.hex_id(rows[best]), "near", scores[best], method)
     return found
 
 
@@ -232,8 +242,11 @@ class Encoder:
         self._batch_size = batch_size
         self._candidate_vectors: dict[int, np.ndarray] = {}
         self._representatives: dict[int, dict[int, str | None]] = {}
-        self.counts = {"documents": 0, "units": 0, "distinct_units": 0, "stored_units": 0, "near_matches": 0,
-                       "candidates_embedded": 0}
+        # stored_elsewhere: stored units whose vector, embedded here, lies nearest another hyperword than
+        # the stored one (they keep the stored one): how far this run's vectors are from compress's
+        self.counts = {"documents": 0, "units": 0, "distinct_units": 0, "stored_units": 0, "stored_elsewhere": 0,
+                       "near_matches": 0, "candidates_embedded": 0}
+        self.seconds = {"segment": 0.0, "embed": 0.0, "candidates": 0.0, "scenes": 0.0}  # where the time went
 
     @classmethod
     def from_store(cls, path: str, version: int | None = None, *, device: str = "cpu", precision: str | None = None,
@@ -309,7 +322,9 @@ class Encoder:
         size = 0
         for k, doc in enumerate(documents):
             doc_id, text = (str(k), doc) if isinstance(doc, str) else doc
+            started = time.perf_counter()
             seg = self._segmenter.segment(text)
+            self.seconds["segment"] += time.perf_counter() - started
             pending.append((doc_id, seg))
             size += len(seg.units)
             if size >= batch_units:
@@ -321,9 +336,11 @@ class Encoder:
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._centroids.shape[1]), np.float32)
+        started = time.perf_counter()
         vectors = self._model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
                                      show_progress_bar=False).astype(np.float32, copy=False)
         vectors[~np.isfinite(vectors).all(axis=1)] = 0.0  # as compress: a text no token of which the model knows
+        self.seconds["embed"] += time.perf_counter() - started
         return vectors
 
     def _embed_candidates(self, ids: np.ndarray, texts: list[str]) -> list[np.ndarray]:
@@ -352,20 +369,24 @@ class Encoder:
         where = np.searchsorted(self._stored_ids, ids)
         where = np.minimum(where, max(len(self._stored_ids) - 1, 0))
         stored = (self._stored_ids[where] == ids) if len(self._stored_ids) else np.zeros(len(ids), bool)
-        hyperwords, _ = assign(vectors, self._centroids) if len(texts) else (np.zeros(0, np.int64), None)
-        hyperwords = np.where(stored, self._stored_hyperwords[where] if len(self._stored_ids) else 0, hyperwords).astype(np.int32)
+        nearest, _ = assign(vectors, self._centroids) if len(texts) else (np.zeros(0, np.int64), None)
+        hyperwords = np.where(stored, self._stored_hyperwords[where] if len(self._stored_ids) else 0, nearest).astype(np.int32)
         scores = np.einsum("ij,ij->i", vectors, self._centroids[hyperwords]) if len(texts) else np.zeros(0)
         matches: list[Match | None] = [Match(unit_hex(int(i)), "exact", 1.0, "exact") if s else None for i, s in zip(ids, stored)]
         new = np.flatnonzero(~stored)
         if len(new) and self._canonicals is not None:
+            started, embedding = time.perf_counter(), self.seconds["embed"]
             near = nearest_stored(vectors[new], hyperwords[new], [texts[i] for i in new], self._canonicals,
                                   self._embed_candidates, self._threshold, self._lang, self._check)
             for i, m in zip(new, near):
                 matches[i] = m
+            self.seconds["candidates"] += time.perf_counter() - started - (self.seconds["embed"] - embedding)
         index = {t: k for k, t in enumerate(texts)}
         self.counts["distinct_units"] += len(texts)
         self.counts["stored_units"] += int(stored.sum())
+        self.counts["stored_elsewhere"] += int((stored & (nearest != hyperwords)).sum())
         self.counts["near_matches"] += sum(1 for m in matches if m is not None and m.kind == "near")
+        started = time.perf_counter()
         for doc_id, seg in pending:
             rows = np.array([index[t] for t in seg.units], np.int64)
             n = len(rows)
@@ -384,7 +405,9 @@ class Encoder:
                                  float(scores[r]), semantic[p], bool(stored[r]), matches[r]) for p, r in enumerate(rows.tolist())]
             self.counts["documents"] += 1
             self.counts["units"] += n
+            self.seconds["scenes"] += time.perf_counter() - started
             yield EncodedDocument(doc_id, seg.prefix, units, scenes)
+            started = time.perf_counter()
 
     # -- the way back
 
