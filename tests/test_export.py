@@ -4,6 +4,7 @@ directly; every output is loaded back with Hugging Face ``datasets``, offline.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,7 +29,11 @@ from hyperscene.transforms.store.reader import StoreVersion  # noqa: E402
 @pytest.fixture(scope="module")
 def tables(sample_store):
     """The sample store's tables as Python rows, read directly (not through the code under test)."""
-    store = StoreVersion(str(sample_store))
+    return read_tables(sample_store)
+
+
+def read_tables(path: Path) -> dict:
+    store = StoreVersion(str(path))
     documents = sorted(store.read("documents").to_pylist(), key=lambda d: d["doc_id"])
     occurrences = defaultdict(list)
     for o in sorted(store.read("occurrences", ["doc_id", "position", "unit_id", "separator", "hyperword"]).to_pylist(),
@@ -46,17 +51,21 @@ def tables(sample_store):
             "scenes": scenes, "manifest": store.manifest}
 
 
-def expected_texts(tables, scope: str = "corpus", min_tokens: int = 0) -> dict[str, tuple[str, int, int]]:
-    """doc_id -> (distilled text, units kept, tokens kept), the issue's rule written out plainly."""
+def expected_texts(tables, scope: str = "corpus", min_tokens: int = 0, order: list[str] | None = None,
+                   raw: set[str] = frozenset()) -> dict[str, tuple[str, int, int]]:
+    """doc_id -> (distilled text, units kept, tokens kept), the issue's rule written out plainly:
+    documents walked in ``order`` (doc_id order by default); those in ``raw`` keep every unit, and
+    what they hold counts as seen."""
     seen, out = set(), {}
-    for doc in tables["documents"]:
+    by_id = {d["doc_id"]: d for d in tables["documents"]}
+    for doc in [by_id[d] for d in order] if order else tables["documents"]:
         if scope == "document":
             seen = set()
         text, kept, tokens = doc["prefix"], 0, 0
         for o in tables["occurrences"][doc["doc_id"]]:
             unit = tables["units"][o["unit_id"]]
             group = tables["canonical"].get(o["unit_id"], o["unit_id"])
-            if unit["token_count"] < min_tokens or group not in seen:
+            if doc["doc_id"] in raw or unit["token_count"] < min_tokens or group not in seen:
                 text += unit["text"] + o["separator"]
                 kept += 1
                 tokens += unit["token_count"]
@@ -270,6 +279,216 @@ def test_pairs_options(sample_store, tables, tmp_path, capsys):
     assert summary["counts"]["skipped_scenes"] == len(level1) - len(short) and summary["rows"]["test"] == 0
 
 
+# --- orders, mix and transitions -------------------------------------------------------------
+
+ORIGINAL, COPY = "great-expectations.jsonl:10", "great-expectations.jsonl:10-copy"
+
+
+@pytest.fixture(scope="module")
+def store_with_a_copy(sample_store, tmp_path_factory) -> Path:
+    """The sample store with one more document: great-expectations.jsonl:10 again under another id
+    (sorting right after it), so that every unit, hyperword and scene of the copy is a known repeat."""
+    store = tmp_path_factory.mktemp("copy") / "store"
+    shutil.copytree(sample_store, store)
+    for table in ("documents", "occurrences", "scenes"):
+        path = store / "v000001" / table / "part-00000.parquet"
+        rows = pq.read_table(path)
+        copies = [r for r in rows.to_pylist() if r["doc_id"] == ORIGINAL]
+        for r in copies:
+            r["doc_id"] = COPY
+            for key in ("scene_id", "parent_scene_id"):
+                if r.get(key):
+                    r[key] = r[key].replace(f"{ORIGINAL}#", f"{COPY}#")
+        pq.write_table(pa.concat_tables([rows, pa.Table.from_pylist(copies, schema=rows.schema)]), path)
+        reseal(store / "v000001", f"{table}/part-00000.parquet")
+    return store
+
+
+def data_files_of(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "export.json"}
+
+
+def all_records(out: Path, builder: str, ext: str, tmp_path: Path) -> list[dict]:
+    """Every record, train then test, each split in file order."""
+    return [r for split in ex.SPLITS if list((out / "data").glob(f"{split}-*.{ext}"))
+            for r in load(out, builder, ext, tmp_path, split)]
+
+
+def original_text(tables, doc_id: str) -> str:
+    doc = next(d for d in tables["documents"] if d["doc_id"] == doc_id)
+    return doc["prefix"] + "".join(tables["units"][o["unit_id"]]["text"] + o["separator"] for o in tables["occurrences"][doc_id])
+
+
+def scenes_at(tables, doc_id: str, level: int) -> list[dict]:
+    scenes = tables["scenes"][doc_id]
+    depth = max((s["level"] for s in scenes), default=0)
+    return [s for s in scenes if s["level"] == min(level, depth)]
+
+
+def expected_novelty_order(tables) -> tuple[list[str], dict[str, float]]:
+    """Documents by the share of their occurrences whose hyperword no earlier document has, highest
+    first; and that share."""
+    seen, novelty = set(), {}
+    for doc in tables["documents"]:
+        occ = tables["occurrences"][doc["doc_id"]]
+        earlier = set(seen)
+        novelty[doc["doc_id"]] = sum(o["hyperword"] not in earlier for o in occ) / len(occ) if occ else 0.0
+        seen |= {o["hyperword"] for o in occ}
+    return sorted(novelty, key=lambda d: (-novelty[d], d)), novelty
+
+
+def test_document_order_is_the_default_and_exports_are_deterministic(sample_store, tmp_path, capsys):
+    default, _ = export(capsys, sample_store, tmp_path / "default")
+    document, _ = export(capsys, sample_store, tmp_path / "document", "--order", "document")
+    assert data_files_of(tmp_path / "default") == data_files_of(tmp_path / "document")
+    assert default["options"] == document["options"] == {"order": "document", "mix": 0.0, "dedup_scope": "corpus",
+                                                          "min_dedup_tokens": 0}
+    assert set(load(tmp_path / "default", "parquet", "parquet", tmp_path)["kind"]) == {"distilled"}
+    for i, args in enumerate([["--format", "hyperwords", "--order", "level"],
+                              ["--format", "text", "--order", "novelty", "--mix", "0.3", "--test-fraction", "0.2"],
+                              ["--format", "pairs", "--order", "novelty", "--tasks", "expand,compress,transitions"]]):
+        first, _ = export(capsys, sample_store, tmp_path / f"{i}-a", *args)
+        second, _ = export(capsys, sample_store, tmp_path / f"{i}-b", *args)
+        assert data_files_of(tmp_path / f"{i}-a") == data_files_of(tmp_path / f"{i}-b"), args
+        assert first["options"]["order"] == args[3] and first["counts"] == second["counts"]
+    assert first["options"]["mix"] == 0.0 and first["options"]["tasks"] == ["expand", "compress", "transitions"]
+
+
+def test_level_order_writes_every_coarser_level_before_a_finer_one(sample_store, tables, tmp_path, capsys):
+    doc_ids = [d["doc_id"] for d in tables["documents"]]
+    held = ex.held_out_documents(doc_ids, 0.05)
+    deepest = max(s["level"] for scenes in tables["scenes"].values() for s in scenes)
+    out = tmp_path / "pairs"
+    summary, lines = export(capsys, sample_store, out, "--format", "pairs", "--order", "level", "--tasks", "compress",
+                            "--max-scene-tokens", 0)
+    records = all_records(out, "json", "jsonl", tmp_path)
+    # Level by level from the roots down, documents in doc_id order within a level; every scene once.
+    want = [s for level in range(deepest, 0, -1) for d in doc_ids for s in tables["scenes"][d] if s["level"] == level]
+    assert [r["scene_id"] for r in records] == ([s["scene_id"] for s in want if s["doc_id"] not in held]
+                                                + [s["scene_id"] for s in want if s["doc_id"] in held])
+    assert {r["doc_id"] for r in records if r["doc_id"] in held} == held  # the split of the document order
+    assert summary["counts"]["scenes"] == len(want) and summary["options"]["order"] == "level"
+    assert lines[0].startswith("exported pairs at levels down to 1 in level order from version 1")
+
+    out = tmp_path / "hyperwords"
+    export(capsys, sample_store, out, "--format", "hyperwords", "--order", "level", "--level", 2)
+    records = load(out, "parquet", "parquet", tmp_path)
+    vocab = [json.loads(line) for line in (out / "vocab.jsonl").read_text(encoding="utf-8").splitlines()]
+    # One record per document and level, the deepest first; at level 2 the shallower documents' roots stand in.
+    want = [(d, level, [s for s in tables["scenes"][d] if s["level"] == level] if level > 2 else scenes_at(tables, d, 2))
+            for level in range(deepest, 1, -1) for d in doc_ids
+            if level == 2 or any(s["level"] == level for s in tables["scenes"][d])]
+    assert [(r["doc_id"], r["level"]) for r in records] == [(d, level) for d, level, _ in want]
+    assert any(s["level"] < 2 for _, _, scenes in want for s in scenes)
+    for r, (_, _, scenes) in zip(records, want):
+        assert r["text"].split() == [f"<hw_{s['level']}_{s['code']}>" for s in scenes] == [vocab[i]["token"] for i in r["ids"]]
+        assert r["kind"] == "hyperwords"
+    # The vocabulary: level 2's codes (id = code), then every other (level, code) in that order, coarser codebooks whole.
+    codebook = tables["store"].read("codebooks", ["level", "code"]).to_pylist()
+    size = sum(c["level"] == 2 for c in codebook)
+    assert [(v["level"], v["code"]) for v in vocab[:size]] == [(2, c) for c in range(size)]
+    rest = [(v["level"], v["code"]) for v in vocab[size:]]
+    assert rest == sorted(rest) and {(c["level"], c["code"]) for c in codebook if c["level"] > 2} <= set(rest)
+    assert len(np.load(out / "centroids.npy")) == len(vocab)
+
+
+def test_novelty_order_puts_new_before_repeats(store_with_a_copy, tmp_path, capsys):
+    tables = read_tables(store_with_a_copy)
+    doc_ids = [d["doc_id"] for d in tables["documents"]]
+    order, novelty = expected_novelty_order(tables)
+    # The copy brings nothing new: among the documents of novelty 0, after its original.
+    assert novelty[COPY] == 0 < novelty[ORIGINAL] and order.index(COPY) > order.index(ORIGINAL)
+    assert order != doc_ids and order[0] == "alice-in-wonderland.txt"  # the first document: all new
+
+    out = tmp_path / "text"
+    export(capsys, store_with_a_copy, out, "--order", "novelty")
+    rows = load(out, "parquet", "parquet", tmp_path)
+    assert rows["doc_id"] == order
+    # Repeats are dropped after their first occurrence in the order written.
+    want = expected_texts(tables, order=order)
+    assert {r["doc_id"]: r["text"] for r in rows} == {d: t for d, (t, _, _) in want.items()}
+    assert want[COPY][1] == 0 and expected_texts(tables)[COPY][1] == 0
+    export(capsys, store_with_a_copy, tmp_path / "hw", "--format", "hyperwords", "--order", "novelty")
+    assert load(tmp_path / "hw", "parquet", "parquet", tmp_path)["doc_id"] == order
+
+    out = tmp_path / "pairs"
+    summary, _ = export(capsys, store_with_a_copy, out, "--format", "pairs", "--order", "novelty", "--tasks", "compress",
+                        "--max-scene-tokens", 0)
+    records = all_records(out, "json", "jsonl", tmp_path)
+    held = ex.held_out_documents(doc_ids, 0.05)
+    walk, seen, new, repeats = [s for d in doc_ids for s in scenes_at(tables, d, 1)], set(), [], []
+    for s in walk:
+        key = (s["level"], s["code"], tuple(s["child_codes"]))
+        (repeats if key in seen else new).append(s["scene_id"])
+        seen.add(key)
+    copied = [s["scene_id"] for s in scenes_at(tables, COPY, 1)]
+    assert copied and set(copied) <= set(repeats)
+    split_of = {s["scene_id"]: s["doc_id"] in held for s in walk}
+    assert [r["scene_id"] for r in records] == [i for test in (False, True) for i in [*new, *repeats] if split_of[i] == test]
+    assert {r["doc_id"] for r in records if r["doc_id"] in held} == held and summary["counts"]["scenes"] == len(walk)
+
+
+def test_mix_writes_a_share_of_documents_as_their_exact_text(sample_store, tables, tmp_path, capsys):
+    doc_ids = [d["doc_id"] for d in tables["documents"]]
+    raw = ex.mixed_documents(doc_ids, 0.3)
+    assert 0 < len(raw) < len(doc_ids) and "great-expectations.jsonl:1" in raw
+    out = tmp_path / "text"
+    summary, lines = export(capsys, sample_store, out, "--mix", 0.3)
+    rows = load(out, "parquet", "parquet", tmp_path)
+    assert {r["doc_id"] for r in rows if r["kind"] == "raw"} == raw
+    assert {r["kind"] for r in rows if r["doc_id"] not in raw} == {"distilled"}
+    sha = {d["doc_id"]: d["sha256"] for d in tables["documents"]}
+    for r in rows:
+        if r["kind"] == "raw":  # the original, byte for byte
+            assert r["text"] == original_text(tables, r["doc_id"])
+            assert hashlib.sha256(r["text"].encode("utf-8")).hexdigest() == sha[r["doc_id"]]
+            assert (r["units_out"], r["tokens_out"]) == (r["units_in"], r["tokens_in"])
+    # Raw documents drop nothing (great-expectations.jsonl:1 repeats Alice's licence) but count as seen.
+    want = expected_texts(tables, raw=raw)
+    assert {r["doc_id"]: r["text"] for r in rows} == {d: t for d, (t, _, _) in want.items()}
+    assert want["great-expectations.jsonl:1"][0] and not expected_texts(tables)["great-expectations.jsonl:1"][0]
+    raw_tokens = sum(r["tokens_in"] for r in rows if r["kind"] == "raw")
+    assert (summary["counts"]["raw_documents"], summary["counts"]["raw_tokens"]) == (len(raw), raw_tokens)
+    assert summary["options"]["mix"] == 0.3 and f"mix: {len(raw)} documents ({raw_tokens:,} tokens)" in lines[-1]
+
+    out = tmp_path / "hyperwords"
+    summary, _ = export(capsys, sample_store, out, "--format", "hyperwords", "--mix", 0.3, "--order", "novelty",
+                        "--test-fraction", 0.2)
+    records = all_records(out, "parquet", "parquet", tmp_path)
+    assert {r["doc_id"] for r in records if r["kind"] == "raw"} == raw and len(records) == len(doc_ids)
+    for r in records:
+        if r["kind"] == "raw":
+            assert (r["text"], r["ids"], r["level"]) == (original_text(tables, r["doc_id"]), [], None)
+        else:
+            assert r["kind"] == "hyperwords" and r["ids"] == [o["hyperword"] for o in tables["occurrences"][r["doc_id"]]]
+    test = set(load(out, "parquet", "parquet", tmp_path, "test")["doc_id"])
+    assert test == ex.held_out_documents(doc_ids, 0.2) and summary["counts"]["raw_documents"] == len(raw)
+
+
+def test_transitions_pair_each_scene_with_the_next_ones_codes_and_gist(sample_store, tables, tmp_path, capsys):
+    out = tmp_path / "pairs"
+    summary, lines = export(capsys, sample_store, out, "--format", "pairs", "--tasks", "transitions", "--test-fraction", 0,
+                            "--max-scene-tokens", 150)
+    records = load(out, "json", "jsonl", tmp_path)
+    assert set(records["task"]) == {"transition_next", "transition_previous"}
+    want = []
+    for doc in tables["documents"]:
+        texts = {o["position"]: tables["units"][o["unit_id"]]["text"] for o in tables["occurrences"][doc["doc_id"]]}
+        scenes = scenes_at(tables, doc["doc_id"], 1)
+        for scene, following in zip(scenes, scenes[1:]):
+            if scene["token_count"] > 150:
+                continue  # its text is too long; the next scene's codes and gist are not
+            text = scene_text(tables, scene)
+            codes = " ".join([f"<hw_1_{following['code']}>", *(f"<hw_0_{c}>" for c in following["child_codes"])])
+            target = codes + "\n" + gist_text([texts[p] for p in following["gist"]])
+            want += [("transition_next", scene["scene_id"], ex.chat(ex.TRANSITION_NEXT_PROMPT.format(text=text), target)),
+                     ("transition_previous", scene["scene_id"],
+                      ex.chat(ex.TRANSITION_PREVIOUS_PROMPT.format(codes_and_gist=target), text))]
+    assert [(r["task"], r["scene_id"], r["messages"]) for r in records] == want
+    assert summary["counts"]["transitions"] == len(want) // 2 and f"{len(want) // 2:,} transitions" in lines[-1]
+    assert summary["counts"]["skipped_scenes"] > 0
+
+
 # --- versions, deleted documents, output folder, errors --------------------------------------
 
 
@@ -347,6 +566,11 @@ def test_output_folder_rules(sample_store, tmp_path, capsys):
     (["--format", "pairs", "--tasks", "expand,summarise"], "--tasks takes a comma-separated list"),
     (["--format", "pairs", "--max-scene-tokens", "-1"], "--max-scene-tokens must be 0"),
     (["--min-dedup-tokens", "-2"], "--min-dedup-tokens must be 0 or more"),
+    (["--order", "level"], "[E264] --order level applies to --format hyperwords and pairs"),
+    (["--format", "hyperwords", "--mix", "1"], "[E265] --mix must be at least 0 and below 1, not 1.0"),
+    (["--mix", "-0.1"], "[E265] --mix must be at least 0 and below 1"),
+    (["--format", "pairs", "--mix", "0.2"], "[E266] --mix applies to --format text and hyperwords, not pairs"),
+    (["--format", "pairs", "--tasks", "transitions,next"], "--tasks takes a comma-separated list of expand, compress, transitions"),
 ])
 def test_option_errors_write_nothing(sample_store, tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -399,6 +623,55 @@ def test_split_and_sizes():
     assert ex.held_out_documents(ids, 0) == set()
     assert [ex.parse_size(s) for s in ("256MB", "1.5GiB", "500kb", "2048")] == [256_000_000, int(1.5 * 2**30), 500_000, 2048]
     assert ex.parse_token(ex.hw_token(3, 17)) == (3, 17)
+
+
+def test_orders_mix_and_transitions_logic():
+    with pytest.raises(InvalidOption, match=r"\[E267\] --order must be one of document, level, novelty, not 'sideways'"):
+        ex.check_order("sideways", "pairs")
+    with pytest.raises(InvalidOption, match=r"\[E264\]"):
+        ex.check_order("level", "text")
+    ex.check_order("novelty", "text")
+    with pytest.raises(InvalidOption, match=r"\[E266\]"):
+        ex.check_mix(0.5, "pairs")
+    ex.check_mix(0, "pairs")
+    assert ex.export_levels(5, 1, "level") == [5, 4, 3, 2, 1] and ex.export_levels(5, 1, "novelty") == [1]
+    assert ex.export_levels(0, 0, "level") == [0]
+
+    # A document of levels 1 and 2: each pass takes its own level; the finest pass takes the root when deeper.
+    scenes = [{"level": 1, "index": i, "code": c, "child_codes": [7, 8]} for i, c in enumerate((3, 4, 3))]
+    scenes.append({"level": 2, "index": 0, "code": 9, "child_codes": [3, 4, 3]})
+    assert ex.pass_scenes(scenes, 3, 1) == [] and ex.pass_scenes(scenes, 2, 1) == scenes[3:]
+    assert ex.pass_scenes(scenes, 1, 1) == scenes[:3] and ex.pass_scenes(scenes, 3, 3) == scenes[3:]
+    assert ex.with_next(scenes[:3]) == [(scenes[0], scenes[1]), (scenes[1], scenes[2]), (scenes[2], None)]
+    assert ex.first_seen(ex.scene_key(s) for s in scenes) == [True, True, False, True]
+
+    # Novelty: document 0 brings keys 5 and 6, document 1 key 7 (5 is a repeat), 2 and 3 nothing; 4 is empty.
+    novelty = ex.document_novelty([0, 0, 0, 1, 1, 2, 2, -1, 3], [5, 5, 6, 5, 7, 7, 7, 9, 5], 5)
+    assert novelty.tolist() == [1.0, 0.5, 0.0, 0.0, 0.0]
+    assert ex.novelty_order(["a", "b", "c", "d", "e"], novelty) == [0, 1, 2, 3, 4]
+    assert ex.novelty_order(["e", "d", "c", "b", "a"], [0.5, 0.5, 1 / 3, 2 / 6, 0]) == [1, 0, 3, 2, 4]  # ties by doc_id
+    assert ex.document_novelty([], [], 2).tolist() == [0.0, 0.0]
+
+    # The mix: about its share, each document by its own id, independent of the held-out split.
+    ids = [f"doc-{i}" for i in range(2000)]
+    mixed = ex.mixed_documents(ids, 0.25)
+    assert 420 < len(mixed) < 580 and ex.mixed_documents(ids[:1000], 0.25) == mixed & set(ids[:1000])
+    assert 50 < len(mixed & ex.held_out_documents(ids, 0.25)) < 200  # about 0.25 * 0.25 * 2000 = 125
+    assert ex.mixed_documents(ids, 0) == set() and ex.doc_fraction("a") == ex.doc_fraction("a", ex.SPLIT_PERSON)
+    with pytest.raises(InvalidOption, match=r"\[E265\]"):
+        ex.mixed_documents(ids, 1.0)
+
+    assert ex.transition_messages("One. Two.", "<hw_1_3> <hw_0_7>", "Two.") == [
+        ("transition_next", ex.chat(ex.TRANSITION_NEXT_PROMPT.format(text="One. Two."), "<hw_1_3> <hw_0_7>\nTwo.")),
+        ("transition_previous", ex.chat(ex.TRANSITION_PREVIOUS_PROMPT.format(codes_and_gist="<hw_1_3> <hw_0_7>\nTwo."),
+                                        "One. Two."))]
+    assert ex.transition_messages("x", "<hw_1_3>", "")[0][1][1]["content"] == "<hw_1_3>"
+    assert ex.parse_tasks("transitions, expand") == ("transitions", "expand")
+
+    # With --order level the vocabulary holds coarser codebooks: after the level's codes, in (level, code) order.
+    vocab = ex.Vocabulary.build(0, [{"code": 0}, {"code": 1}], [(2, 0), (1, 1), (1, 0)])
+    assert [r["token"] for r in vocab.rows] == ["<hw_0_0>", "<hw_0_1>", "<hw_1_0>", "<hw_1_1>", "<hw_2_0>"]
+    assert vocab.encode([(2, 0), (0, 1)]) == [4, 1]
 
 
 def test_tokens_counted_with_a_named_tokenizer(sample_store, tables, tmp_path, capsys, model_folder):

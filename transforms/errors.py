@@ -123,6 +123,13 @@ class Errors(metaclass=ErrorsWithCodes):
     E261 = "--out {out!r} already exists: choose a new file"
     E262 = "--gist needs --level N (the gists of every level-N scene) or --scene ID (that scene's gist)"
     E263 = "--format applies to scenes: add --level or --scene"
+    # export: orders and mix
+    E264 = ("--order level applies to --format hyperwords and pairs: distilled text has no levels; use --order "
+            "document or novelty")
+    E265 = "--mix must be at least 0 and below 1, not {value}"
+    E266 = ("--mix applies to --format text and hyperwords, not pairs (a pair's text is always the exact text): "
+            "leave out --mix")
+    E267 = "--order must be one of {orders}, not {value!r}"
     # export
     E270 = "--format must be one of {formats}, not {value!r}"
     E271 = "--level applies to --format hyperwords and pairs, not text"

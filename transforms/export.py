@@ -1,6 +1,6 @@
 """The logic of ``hyperscene export``, apart from reading the store: which unit occurrences the
-distilled text keeps, hyperword token strings and their vocabulary, chat pairs, the held-out split,
-and sharded output files.
+distilled text keeps, hyperword token strings and their vocabulary, chat pairs, the export orders,
+the raw-text mix, the held-out split, and sharded output files.
 
 Plain Python on rows; :mod:`hyperscene.pipelines.export` reads the store and drives it.
 """
@@ -20,6 +20,10 @@ from apache_beam.io.filesystems import FileSystems
 from hyperscene.transforms.errors import Errors, InvalidOption
 
 DEDUP_SCOPES = ("corpus", "document")
+ORDERS = ("document", "level", "novelty")
+# A record's ``kind`` (text and hyperwords): the distilled text, the document's code sequence, or
+# (--mix) the document's exact text.
+KIND_DISTILLED, KIND_HYPERWORDS, KIND_RAW = "distilled", "hyperwords", "raw"
 FILE_FORMATS = ("parquet", "jsonl")
 SPLITS = ("train", "test")
 DATA_DIR = "data"
@@ -98,9 +102,10 @@ def parse_token(token: str) -> tuple[int, int]:
 @dataclass
 class Vocabulary:
     """The tokens of one export: every code of the chosen level's codebook, with id = code, then the
-    codes of lower levels that appear because a document has fewer levels than the chosen one (its
-    root stands in), with ids after those, in (level, code) order. ``count`` is filled while
-    sequences are written."""
+    other (level, code) keys, with ids after those, in (level, code) order: the codes of lower levels
+    that appear because a document has fewer levels than the chosen one (its root stands in) and,
+    with --order level, every code of each coarser level's codebook. The ids depend only on the
+    store and the options. ``count`` is filled while sequences are written."""
 
     level: int
     rows: list[dict] = field(default_factory=list)
@@ -151,10 +156,16 @@ def code_string(level_codes: Sequence[tuple[int, int]]) -> str:
 # --- chat pairs --------------------------------------------------------------------------------
 
 EXPAND_FROM = ("codes", "gist", "both")
-TASKS = ("expand", "compress")
+TASKS = ("expand", "compress", "transitions")
+DEFAULT_TASKS = "expand,compress"
 EXPAND_CODES_PROMPT = "Expand the hyperscene codes into the exact text.\n{codes}"
 EXPAND_GIST_PROMPT = "Expand the gist into the exact text.\n{gist}"
 COMPRESS_PROMPT = "Compress the text into hyperscene codes at level {level}.\n{text}"
+# transitions: a scene's text -> the next scene's codes and gist, and back.
+TRANSITION_NEXT_PROMPT = "Give the hyperscene codes and the gist of the scene that comes after this text.\n{text}"
+TRANSITION_PREVIOUS_PROMPT = ("Write the exact text that comes before the scene with these hyperscene codes and "
+                              "gist.\n{codes_and_gist}")
+TRANSITION_TARGET = "{codes}\n{gist}"
 
 
 def scene_codes(level: int, code: int, child_codes: Sequence[int]) -> list[tuple[int, int]]:
@@ -181,6 +192,15 @@ def pair_messages(level: int, codes: str, text: str, gist: str | None, tasks: Se
     return out
 
 
+def transition_messages(text: str, next_codes: str, next_gist: str | None) -> list[tuple[str, list[dict]]]:
+    """(task, messages) for a scene and the scene after it at the same level of the same document:
+    ``transition_next`` from the scene's exact text to the next scene's codes and gist (one line of
+    codes, then the gist; the codes alone when it has no gist), and ``transition_previous`` back."""
+    target = TRANSITION_TARGET.format(codes=next_codes, gist=next_gist) if next_gist else next_codes
+    return [("transition_next", chat(TRANSITION_NEXT_PROMPT.format(text=text), target)),
+            ("transition_previous", chat(TRANSITION_PREVIOUS_PROMPT.format(codes_and_gist=target), text))]
+
+
 def parse_tasks(value: str) -> tuple[str, ...]:
     tasks = tuple(dict.fromkeys(t.strip() for t in value.split(",") if t.strip()))
     bad = [t for t in tasks if t not in TASKS]
@@ -189,13 +209,111 @@ def parse_tasks(value: str) -> tuple[str, ...]:
     return tasks
 
 
-# --- held-out split ----------------------------------------------------------------------------
+# --- orders -----------------------------------------------------------------------------------
 
 
-def doc_fraction(doc_id: str) -> float:
-    """A stable number in [0, 1) for a document id: its split never depends on the other documents."""
-    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8, person=b"hs-split").digest()
+def check_order(order: str, fmt: str) -> None:
+    """``order`` is one of :data:`ORDERS` and applies to ``fmt``: ``level`` needs levels, which the
+    distilled text has not."""
+    if order not in ORDERS:
+        raise InvalidOption(Errors.E267.format(orders=", ".join(ORDERS), value=order))
+    if order == "level" and fmt == "text":
+        raise InvalidOption(Errors.E264)
+
+
+def export_levels(deepest: int, finest: int, order: str) -> list[int]:
+    """The levels an export walks, one pass each: with order ``level`` from the deepest (coarsest)
+    down to ``finest``; otherwise ``finest`` alone."""
+    return list(range(max(deepest, finest), finest - 1, -1)) if order == "level" else [finest]
+
+
+def pass_scenes(scenes: Sequence[dict], level: int, finest: int) -> list[dict]:
+    """A document's scenes (sorted by (level, index)) in the pass of ``level`` of an export whose
+    finest level is ``finest``: the scenes of exactly that level; at the finest level a document
+    with fewer levels gives its root instead (decompress's rule), so each document is in the finest
+    pass and no scene is in two passes."""
+    if level == finest:
+        depth = max((s["level"] for s in scenes), default=0)
+        level = min(level, depth)
+    return [s for s in scenes if s["level"] == level]
+
+
+def with_next(scenes: Sequence[dict]) -> list[tuple[dict, dict | None]]:
+    """Each scene of one level of one document, with the scene after it (None for the last)."""
+    return list(zip(scenes, [*scenes[1:], None]))
+
+
+def scene_key(scene: dict) -> tuple:
+    """What a scene means, for the novelty order: its level, its code and its children's codes (its
+    semantic id within its level)."""
+    return (scene["level"], scene["code"], tuple(scene["child_codes"]))
+
+
+def first_seen(keys: Iterable) -> list[bool]:
+    """For keys in reading order: True where a key comes for the first time."""
+    seen: set = set()
+    out = []
+    for key in keys:
+        out.append(key not in seen)
+        seen.add(key)
+    return out
+
+
+def document_novelty(doc_index, keys, documents: int):
+    """The novelty of each of ``documents`` documents (numbered in document order): the share of its
+    unit occurrences whose key (a hyperword) comes first in this document, walking the documents in
+    that order. Occurrences of a key a document brings are all new there, its own repeats included;
+    a document whose every key came earlier has novelty 0, and so has one without occurrences.
+    ``doc_index``: per occurrence, its document's number (-1 for none exported); ``keys``: its key.
+    Returns float64 numbers in [0, 1]; equal ratios give equal floats, so ties are exact."""
+    import numpy as np
+
+    doc_index, keys = np.asarray(doc_index, dtype=np.int64), np.asarray(keys, dtype=np.int64)
+    exported = doc_index >= 0
+    doc_index, keys = doc_index[exported], keys[exported]
+    by_key = np.lexsort((doc_index, keys))  # by key, then by document: each key's first document first
+    sorted_keys, sorted_docs = keys[by_key], doc_index[by_key]
+    starts = np.ones(len(sorted_keys), dtype=bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    first_doc = sorted_docs[starts][np.cumsum(starts) - 1]  # per occurrence: where its key came first
+    new = np.bincount(sorted_docs[sorted_docs == first_doc], minlength=documents).astype(np.float64)
+    total = np.bincount(doc_index, minlength=documents).astype(np.float64)
+    return np.divide(new, total, out=np.zeros(documents), where=total > 0)
+
+
+def novelty_order(doc_ids: Sequence[str], novelty: Sequence[float]) -> list[int]:
+    """Indices of ``doc_ids`` by novelty, highest first, ties by doc_id."""
+    return sorted(range(len(doc_ids)), key=lambda i: (-float(novelty[i]), doc_ids[i]))
+
+
+# --- held-out split and mix --------------------------------------------------------------------
+
+SPLIT_PERSON = b"hs-split"
+MIX_PERSON = b"hs-mix"
+
+
+def doc_fraction(doc_id: str, person: bytes = SPLIT_PERSON) -> float:
+    """A stable number in [0, 1) for a document id: its split never depends on the other documents.
+    Another ``person`` gives an independent number (the mix's, :data:`MIX_PERSON`)."""
+    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8, person=person).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def check_mix(ratio: float, fmt: str) -> None:
+    """``ratio`` is in [0, 1) and, above 0, applies to ``fmt``: a pair's text is always exact text."""
+    if not 0 <= ratio < 1:
+        raise InvalidOption(Errors.E265.format(value=ratio))
+    if ratio and fmt == "pairs":
+        raise InvalidOption(Errors.E266)
+
+
+def mixed_documents(doc_ids: Sequence[str], ratio: float) -> set[str]:
+    """The documents written as their exact text (--mix): those whose :func:`doc_fraction` with
+    :data:`MIX_PERSON` is below ``ratio``, so about that share, each chosen by its own id alone and
+    independently of the held-out split."""
+    if not 0 <= ratio < 1:
+        raise InvalidOption(Errors.E265.format(value=ratio))
+    return {d for d in doc_ids if doc_fraction(d, MIX_PERSON) < ratio} if ratio else set()
 
 
 def held_out_documents(doc_ids: Sequence[str], fraction: float) -> set[str]:

@@ -64,6 +64,8 @@ def export(opts: Options) -> dict:
         raise InvalidOption(Errors.E270.format(formats=", ".join(FORMATS), value=opts.fmt))
     if opts.fmt == "text" and opts.level is not None:
         raise InvalidOption(Errors.E271)
+    ex.check_order(opts.order, opts.fmt)
+    ex.check_mix(opts.mix, opts.fmt)
     shard_bytes = ex.parse_size(opts.shard_size)
     fraction = DEFAULT_TEST_FRACTION[opts.fmt] if opts.test_fraction is None else opts.test_fraction
     file_format = opts.file_format or ("jsonl" if opts.fmt == "pairs" else "parquet")
@@ -99,9 +101,10 @@ def export(opts: Options) -> dict:
         "version": store.version,
         "level": opts.level,
         "file_format": file_format,
-        "options": {"dedup_scope": opts.dedup_scope, "min_dedup_tokens": opts.min_dedup_tokens} if opts.fmt == "text" else
-                   {"tasks": list(ex.parse_tasks(opts.tasks)), "expand_from": opts.expand_from,
-                    "max_scene_tokens": opts.max_scene_tokens} if opts.fmt == "pairs" else {},
+        "options": {"order": opts.order, "mix": opts.mix,
+                    **({"dedup_scope": opts.dedup_scope, "min_dedup_tokens": opts.min_dedup_tokens} if opts.fmt == "text" else
+                       {"tasks": list(ex.parse_tasks(opts.tasks)), "expand_from": opts.expand_from,
+                        "max_scene_tokens": opts.max_scene_tokens} if opts.fmt == "pairs" else {})},
         "test_fraction": fraction,
         "documents": documents.num_rows,
         "rows": writers.rows,
@@ -117,7 +120,10 @@ def closing_lines(s: dict) -> str:
     c = s["counts"]
     files = len(s["files"])
     rows = ", ".join(f"{n:,} {split}" for split, n in s["rows"].items() if n) or "0"
-    head = (f"exported {s['format']}" + (f" at level {s['level']}" if s["level"] is not None else "")
+    order = s["options"].get("order", "document")
+    levels = f"levels down to {s['level']}" if order == "level" else f"level {s['level']}"
+    head = (f"exported {s['format']}" + (f" at {levels}" if s["level"] is not None else "")
+            + (f" in {order} order" if order != "document" else "")
             + f" from version {s['version']}: {s['documents']:,} documents, {rows} records in {files} file{'s' if files != 1 else ''}")
     ratio = f" ({c['tokens_out'] / c['tokens_in']:.1%} of in)" if c["tokens_in"] else ""
     if s["format"] == "text":
@@ -130,7 +136,11 @@ def closing_lines(s: dict) -> str:
         share = f", {c['tokens_out'] / c['tokens_in']:.1%} of in" if c["tokens_in"] else ""
         tail = (f"tokens in {c['tokens_in']:,}, tokens out {c['tokens_out']:,} (the pairs' texts, gists and codes, prompts "
                 f"not counted{share}; counted with {c['counted_with']}); {c['scenes']:,} scenes"
-                + (f", {c['skipped_scenes']:,} longer than --max-scene-tokens skipped" if c["skipped_scenes"] else ""))
+                + (f", {c['skipped_scenes']:,} longer than --max-scene-tokens skipped" if c["skipped_scenes"] else "")
+                + (f", {c['transitions']:,} transitions" if c.get("transitions") else ""))
+    if c.get("raw_documents"):
+        tail += (f"; mix: {c['raw_documents']:,} document{'s' if c['raw_documents'] != 1 else ''} "
+                 f"({c['raw_tokens']:,} tokens) written as their exact text")
     return head + "\n" + tail
 
 
@@ -141,6 +151,7 @@ def run(argv: list[str]) -> dict:
         file_format=args.file_format, shard_size=args.shard_size, test_fraction=args.test_fraction,
         tokenizer=args.tokenizer, dedup_scope=args.dedup_scope, min_dedup_tokens=args.min_dedup_tokens,
         level=args.level, tasks=args.tasks, expand_from=args.expand_from, max_scene_tokens=args.max_scene_tokens,
+        order=args.order, mix=args.mix,
     ))
     print(closing_lines(summary))
     sys.stdout.flush()
