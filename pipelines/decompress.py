@@ -28,7 +28,8 @@ from hyperscene.transforms.errors import Errors, InvalidOption, StoreDamaged, St
 from hyperscene.transforms.export import json_line
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.inputs import glob_escape, match_paths, restore_collision, restore_target
-from hyperscene.transforms.store.documents import check_documents, document_pieces, matches_sha256, read_table, reassemble
+from hyperscene.transforms.store.documents import (check_documents, document_pieces, gist_text, gist_texts, matches_sha256,
+                                                  read_table, reassemble)
 from hyperscene.transforms.store.reader import StoreVersion
 
 logger = logging.getLogger("hyperscene")
@@ -151,30 +152,6 @@ def select_scenes(store: StoreVersion, level: int | None = None, scene_ids: list
     if not rows:
         raise InvalidOption(Errors.E256)
     return [r for r in rows if r["level"] == min(level, r["depth"])]
-
-
-def gist_texts(store: StoreVersion, scenes: list[dict], whole_store: bool = False) -> dict[tuple[str, int], str]:
-    """(doc_id, position) -> unit text, for every gist position of these scenes (``whole_store``:
-    they come from every document, so reading is not filtered by document)."""
-    import pyarrow as pa
-
-    wanted = sorted({(s["doc_id"], p) for s in scenes for p in s["gist"]})
-    if not wanted:
-        return {}
-    docs = sorted({d for d, _ in wanted})
-    occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id"], None if whole_store else {"doc_id": docs})
-    keys = pa.table({"doc_id": pa.array([d for d, _ in wanted], pa.string()),
-                     "position": pa.array([p for _, p in wanted], pa.int64())})
-    occurrences = occurrences.join(keys, keys=["doc_id", "position"], join_type="inner")
-    units = read_table(store, "units", ["unit_id", "text"], {"unit_id": occurrences["unit_id"].to_pylist()})
-    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist()))
-    return {(d, p): text_of[u] for d, p, u in zip(occurrences["doc_id"].to_pylist(), occurrences["position"].to_pylist(),
-                                                   occurrences["unit_id"].to_pylist())}
-
-
-def gist_text(texts: list[str]) -> str:
-    """Unit texts as one readable line: each unit's whitespace runs as one space, units joined by one space."""
-    return " ".join(" ".join(t.split()) for t in texts)
 
 
 def _record(scene: dict, **content) -> dict:

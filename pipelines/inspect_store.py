@@ -187,7 +187,7 @@ TREE_COLUMNS = ["scene_id", "level", "index", "parent_scene_id", "first_position
 def document_scenes(store: StoreVersion, doc_id: str) -> tuple[dict, list[dict]]:
     """(documents row, its scenes sorted by (level, index), each with ``gist_text``): read for this
     document only."""
-    from hyperscene.pipelines.decompress import gist_texts, gist_text
+    from hyperscene.transforms.store.documents import gist_text, gist_texts
     from hyperscene.transforms.store.documents import check_documents, read_table
 
     doc = check_documents(store, [doc_id]).to_pylist()[0]

@@ -20,7 +20,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"  # before datasets is imported: never th
 
 from conftest import reseal, units_with_alice_renamed  # noqa: E402
 from hyperscene.pipelines.cli import main  # noqa: E402
-from hyperscene.pipelines.decompress import gist_text  # noqa: E402
+from hyperscene.transforms.store.documents import gist_text  # noqa: E402
 from hyperscene.transforms import export as ex  # noqa: E402
 from hyperscene.transforms.errors import InvalidOption  # noqa: E402
 from hyperscene.transforms.store.reader import StoreVersion  # noqa: E402

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import SAMPLE_CORPUS, reseal, units_with_alice_renamed
 from hyperscene.pipelines.cli import main
-from hyperscene.pipelines.decompress import gist_text
+from hyperscene.transforms.store.documents import gist_text
 from hyperscene.transforms.store.reader import StoreVersion
 
 SCENE_COLUMNS = ["scene_id", "doc_id", "level", "index", "parent_scene_id", "first_position", "last_position",

@@ -444,8 +444,7 @@ def representatives(store, level: int) -> dict[int, str | None]:
         return dict(zip(t.column("hyperword").to_pylist(), t.column("representative_text").to_pylist()))
     if not store.files("codebooks"):
         return {}
-    from hyperscene.pipelines.decompress import gist_text, gist_texts
-    from hyperscene.transforms.store.documents import read_table
+    from hyperscene.transforms.store.documents import gist_text, gist_texts, read_table
 
     t = read_table(store, "codebooks", ["level", "code", "representative_scene_id"], {"level": [level]}).to_pylist()
     ids = [r["representative_scene_id"] for r in t if r["representative_scene_id"]]

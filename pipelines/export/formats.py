@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines.decompress import gist_text
+from hyperscene.transforms.store.documents import gist_text
 from hyperscene.pipelines.export.options import Options
 from hyperscene.pipelines.export.reading import (
     Occurrences, at_level, checked_text, doc_spans, novelty_ordered, read_units, scene_rows, take_documents,

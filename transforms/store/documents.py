@@ -1,7 +1,7 @@
 """Documents rebuilt from a version's tables: a document is its ``prefix`` followed, for each
 occurrence in position order, by the unit's text and the occurrence's separator; it is trusted
-only once it matches the sha256 of its original bytes. Shared by decompress, export, verify,
-inspect and report."""
+only once it matches the sha256 of its original bytes; and scenes' gists as text. Shared by
+decompress, export, encode, verify, inspect and report."""
 
 from __future__ import annotations
 
@@ -105,3 +105,27 @@ def reassemble(store: StoreVersion, doc_ids: list[str] | None = None) -> Iterato
 
 def matches_sha256(doc: dict, text: str) -> bool:
     return hashlib.sha256(text.encode("utf-8")).hexdigest() == doc["sha256"]
+
+
+def gist_texts(store: StoreVersion, scenes: list[dict], whole_store: bool = False) -> dict[tuple[str, int], str]:
+    """(doc_id, position) -> unit text, for every gist position of these scenes (``whole_store``:
+    they come from every document, so reading is not filtered by document)."""
+    import pyarrow as pa
+
+    wanted = sorted({(s["doc_id"], p) for s in scenes for p in s["gist"]})
+    if not wanted:
+        return {}
+    docs = sorted({d for d, _ in wanted})
+    occurrences = read_table(store, "occurrences", ["doc_id", "position", "unit_id"], None if whole_store else {"doc_id": docs})
+    keys = pa.table({"doc_id": pa.array([d for d, _ in wanted], pa.string()),
+                     "position": pa.array([p for _, p in wanted], pa.int64())})
+    occurrences = occurrences.join(keys, keys=["doc_id", "position"], join_type="inner")
+    units = read_table(store, "units", ["unit_id", "text"], {"unit_id": occurrences["unit_id"].to_pylist()})
+    text_of = dict(zip(units["unit_id"].to_pylist(), units["text"].to_pylist()))
+    return {(d, p): text_of[u] for d, p, u in zip(occurrences["doc_id"].to_pylist(), occurrences["position"].to_pylist(),
+                                                   occurrences["unit_id"].to_pylist())}
+
+
+def gist_text(texts: list[str]) -> str:
+    """Unit texts as one readable line: each unit's whitespace runs as one space, units joined by one space."""
+    return " ".join(" ".join(t.split()) for t in texts)
