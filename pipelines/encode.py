@@ -68,15 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_documents(inputs: list[str], input_format: str, text_field: str, id_field: str | None, dead: list[dict]):
+def read_documents(inputs: list[str], input_format: str, text_field: str, id_field: str | None, dead: list[dict],
+                   stdin_format: str | None = None):
     """(doc_id, text) of each readable input record, in path then record order; the others go to ``dead``."""
     from hyperscene.transforms.inputs import InputFile, discover
     from hyperscene.transforms.read import read_input_file, read_jsonl, read_text_file
 
     files = [] if inputs in ([], ["-"]) else discover(inputs, input_format)
-    if not files:  # standard input: one document, or JSON lines
+    if not files:  # standard input: one document, or JSON lines when --input-format jsonl says so
         raw = sys.stdin.buffer.read()
-        stdin = InputFile("-", "-", "jsonl" if input_format == "jsonl" else "text")
+        stdin = InputFile("-", "-", "jsonl" if stdin_format == "jsonl" else "text")
         records = read_jsonl(stdin, raw, text_field, id_field) if stdin.format == "jsonl" else read_text_file(stdin, raw)
         files_records = [records]
     else:
@@ -94,10 +95,14 @@ def encode(args: argparse.Namespace, out) -> dict:
     from hyperscene.transforms.export import json_line
     from hyperscene.transforms.progress import Progress
 
+    if args.decode:  # tables only: no model
+        from hyperscene.transforms.encoder import CodeTexts
+        from hyperscene.transforms.store.reader import StoreVersion
+
+        code_texts = CodeTexts(StoreVersion(args.store, args.version))
+        return decode_lines(code_texts, sys.stdin if args.inputs in ([], ["-"]) else _lines(args.inputs), out)
     encoder = Encoder.from_store(args.store, args.version, device=args.device, precision=args.precision,
                                  batch_size=args.batch_size, cache_dir=args.cache_dir)
-    if args.decode:
-        return decode_lines(encoder, sys.stdin if args.inputs in ([], ["-"]) else _lines(args.inputs), out)
     deepest = max(encoder.levels, default=0)
     if args.level > deepest:
         raise InvalidOption((Errors.E274 if deepest else Errors.E275).format(level=args.level, deepest=deepest))
@@ -105,7 +110,8 @@ def encode(args: argparse.Namespace, out) -> dict:
     dead: list[dict] = []
     documents = read_documents(args.inputs, args.input_format or config.get("input_format", "auto"),
                                args.text_field or config.get("text_field", "text"),
-                               args.id_field if args.id_field is not None else config.get("id_field"), dead)
+                               args.id_field if args.id_field is not None else config.get("id_field"), dead,
+                               stdin_format=args.input_format)
     progress = Progress("encode", "units")
     started = time.monotonic()
     for doc in encoder.encode_many(documents, args.batch_units or BATCH_UNITS):
@@ -127,10 +133,10 @@ def _lines(paths: list[str]):
             yield from f
 
 
-def decode_lines(encoder, lines, out) -> dict:
+def decode_lines(code_texts, lines, out) -> dict:
     count = 0
     for line in lines:
-        texts = encoder.representative_texts(line.split())
+        texts = code_texts.of(line.split())
         out.write(" | ".join("" if t is None else " ".join(t.split()) for t in texts) + "\n")
         count += 1
     return {"lines": count}
@@ -140,6 +146,8 @@ def run(argv: list[str]) -> dict:
     args = build_parser().parse_intermixed_args(argv)  # inputs may follow options: encode STORE --decode FILE
     if args.level < 0:
         raise InvalidOption(Errors.E272.format(level=args.level))
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidOption(Errors.E214.format(value=args.batch_size))
     if args.batch_units is not None and args.batch_units < 1:
         raise InvalidOption(Errors.E703.format(value=args.batch_units))
     if args.out:

@@ -93,9 +93,10 @@ class HyperwordTokenizer:
     Hugging Face tokenizer is.
 
     ``encoder`` (:class:`hyperscene.transforms.encoder.Encoder`) turns each text into its
-    ``<hw_L_C>`` tokens at ``level``, as ``hyperscene export --format hyperwords --level L`` wrote
-    the sequences the model learnt; each token is one id of ``tokenizer``. The tokenizer's own
-    special tokens ([CLS] ... [SEP], <s> ...) wrap each sequence as they would wrap text::
+    ``<hw_L_C>`` tokens at ``level``, joined by spaces as ``hyperscene export --format hyperwords
+    --level L`` writes its ``text`` column; ``tokenizer`` then tokenizes that string with every
+    argument given. The model therefore gets what it learnt from the export, the tokenizer's own
+    special tokens and any space tokens between the hyperword tokens (byte-level BPE) included::
 
         tokenizer = HyperwordTokenizer(Encoder.from_store("store"), AutoTokenizer.from_pretrained("my-model-hw"))
         batch = tokenizer(["First text.", "Second one."], padding=True, return_tensors="pt")
@@ -106,81 +107,60 @@ class HyperwordTokenizer:
 
     def __init__(self, encoder, tokenizer, level: int = 0):
         self.encoder, self.tokenizer, self.level = encoder, tokenizer, level
-        self._prefix, self._suffix = _special_tokens_around(tokenizer)
 
     def __len__(self) -> int:
         return len(self.tokenizer)
 
-    def __call__(self, text, add_special_tokens: bool = True, padding=False, truncation: bool = False,
-                 max_length: int | None = None, return_tensors: str | None = None, return_attention_mask: bool = True):
-        from transformers import BatchEncoding
-
+    def code_strings(self, text: str | Sequence[str]) -> str | list[str]:
+        """The export-style token string of each text: what the tokenizer is given."""
         single = isinstance(text, str)
-        sequences = [self._ids(doc.tokens(self.level)) for doc in self.encoder.encode_many([text] if single else list(text))]
-        if add_special_tokens:
-            sequences = [self._prefix + s + self._suffix for s in sequences]
-        if truncation and max_length is not None:
-            sequences = [self._truncated(s, max_length, add_special_tokens) for s in sequences]
-        features = {"input_ids": sequences}
-        if return_attention_mask:
-            features["attention_mask"] = [[1] * len(s) for s in sequences]
-        if padding:
-            batch = self.tokenizer.pad(features, padding=padding, max_length=max_length, return_tensors=return_tensors)
-            return batch
-        if single:
-            features = {k: v[0] for k, v in features.items()}
-        return BatchEncoding(features, tensor_type=return_tensors)
+        vocabulary = self.tokenizer.get_vocab()
+        strings = []
+        for doc in self.encoder.encode_many([text] if single else list(text)):
+            tokens = doc.tokens(self.level)
+            self._check_known(tokens, vocabulary)
+            strings.append(" ".join(tokens))
+        return strings[0] if single else strings
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self(text, add_special_tokens=add_special_tokens, return_attention_mask=False)["input_ids"]
+    def __call__(self, text: str | Sequence[str], **kwargs):
+        """``tokenizer(code_strings(text), **kwargs)``: padding, truncation, max_length,
+        return_tensors and the rest as the tokenizer takes them."""
+        return self.tokenizer(self.code_strings(text), **kwargs)
 
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        """Ids -> the representative text of each hyperword token, joined by " | "; other tokens as
-        the tokenizer writes them, special ones left out with ``skip_special_tokens``."""
+    def encode(self, text: str, **kwargs) -> list[int]:
+        return self.tokenizer.encode(self.code_strings(text), **kwargs)
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Ids -> the representative text of each hyperword token, joined by " | "; the tokenizer's
+        other tokens (special tokens unless skipped) as it decodes them, whitespace left out."""
         from hyperscene.transforms.export import parse_token
 
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-        special = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
-        out = []
+        pieces, run = [], []
+
+        def flush():
+            text = self.tokenizer.decode(run, skip_special_tokens=skip_special_tokens).strip() if run else ""
+            if text:
+                pieces.append(text)
+            run.clear()
+
         for i, token in zip(ids, self.tokenizer.convert_ids_to_tokens(ids)):
-            if i in special:
-                continue
             try:
                 parse_token(token)
             except ValueError:
-                out.append(self.tokenizer.decode([i]))
+                run.append(i)
                 continue
-            out.append(self.encoder.representative_texts([token])[0] or "")
-        return " | ".join(" ".join(t.split()) for t in out)
+            flush()
+            pieces.append(" ".join((self.encoder.representative_texts([token])[0] or "").split()))
+        flush()
+        return " | ".join(pieces)
 
-    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+    def batch_decode(self, sequences, skip_special_tokens: bool = False) -> list[str]:
         return [self.decode(s, skip_special_tokens) for s in sequences]
 
-    def _ids(self, tokens: list[str]) -> list[int]:
+    def _check_known(self, tokens: list[str], vocabulary: dict) -> None:
         from hyperscene.transforms.errors import Errors, InvalidOption
 
-        ids = self.tokenizer.convert_tokens_to_ids(tokens)
-        for token, i in zip(tokens, ids):
-            if i is None or i == self.tokenizer.unk_token_id:
+        for token in dict.fromkeys(tokens):
+            if token not in vocabulary:
                 raise InvalidOption(Errors.E705.format(token=token, level=self.level))
-        return list(ids)
-
-    def _truncated(self, ids: list[int], max_length: int, special: bool) -> list[int]:
-        if len(ids) <= max_length:
-            return ids
-        if not special:
-            return ids[:max_length]
-        keep = max(max_length - len(self._prefix) - len(self._suffix), 0)
-        return self._prefix + ids[len(self._prefix):len(self._prefix) + keep] + self._suffix
-
-
-def _special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single sequence's own, found by tokenizing one
-    of its added tokens (which it never splits) with its special tokens."""
-    added = [t for t in tokenizer.get_added_vocab() if t.startswith("<hw_")]
-    if not added:
-        return [], []
-    token_id = tokenizer.convert_tokens_to_ids(added[0])
-    ids = tokenizer(added[0], add_special_tokens=True)["input_ids"]
-    k = ids.index(token_id)
-    return list(ids[:k]), list(ids[k + 1:])

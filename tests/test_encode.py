@@ -124,35 +124,83 @@ def test_coded_errors(sample_store, encoder, tmp_path):
                             "--out", str(tmp_path / "x")])
 
 
-def test_a_model_extended_with_the_store_s_tokens_takes_raw_text_in_one_call(sample_store, encoder, model_folder, tmp_path):
+@pytest.fixture(scope="module")
+def hyperword_export(sample_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hw") / "export"
+    assert main(["export", str(sample_store), "--format", "hyperwords", "--out", str(out)]) == 0
+    return out
+
+
+def byte_level_tokenizer():
+    """A GPT-2-style byte-level BPE tokenizer trained here on a few lines: no [CLS]/[SEP], and a
+    space between two added tokens is a token of its own."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["Alice was beginning to get very tired of sitting by her sister on the bank."] * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+TEXTS = ["Alice was beginning to get very tired. She had peeped into the book her sister was reading!",
+         "It was the best of times."]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-level"])
+def test_a_model_extended_with_the_store_s_tokens_takes_raw_text_in_one_call(kind, encoder, hyperword_export, model_folder):
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from hyperscene.pipelines.hf_tokenizer import HyperwordTokenizer, add_hyperword_tokens
 
-    assert main(["export", str(sample_store), "--format", "hyperwords", "--out", str(tmp_path / "export")]) == 0
-    tokenizer = AutoTokenizer.from_pretrained(model_folder, local_files_only=True)
+    tokenizer = (AutoTokenizer.from_pretrained(model_folder, local_files_only=True) if kind == "wordpiece"
+                 else byte_level_tokenizer())
     with pytest.raises(InvalidOption, match=r"\[E705\]"):
         HyperwordTokenizer(encoder, tokenizer)("Not yet extended.")
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=512))
-    added = add_hyperword_tokens(tokenizer, model, str(tmp_path / "export"))
+    added = add_hyperword_tokens(tokenizer, model, str(hyperword_export))
     hw = HyperwordTokenizer(encoder, tokenizer)
 
-    texts = ["Alice was beginning to get very tired. She had peeped into the book her sister was reading!",
-             "It was the best of times."]
-    batch = hw(texts, padding=True, return_tensors="pt")
+    # the model gets what it learnt from the export: the tokenizer on the export's token string
+    strings = [" ".join(encoder.encode(t).tokens(0)) for t in TEXTS]
+    assert hw.code_strings(TEXTS) == strings
+    batch = hw(TEXTS, padding=True, return_tensors="pt")
+    assert batch["input_ids"].tolist() == tokenizer(strings, padding=True, return_tensors="pt")["input_ids"].tolist()
     logits = model(**batch).logits
     assert logits.shape[:2] == batch["input_ids"].shape and logits.shape[2] == len(tokenizer)
-    for text, ids, mask in zip(texts, batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
-        want = [added[t] for t in encoder.encode(text).tokens(0)]
-        real = [i for i, m in zip(ids, mask) if m]
-        assert real == [tokenizer.cls_token_id, *want, tokenizer.sep_token_id]
-    single = hw(texts[1])
-    assert single["input_ids"] == [tokenizer.cls_token_id, *[added[t] for t in encoder.encode(texts[1]).tokens(0)],
-                                   tokenizer.sep_token_id]
-    truncated = hw(texts[0], truncation=True, max_length=4)["input_ids"]
-    assert len(truncated) == 4 and truncated[0] == tokenizer.cls_token_id and truncated[-1] == tokenizer.sep_token_id
-    # back from ids: what each token stands for
-    assert hw.decode(single["input_ids"]) == " | ".join(
-        " ".join(t.split()) for t in encoder.representative_texts(encoder.encode(texts[1]).tokens(0)))
+    for ids, mask, text in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), TEXTS):
+        hyperword_ids = [i for i, m in zip(ids, mask) if m and i in added.values()]
+        assert hyperword_ids == [added[t] for t in encoder.encode(text).tokens(0)]
+    single = hw(TEXTS[1], return_tensors="pt")
+    assert single["input_ids"].shape[0] == 1  # a batch of one, as the tokenizer gives it
+    assert model(**single).logits.shape[0] == 1
+    truncated = hw(TEXTS[0], truncation=True, max_length=2)["input_ids"]
+    assert len(truncated) == 2 and truncated == tokenizer(strings[0], truncation=True, max_length=2)["input_ids"]
+    # back from ids: what each hyperword token stands for
+    want = " | ".join(" ".join(t.split()) for t in encoder.representative_texts(encoder.encode(TEXTS[1]).tokens(0)))
+    assert hw.decode(single["input_ids"][0], skip_special_tokens=True) == want
+
+
+def test_batching_and_the_candidate_cache_change_no_result(encoder):
+    text = "Alice was beginning to get very tired!\n\nThe Queen said nothing at all. She went away."
+    one_by_one = list(encoder.encode_many([("a", text), ("b", text + " And then?")], batch_units=1))
+    together = list(encoder.encode_many([("a", text), ("b", text + " And then?")]))
+    assert [d.as_dict() for d in one_by_one] == [d.as_dict() for d in together]
+    # a full cache is emptied and refilled within one call: every id asked for comes back
+    encoder.candidate_cache, cached = 2, dict(encoder._candidate_vectors)
+    try:
+        import numpy as np
+
+        encoder._candidate_vectors.clear()
+        first = encoder._embed_candidates(np.array([1, 2]), ["one", "two"])
+        again = encoder._embed_candidates(np.array([2, 3]), ["two", "three"])
+        assert len(again) == 2 and np.allclose(again[0], first[1], atol=1e-2)
+    finally:
+        encoder.candidate_cache = 50_000
+        encoder._candidate_vectors.clear()
+        encoder._candidate_vectors.update(cached)

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from hyperscene.transforms.errors import Errors, InvalidOption, ModelNotFound, StoreError, Warnings
+from hyperscene.transforms.errors import Errors, HypersceneError, InvalidOption, ModelNotFound, StoreError, Warnings
 
 logger = logging.getLogger("hyperscene")
 
@@ -95,8 +95,6 @@ class EncodedDocument:
     def codes(self, level: int = 0) -> list[tuple[int, int]]:
         """(level, code) per unit (level 0) or per scene of ``level``; a document with fewer levels
         gives its root, as ``hyperscene export`` does."""
-        if level == 0 or not self.units:
-            return [(0, u.hyperword) for u in self.units] if level == 0 else []
         top = min(level, self.depth)
         if top == 0:
             return [(0, u.hyperword) for u in self.units]
@@ -172,14 +170,13 @@ class StoredCanonicals:
     """The store's canonical units (near-duplicate members left out) with their stored vectors,
     grouped by hyperword: decoded on demand, a hyperword at a time."""
 
-    def __init__(self, vectors_table, quantizer, units_table):
+    def __init__(self, vectors_table, quantizer, units_table, store: str = ""):
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         from hyperscene.transforms.store.vector_codec import error_angles
 
         vectors_table = vectors_table.sort_by([("hyperword", "ascending"), ("unit_id", "ascending")])
-        self._table, self._quantizer = vectors_table, quantizer
+        self._table, self._quantizer, self._store = vectors_table, quantizer, store
         self.ids = vectors_table.column("unit_id").to_numpy()
         self.angles = error_angles(vectors_table) if vectors_table.num_rows else np.zeros(0, np.float32)
         hyperwords = vectors_table.column("hyperword").to_numpy()
@@ -188,7 +185,6 @@ class StoredCanonicals:
         units_table = units_table.sort_by("unit_id")
         self._unit_ids = units_table.column("unit_id").to_numpy()
         self._texts = units_table.column("text").combine_chunks() if units_table.num_rows else pa.array([], pa.string())
-        self._pc = pc
 
     def rows_of(self, hyperword: int) -> np.ndarray:
         a, b = self._starts.get(hyperword, (0, 0))
@@ -201,6 +197,8 @@ class StoredCanonicals:
 
     def text(self, row: int) -> str:
         k = int(np.searchsorted(self._unit_ids, self.ids[row]))
+        if k >= len(self._unit_ids) or self._unit_ids[k] != self.ids[row]:
+            raise StoreError(Errors.E706.format(store=self._store, unit=self.hex_id(row)))
         return self._texts[k].as_py()
 
     def texts(self, rows: np.ndarray) -> list[str]:
@@ -210,6 +208,20 @@ class StoredCanonicals:
         from hyperscene.transforms.unit_ids import unit_hex
 
         return unit_hex(int(self.ids[row]))
+
+
+def _recorded_precision(recorded: str, device: str, embedder: str, store: str) -> str:
+    """The precision the store's vectors were computed in, when this device can compute in it; else
+    what ``auto`` picks here, said in [W007] (a store embedded in float16 on a GPU, encoded on a CPU)."""
+    from hyperscene.transforms.models import check_precision, torch_dtype
+
+    try:
+        check_precision(recorded, device, embedder)
+        return recorded
+    except InvalidOption:
+        here = torch_dtype(device, embedder, "auto")
+        logger.warning(Warnings.W007.format(store=store, recorded=recorded, device=device, precision=here))
+        return here
 
 
 def _runs(values: np.ndarray):
@@ -241,7 +253,9 @@ class Encoder:
         self._canonicals, self._threshold, self._lang, self._check = canonicals, threshold, lang, check
         self._batch_size = batch_size
         self._candidate_vectors: dict[int, np.ndarray] = {}
-        self._representatives: dict[int, dict[int, str | None]] = {}
+        self.candidate_cache = CANDIDATE_CACHE
+        self.code_texts = CodeTexts(store)
+        self._seen: set[int] = set()
         # stored_elsewhere: stored units whose vector, embedded here, lies nearest another hyperword than
         # the stored one (they keep the stored one): how far this run's vectors are from compress's
         self.counts = {"documents": 0, "units": 0, "distinct_units": 0, "stored_units": 0, "stored_elsewhere": 0,
@@ -257,7 +271,8 @@ class Encoder:
         import dataclasses
 
         from hyperscene.transforms.model_catalog import resolve_model
-        from hyperscene.transforms.models import default_batch_size, describe_model, folder_for_embedder, load_embedder
+        from hyperscene.transforms.models import (check_device, check_precision, default_batch_size, describe_model,
+                                                  folder_for_embedder, load_embedder)
         from hyperscene.transforms.scenes import SceneConfig
         from hyperscene.transforms.segment import Segmenter, default_max_unit_tokens
         from hyperscene.transforms.store.reader import StoreVersion, frozen_codebooks
@@ -266,13 +281,17 @@ class Encoder:
         store = StoreVersion(path, version)
         config, recorded = store.manifest["config"], store.manifest["model"]
         embedder = recorded.get("embedder", config.get("embedder", "torch"))
-        precision = precision or recorded.get("precision", "auto")
+        precision = precision or _recorded_precision(recorded.get("precision", "auto"), device, embedder, path)
+        check_precision(precision, device, embedder)
+        check_device(device)
         cache_dir = cache_dir or config.get("cache_dir")
         folder, source = resolve_model(config["model"], False, cache_dir)
         try:
             embedder_folder = folder_for_embedder(folder, embedder, cache_dir)
             model = load_embedder(embedder_folder, embedder, device, precision=precision)
-        except Exception as e:  # a broken model folder, a package or device this machine lacks
+        except HypersceneError:
+            raise
+        except Exception as e:  # a broken model folder, or a package this machine lacks
             raise ModelNotFound(Errors.E704.format(store=path, embedder=embedder, error=e)) from None
         identity = describe_model(config["model"], embedder_folder, source, model, embedder, precision)
         if recorded.get("fingerprint") and identity.fingerprint != recorded["fingerprint"]:
@@ -284,8 +303,8 @@ class Encoder:
         centroids, levels = frozen_codebooks(store)
         scene_config = SceneConfig(min_units=config.get("scene_min_units", SceneConfig.min_units),
                                    max_units=config.get("scene_max_units", SceneConfig.max_units), levels=config.get("levels"))
-        top = max((level for level, _ in levels), default=0)
-        if scene_config.levels is None or scene_config.levels > top:
+        top = max((level for level, _ in levels), default=None)
+        if top is not None and (scene_config.levels is None or scene_config.levels > top):
             scene_config = dataclasses.replace(scene_config, levels=top)  # the frozen codebooks go no deeper
         units = store.read("units", ["unit_id", "hyperword", "text"]).sort_by("unit_id")
         canonicals = None
@@ -295,7 +314,7 @@ class Encoder:
             vectors = store.read("vectors")
             members = store.read("provenance", ["unit_id"]).column("unit_id")
             vectors = vectors.filter(pc.invert(pc.is_in(vectors.column("unit_id"), value_set=members)))
-            canonicals = StoredCanonicals(vectors, store.quantizer(), units)
+            canonicals = StoredCanonicals(vectors, store.quantizer(), units, path)
         else:
             logger.warning(Warnings.W006.format(store=path))
         return cls(store, segmenter, model, load_tokenizer(folder), centroids, dict(levels), scene_config,
@@ -345,9 +364,10 @@ class Encoder:
 
     def _embed_candidates(self, ids: np.ndarray, texts: list[str]) -> list[np.ndarray]:
         todo = [k for k, i in enumerate(ids.tolist()) if i not in self._candidate_vectors]
+        if todo and len(self._candidate_vectors) + len(todo) > self.candidate_cache:
+            self._candidate_vectors.clear()  # then every id of this call is embedded again
+            todo = list(range(len(ids)))
         if todo:
-            if len(self._candidate_vectors) + len(todo) > CANDIDATE_CACHE:
-                self._candidate_vectors.clear()
             vectors = self._embed([texts[k] for k in todo])
             self._candidate_vectors.update(zip((int(ids[k]) for k in todo), vectors))
             self.counts["candidates_embedded"] += len(todo)
@@ -382,10 +402,13 @@ class Encoder:
                 matches[i] = m
             self.seconds["candidates"] += time.perf_counter() - started - (self.seconds["embed"] - embedding)
         index = {t: k for k, t in enumerate(texts)}
-        self.counts["distinct_units"] += len(texts)
-        self.counts["stored_units"] += int(stored.sum())
-        self.counts["stored_elsewhere"] += int((stored & (nearest != hyperwords)).sum())
-        self.counts["near_matches"] += sum(1 for m in matches if m is not None and m.kind == "near")
+        # counted once per distinct unit of the whole run, though a unit of two batches is embedded in each
+        first = np.array([int(i) not in self._seen for i in ids], dtype=bool)
+        self._seen.update(int(i) for i in ids[first])
+        self.counts["distinct_units"] += int(first.sum())
+        self.counts["stored_units"] += int((stored & first).sum())
+        self.counts["stored_elsewhere"] += int((stored & first & (nearest != hyperwords)).sum())
+        self.counts["near_matches"] += sum(1 for m, f in zip(matches, first) if f and m is not None and m.kind == "near")
         started = time.perf_counter()
         for doc_id, seg in pending:
             rows = np.array([index[t] for t in seg.units], np.int64)
@@ -409,11 +432,21 @@ class Encoder:
             yield EncodedDocument(doc_id, seg.prefix, units, scenes)
             started = time.perf_counter()
 
-    # -- the way back
-
     def representative_texts(self, tokens: Sequence[str]) -> list[str | None]:
-        """``<hw_L_C>`` tokens -> what each stands for: a hyperword's representative unit text (level
-        0), a scene code's representative scene gist (above); None for a code with no member."""
+        """The way back: see :meth:`CodeTexts.of`."""
+        return self.code_texts.of(tokens)
+
+
+class CodeTexts:
+    """What ``<hw_L_C>`` tokens stand for, read from a store version's tables (no model needed)."""
+
+    def __init__(self, store):
+        self.store = store
+        self._levels: dict[int, dict[int, str | None]] = {}
+
+    def of(self, tokens: Sequence[str]) -> list[str | None]:
+        """Tokens -> a hyperword's representative unit text (level 0), a scene code's representative
+        scene gist (above); None for a code with no member."""
         from hyperscene.transforms.export import parse_token
 
         out = []
@@ -422,18 +455,15 @@ class Encoder:
                 level, code = parse_token(token)
             except ValueError:
                 raise InvalidOption(Errors.E701.format(value=token)) from None
-            texts = self._level_representatives(level)
+            if level not in self._levels:
+                self._levels[level] = representatives(self.store, level)
+            texts = self._levels[level]
             if code not in texts:
                 what = f"codes 0 to {len(texts) - 1}" if texts else "no codes"
                 raise InvalidOption(Errors.E702.format(token=token, store=self.store.store, version=self.store.version,
                                                        level=level, what=what))
             out.append(texts[code])
         return out
-
-    def _level_representatives(self, level: int) -> dict[int, str | None]:
-        if level not in self._representatives:
-            self._representatives[level] = representatives(self.store, level)
-        return self._representatives[level]
 
 
 def representatives(store, level: int) -> dict[int, str | None]:

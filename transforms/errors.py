@@ -41,6 +41,9 @@ class Warnings(metaclass=ErrorsWithCodes):
     # encode
     W006 = ("{store} keeps no vectors (--vectors none), so encode finds only exact matches with stored units, never "
             "near-duplicates; encode with a store compressed with --vectors pq (the default) for those")
+    W007 = ("{store}'s vectors were computed in {recorded}, which device {device} cannot run: encode computes in {precision}, "
+            "so a new unit near the edge of a hyperword may be placed otherwise than a refresh on the store's device would; "
+            "pass --device to match the store, or --precision to choose")
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -278,6 +281,8 @@ class Errors(metaclass=ErrorsWithCodes):
             "compress used, or encode with the store's machine")
     E705 = ("the tokenizer has no token {token}: give it this store's tokens with add_hyperword_tokens and the vocabulary of "
             "hyperscene export --format hyperwords --level {level} of the same store version")
+    E706 = ("the vectors table of {store} holds unit {unit}, which its units table lacks: the store is damaged (check it "
+            "with: hyperscene verify {store})")
 
 
 _CODED = re.compile(r"\[(E\d{3})\] ")
