@@ -27,18 +27,22 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 def read_documents(corpus: Path, tokens: int | None) -> list[tuple[str, str]]:
     """(doc_id, text) as compress reads them; with ``tokens``, the slice compress_slice.py takes."""
+    import shutil
     import tempfile
 
     from hyperscene.transforms.inputs import discover
     from hyperscene.transforms.read import read_input_file
 
-    root = corpus
-    if tokens is not None:
-        from compress_slice import make_slice
+    if tokens is None:
+        return [(r["doc_id"], r["text"]) for f in discover([str(corpus)]) for tag, r in read_input_file(f) if tag == "documents"]
+    from compress_slice import make_slice
 
-        root = Path(tempfile.mkdtemp(prefix="encode-slice-"))
+    root = Path(tempfile.mkdtemp(prefix="encode-slice-"))
+    try:
         make_slice(corpus, tokens, root)
-    return [(r["doc_id"], r["text"]) for f in discover([str(root)]) for tag, r in read_input_file(f) if tag == "documents"]
+        return [(r["doc_id"], r["text"]) for f in discover([str(root)]) for tag, r in read_input_file(f) if tag == "documents"]
+    finally:
+        shutil.rmtree(root)
 
 
 def agreement(store_path: str, docs) -> dict:
@@ -55,6 +59,8 @@ def agreement(store_path: str, docs) -> dict:
         if doc.doc_id not in stored:
             continue
         counts["documents"] += 1
+        if len(stored[doc.doc_id]) != len(doc.units):
+            counts["documents_segmented_otherwise"] = counts.get("documents_segmented_otherwise", 0) + 1
         for o, u in zip(stored[doc.doc_id], doc.units):
             counts["units"] += 1
             counts["same_unit"] += unit_hex(o["unit_id"]) == u.unit_id
@@ -80,6 +86,7 @@ def main() -> None:
     started = time.perf_counter()
     encoder = Encoder.from_store(args.store)
     load = time.perf_counter() - started
+    list(encoder.encode_many([("warm-up", docs_in[0][1][:20_000])]))  # spaCy and torch warm up, as a worker's first batch
     print(f"{len(docs_in):,} documents, {sum(len(t.encode()) for _, t in docs_in):,} bytes; encoder loaded in {load:.1f} s",
           flush=True)
 
