@@ -95,6 +95,7 @@ def main() -> None:
         encoder.counts = dict.fromkeys(encoder.counts, 0)
         encoder.seconds = dict.fromkeys(encoder.seconds, 0.0)
         encoder._candidate_vectors.clear()
+        encoder._seen.clear()
         started = time.perf_counter()
         docs = list(encoder.encode_many(docs_in))
         total = time.perf_counter() - started

@@ -173,10 +173,12 @@ class StoredCanonicals:
     def __init__(self, vectors_table, quantizer, units_table, store: str = ""):
         import pyarrow as pa
 
-        from hyperscene.transforms.store.vector_codec import error_angles
+        from hyperscene.transforms.store.vector_codec import error_angles, pq_code_matrix
 
         vectors_table = vectors_table.sort_by([("hyperword", "ascending"), ("unit_id", "ascending")])
         self._table, self._quantizer, self._store = vectors_table, quantizer, store
+        # pq codes as one byte matrix (96 B a unit with MiniLM), decoded a hyperword at a time
+        self._codes = pq_code_matrix(vectors_table) if "code" in vectors_table.column_names else None
         self.ids = vectors_table.column("unit_id").to_numpy()
         self.angles = error_angles(vectors_table) if vectors_table.num_rows else np.zeros(0, np.float32)
         hyperwords = vectors_table.column("hyperword").to_numpy()
@@ -191,8 +193,10 @@ class StoredCanonicals:
         return np.arange(a, b)
 
     def decoded(self, rows: np.ndarray) -> np.ndarray:
-        from hyperscene.transforms.store.vector_codec import decode
+        from hyperscene.transforms.store.vector_codec import decode, pq_decode
 
+        if self._codes is not None:
+            return pq_decode(self._codes[rows[0]:rows[-1] + 1], self._quantizer)
         return decode(self._table.slice(int(rows[0]), len(rows)), self._quantizer)
 
     def text(self, row: int) -> str:

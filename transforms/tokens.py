@@ -29,6 +29,10 @@ def load_tokenizer(name_or_path: str):
 def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
     if not texts:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and hasattr(backend, "encode_batch_fast"):
+        # the Rust tokenizer without offsets or Python lists of ids: the same counts, in half the time
+        return [len(e) for e in backend.encode_batch_fast(list(texts), add_special_tokens=False)]
     encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
     return [len(ids) for ids in encoded["input_ids"]]
 

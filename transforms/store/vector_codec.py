@@ -99,8 +99,10 @@ def pq_codes(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def pq_decode(codes: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Unit vectors from pq codes: the chosen centroids side by side, renormalised."""
-    m, _, width = centroids.shape
-    values = centroids[np.arange(m)[None, :], codes.astype(np.int64)].reshape(len(codes), m * width)
+    m, k, width = centroids.shape
+    # one flat take of rows of the (m * k, width) table: several times faster than 2-d fancy indexing
+    rows = codes.astype(np.intp) + np.arange(m, dtype=np.intp) * k
+    values = np.take(centroids.reshape(m * k, width), rows, axis=0).reshape(len(codes), m * width)
     return _unit(values)
 
 
@@ -150,6 +152,14 @@ def _as_binary(values: np.ndarray):
 
     offsets = pa.array(np.arange(0, values.size + 1, max(values.shape[1], 1), dtype=np.int32))
     return pa.BinaryArray.from_buffers(pa.binary(), len(values), [None, offsets.buffers()[1], pa.py_buffer(values.tobytes())])
+
+
+def pq_code_matrix(table) -> np.ndarray:
+    """The ``code`` column of a pq ``vectors`` table as a uint8 matrix, one row per unit."""
+    column = table.column("code").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), dtype=np.uint8)
+    return _binary_rows(column, np.uint8)
 
 
 def _binary_rows(column, dtype) -> np.ndarray:
