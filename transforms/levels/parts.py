@@ -65,7 +65,9 @@ def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, pa.Table, np.ndarr
     with ``DOCUMENT_PART_COLUMNS``. The vectors are float16 values, or None where the bucket's vectors
     stay in their local file and the rows name theirs in it (``vector_row``); any others must be
     loaded (:func:`~hyperscene.transforms.embed.for_row_access`)."""
-    occurrences = bucket.occurrences.select(ASSIGNED_OCCURRENCE_COLUMNS)
+    # one chunk: a bucket of many short documents arrives as thousands of chunks, and a take from
+    # those costs about 2 ms a document against 0.02 ms from one chunk
+    occurrences = bucket.occurrences.select(ASSIGNED_OCCURRENCE_COLUMNS).combine_chunks()
     row = pc.index_in(occurrences.column("unit_id"), value_set=bucket.units.column("unit_id")).to_numpy()
     tokens = bucket.units.column("token_count").to_numpy()[row]
     docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
