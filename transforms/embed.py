@@ -72,19 +72,7 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
         results = []
         for texts in batch:
             with stage_timer("embed", len(texts)):
-                vectors = model.encode(
-                    list(texts),
-                    batch_size=self._batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                    **(inference_args or {}),
-                )
-            vectors = vectors.astype("float32", copy=False)
-            # A static model has no vector for a text none of whose tokens it knows (a lone BOM,
-            # NULs, a zero-width space): normalising its empty mean gives NaN, which k-means and
-            # cosines cannot take. Such a unit gets the zero vector: similar to nothing.
-            vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
+                vectors = embed_texts(model, texts, self._batch_size, **(inference_args or {}))
             results.append(PredictionResult(texts, vectors))
         return results
 
@@ -93,6 +81,19 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
 
     def get_metrics_namespace(self) -> str:
         return "hyperscene_embed"
+
+
+def embed_texts(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.ndarray:
+    """Unit-length float32 vectors of ``texts``, one ``encode`` call: what compress, refresh and
+    encode all embed with."""
+    vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                           show_progress_bar=False, **kwargs)
+    vectors = vectors.astype("float32", copy=False)
+    # A static model has no vector for a text none of whose tokens it knows (a lone BOM, NULs, a
+    # zero-width space): normalising its empty mean gives NaN, which k-means and cosines cannot
+    # take. Such a unit gets the zero vector: similar to nothing.
+    vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
+    return vectors
 
 
 def spill_vectors(bucket: UnitBucket, folder: str) -> UnitBucket:

@@ -359,10 +359,10 @@ class Encoder:
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._centroids.shape[1]), np.float32)
+        from hyperscene.transforms.embed import embed_texts
+
         started = time.perf_counter()
-        vectors = self._model.encode(texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                     show_progress_bar=False).astype(np.float32, copy=False)
-        vectors[~np.isfinite(vectors).all(axis=1)] = 0.0  # as compress: a text no token of which the model knows
+        vectors = embed_texts(self._model, texts, self._batch_size)
         self.seconds["embed"] += time.perf_counter() - started
         return vectors
 
