@@ -37,7 +37,10 @@ setup(
         "model2vec[distill]>=0.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "polars>=1", "scipy", "datasets>=3"],
+        "test": ["pytest>=8", "hypothesis>=6", "duckdb>=1.0", "pandas>=2", "polars>=1", "scipy", "datasets>=3",
+                 "dask[distributed]>=2024.8"],
+        # --runner DaskRunner: Beam's Dask runner needs dask.distributed, which Beam does not install.
+        "dask": ["dask[distributed]>=2024.8"],
         # hyperscene sql and hyperscene.pipelines.sql.connect: optional, so that Beam workers, which
         # install what install_requires lists, do not carry DuckDB.
         "sql": ["duckdb>=1.1"],

@@ -56,7 +56,7 @@ def setup_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("hyperscene").setLevel(logging.INFO)
-    for noisy in ("apache_beam", "sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub"):
+    for noisy in ("apache_beam", "sentence_transformers", "transformers", "faiss", "httpx", "huggingface_hub", "distributed"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
@@ -81,6 +81,9 @@ def check_beam_args(args: list[str]) -> None:
         if not arg.startswith("-") and not takes_value:
             raise InvalidOption(Errors.E202.format(arg=arg))
 
+    from hyperscene.pipelines.runners import register_options
+
+    register_options()
     options = PipelineOptions(args)
     logging.getLogger("apache_beam.options.pipeline_options").disabled = True
     try:
@@ -100,9 +103,11 @@ def create_runner(options):
     from apache_beam.options.pipeline_options import StandardOptions
     from apache_beam.runners.runner import create_runner as beam_create_runner
 
+    from hyperscene.pipelines.runners import runner_path
+
     name = options.view_as(StandardOptions).runner or "DirectRunner"
     try:
-        return beam_create_runner(name)
+        return beam_create_runner(runner_path(name))
     except (ValueError, ImportError) as e:
         raise InvalidOption(Errors.E204.format(runner=name, error=e)) from None
 

@@ -17,7 +17,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from hyperscene.pipelines import cliutil, job
+from hyperscene.pipelines import cliutil, job, runners
 from hyperscene.pipelines.config import (
     DEFAULT_CODEBOOK_SAMPLE,
     DEFAULT_EMBEDDER,
@@ -129,7 +129,7 @@ def parse(argv: list[str]) -> CompressConfig:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
     cliutil.check_workers(args.workers)
-    beam_args += job.local_worker_flags(args.workers, beam_args)
+    beam_args += runners.local_worker_flags(args.workers, beam_args)
     cfg = CompressConfig(
         inputs=tuple(args.inputs),
         out=args.out,

@@ -23,7 +23,7 @@ from typing import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines import cliutil
+from hyperscene.pipelines import cliutil, runners
 from hyperscene.schemas import VECTORS_SINCE
 from hyperscene.transforms.errors import DiskFull, Errors, ModelNotFound, StoreError, Warnings
 from hyperscene.transforms.progress import stage_report
@@ -34,16 +34,11 @@ from hyperscene.transforms.store.reader import StoreVersion, entry_version
 logger = logging.getLogger("hyperscene")
 
 
-def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
-    """--workers N as the DirectRunner's own flags, unless the user set those flags already."""
-    if workers <= 1 or any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in beam_args):
-        return []
-    return ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
-
-
 def log_stages(result) -> dict:
     """Per-stage seconds, items and peak memory of a finished pipeline, logged and returned."""
-    stages = stage_report(result)
+    stages = runners.finish(result)
+    if stages is None:
+        stages = stage_report(result)
     for stage, s in stages.items():
         logger.info("stage %-16s %8.1f s  %10s items  %8s items/s  peak %s MiB", stage, s["seconds"],
                     f"{s['items']:,}", s["items_per_s"], s["peak_rss_mb"])
@@ -293,12 +288,15 @@ def write_version(store: str, version: int, build: Callable, beam_args, needed: 
     if needed is not None:
         check_free_space(store, needed)
     with writing_version(store, version, needed) as (path, scratch):
+        runners.register_options()
         options = PipelineOptions(list(beam_args))
-        p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
-        build(p, path, scratch)
-        result = p.run()
-        result.wait_until_finish()
-    return StoreVersion(store, version).manifest, log_stages(result)
+        with runners.cluster_for(options):
+            p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
+            build(p, path, scratch)
+            result = p.run()
+            result.wait_until_finish()
+            stages = log_stages(result)
+    return StoreVersion(store, version).manifest, stages
 
 
 def print_summary(result: dict) -> None:

@@ -18,7 +18,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines import cliutil, job
+from hyperscene.pipelines import cliutil, job, runners
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms.codebook import centroid_row
@@ -83,7 +83,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     cliutil.check_workers(args.workers)
     if args.retrain_if_drift is not None and not args.retrain_if_drift > 0:
         raise InvalidOption(Errors.E224.format(value=args.retrain_if_drift))
-    return args, beam_args + job.local_worker_flags(args.workers, beam_args)
+    return args, beam_args + runners.local_worker_flags(args.workers, beam_args)
 
 
 def store_config(stored: StoreVersion, args: argparse.Namespace, beam_args: list[str]) -> CompressConfig:

@@ -17,7 +17,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from hyperscene.pipelines import cliutil, job
+from hyperscene.pipelines import cliutil, job, runners
 from hyperscene.schemas import SCENES, SHARDED_TABLES
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms import retrain as rt
@@ -27,6 +27,7 @@ from hyperscene.transforms.embed import Embed
 from hyperscene.transforms.levels import CodeStats, codebook_rows, level_stats
 from hyperscene.transforms.model_catalog import DEFAULT_MODEL
 from hyperscene.transforms.near_dup import NearDuplicates, default_threshold
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import stage_timer
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.reader import StoreVersion, frozen_codebooks
@@ -109,8 +110,8 @@ def build_pipeline(p, stored: StoreVersion, info: ManifestInfo, path: str, share
     )
     recoded = (
         documents
-        | "Recode" >> beam.ParDo(_RecodeDoFn(), codebooks=beam.pvalue.AsDict(books)).with_outputs(
-            "occurrences", "members", "stats", main="scenes")
+        | "Recode" >> SplitOutputs(_RecodeDoFn(), codebooks=beam.pvalue.AsDict(books), tags=("occurrences", "members", "stats"),
+                                  main="scenes")
     )
     code_stats = recoded.members | "CodeStats" >> beam.CombinePerKey(CodeStats())
     units = assigned | "UnitRows" >> beam.Map(rt.unit_rows)
@@ -199,7 +200,7 @@ def run(argv: list[str]) -> dict:
     args, beam_args = build_parser().parse_known_args(argv)
     cliutil.check_beam_args(beam_args)
     cliutil.check_workers(args.workers)
-    beam_args += job.local_worker_flags(args.workers, beam_args)
+    beam_args += runners.local_worker_flags(args.workers, beam_args)
     with job.locked(args.store, "retrain"):
         return retrain(args.store, beam_args, "asked for", started)
 

@@ -211,18 +211,24 @@ def test_store_path_with_glob_characters(tmp_path):
 
 
 def test_same_store_on_every_runner_setting(sample_store, tmp_path):
-    """DirectRunner with other worker settings and Beam's portable runner (the path Flink, Spark
-    and Dataflow take) write byte-identical data files."""
+    """DirectRunner with other worker settings, Beam's portable runner (the path Flink, Spark and
+    Dataflow take) and Dask with two worker processes write byte-identical data files."""
     reference = {f["path"]: f["sha256"] for f in StoreVersion(str(sample_store)).manifest["files"]}
     settings = {
         "threads": ["--direct_num_workers", "2", "--direct_running_mode", "multi_threading"],
         "processes": ["--workers", "2"],
         "portable": ["--runner", "PortableRunner", "--job_endpoint", "embed", "--environment_type", "LOOPBACK"],
+        "dask": ["--runner", "DaskRunner", "--workers", "2"],
     }
     for name, flags in settings.items():
         store = tmp_path / name
-        compress.run([str(SAMPLE_CORPUS), "--out", str(store), *flags])
+        result = compress.run([str(SAMPLE_CORPUS), "--out", str(store), *flags])
         assert {f["path"]: f["sha256"] for f in StoreVersion(str(store)).manifest["files"]} == reference, name
+        if name == "dask":  # no metrics there: the timings come from the workers, each stage's work done once
+            stages = result["stages"]
+            assert 1 <= stages["load model"]["items"] <= 2
+            assert stages["segment"]["items"] == result["counts"]["documents"]
+            assert stages["embed"]["items"] == result["counts"]["distinct_units"]
 
 
 def test_static_embedder_round_trip_and_cache(tmp_path, model_folder):

@@ -54,7 +54,9 @@ def bucket_slices(occurrences: pa.Table, n_buckets: int, spill: SpillPolicy) -> 
 
 def dedup_bucket(bucket: int, parts: Iterable[pa.Table]) -> UnitBucket:
     """All occurrences of one bucket -> its distinct units (sorted by id) and the occurrences without text."""
-    occurrences = pa.concat_tables(parts)
+    # One chunk: concatenated from thousands of short documents' parts, the bucket would cross each
+    # later shuffle as thousands of buffers (0.28 s to pickle one such bucket of 5,000 documents).
+    occurrences = pa.concat_tables(parts).combine_chunks()
     ids = occurrences.column("unit_id").to_pylist()
     counts = Counter(ids)
     texts = occurrences.column("text").to_pylist()

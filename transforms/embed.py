@@ -65,7 +65,8 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
         settings = (self._folder, self._embedder, self._device, self._precision)
         with _loading:
             if not _loaded or _loaded[0][0] != settings:
-                _loaded[:] = [(settings, load_embedder(self._folder, self._embedder, self._device, precision=self._precision))]
+                with stage_timer("load model", 1):  # its items: how many times a worker process loaded it
+                    _loaded[:] = [(settings, load_embedder(self._folder, self._embedder, self._device, precision=self._precision))]
             return _loaded[0][1]
 
     def run_inference(self, batch: Sequence[Sequence[str]], model, inference_args: Optional[dict[str, Any]] = None):

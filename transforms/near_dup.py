@@ -23,6 +23,7 @@ from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.embed import for_row_access, vector_rows
 from hyperscene.transforms.near_dup_verify import verify
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
 
 METHOD = "cosine"
@@ -191,5 +192,5 @@ class NearDuplicates(beam.PTransform):
             buckets
             | "ByGroup" >> beam.FlatMap(cluster_parts, n_groups=self._groups)
             | "Gather" >> beam.GroupByKey()
-            | "Group" >> beam.ParDo(_ClusterDoFn(self._threshold, self._lang, self._check)).with_outputs("clusters", main="provenance")
+            | "Group" >> SplitOutputs(_ClusterDoFn(self._threshold, self._lang, self._check), tags=("clusters",), main="provenance")
         )

@@ -27,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.transforms.inputs import InputFile, not_regular, strip_compression
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.spill import NO_SPILL, SpillPolicy, document_text
 
@@ -246,13 +247,13 @@ class ReadDocuments(beam.PTransform):
             pbegin
             | "Files" >> beam.Create(self._files)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(self._fn).with_outputs("dead_letters", main="documents")
+            | "Read" >> SplitOutputs(self._fn, tags=("dead_letters",), main="documents")
         )
         unique = (
             read.documents
             | "ById" >> beam.Map(lambda d: (d["doc_id"], d))
             | "Group" >> beam.GroupByKey()
-            | "FirstOfEachId" >> beam.FlatMap(_first_of_each_id).with_outputs("dead_letters", main="documents")
+            | "FirstOfEachId" >> SplitOutputs(_first_of_each_id, tags=("dead_letters",), main="documents")
         )
         dead = (read.dead_letters, unique.dead_letters) | "DeadLetters" >> beam.Flatten()
         return {"documents": unique.documents, "dead_letters": dead}

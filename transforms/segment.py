@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 import apache_beam as beam
 
 from hyperscene.transforms.errors import Errors, LanguageNotSupported
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import document_text
 
@@ -246,6 +247,10 @@ class Segmenter:
         yield Segmentation(prefix if first else "", units, separators)
 
 
+# Rows of the occurrence tables segmentation hands on, at least, where documents are short.
+BATCH_UNITS = 5_000  # below SpillPolicy.slice_rows: short documents stay values, as before
+
+
 class _SegmentDoFn(beam.DoFn):
     def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
         self._args = (lang, spacy_model, max_unit_tokens)
@@ -255,8 +260,13 @@ class _SegmentDoFn(beam.DoFn):
         self._segmenter.nlp  # load once per worker, not per bundle
         self._progress = Progress("segment", "documents")
 
+    def start_bundle(self):
+        self._short, self._short_rows = [], 0
+
     def process(self, doc: dict):
         # One occurrence table per slice: a huge document never becomes one table of Python lists.
+        # Short documents' tables are gathered into one (BATCH_UNITS rows at least) before they go on:
+        # each element crossing a shuffle costs about as much as segmenting a short document.
         slices = self._segmenter.segment_slices(document_text(doc))
         position, prefix = 0, None
         while True:
@@ -265,11 +275,32 @@ class _SegmentDoFn(beam.DoFn):
             if seg is None:
                 break
             prefix = seg.prefix if prefix is None else prefix
-            yield occurrence_table(doc["doc_id"], seg, position)
+            table = occurrence_table(doc["doc_id"], seg, position)
+            if table.num_rows >= BATCH_UNITS:
+                yield table
+            else:
+                self._short.append(table)
+                self._short_rows += table.num_rows
+                if self._short_rows >= BATCH_UNITS:
+                    yield self._take_short()
             position += len(seg.units)
         meta = {k: v for k, v in doc.items() if k not in ("text", "text_file")}
         meta.update(prefix=prefix, unit_count=position)
         yield beam.pvalue.TaggedOutput("documents", meta)
+
+    def finish_bundle(self):
+        if self._short:
+            from apache_beam.transforms.window import GlobalWindow
+            from apache_beam.utils.windowed_value import WindowedValue
+
+            yield WindowedValue(self._take_short(), 0, [GlobalWindow()])
+
+    def _take_short(self):
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._short).combine_chunks()
+        self._short, self._short_rows = [], 0
+        return table
 
 
 def occurrence_table(doc_id: str, seg: Segmentation, first_position: int = 0):
@@ -289,11 +320,12 @@ def occurrence_table(doc_id: str, seg: Segmentation, first_position: int = 0):
 
 
 class Segment(beam.PTransform):
-    """Documents -> one occurrence table per document (main output) and document rows (tag ``documents``)."""
+    """Documents -> occurrence tables (main output: a long document's slices, short documents'
+    rows gathered, ``BATCH_UNITS`` or more a table) and document rows (tag ``documents``)."""
 
     def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
         super().__init__()
         self._fn = _SegmentDoFn(lang, spacy_model, max_unit_tokens)
 
     def expand(self, documents):
-        return documents | beam.ParDo(self._fn).with_outputs("documents", main="occurrences")
+        return documents | SplitOutputs(self._fn, tags=("documents",), main="occurrences")

@@ -16,6 +16,7 @@ from hyperscene.transforms import scenes as scenes_package
 from hyperscene.transforms.levels.codebooks import CodeStats, LevelSample, codebook_rows, level_centroids, level_stats, train_level, window_keys
 from hyperscene.transforms.levels.encode import DocumentScenes, WindowedTree, encode_document, encode_tree, encode_window, fill_gists, gather_document
 from hyperscene.transforms.levels.parts import bucket_parts, gather_window, window_parts
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.scenes import SceneConfig, build_tree, summarize_window, window_depth
 from hyperscene.transforms.spill import NO_SPILL, SpillPolicy, scratch_name
@@ -160,7 +161,7 @@ class BuildLevels(beam.PTransform):
         gathered = (
             parts
             | "Gather" >> beam.GroupByKey()
-            | "Scenes" >> beam.ParDo(_SceneDoFn(cfg, size)).with_outputs("windows", "samples", main="docs")
+            | "Scenes" >> SplitOutputs(_SceneDoFn(cfg, size), tags=("windows", "samples"), main="docs")
         )
         docs = gathered.docs
         trees = (
@@ -176,15 +177,15 @@ class BuildLevels(beam.PTransform):
             | "ByLevel" >> beam.CombinePerKey(LevelSample())
             | "Train" >> beam.MapTuple(train_level, sizes=self._sizes, seed=self._seed)
         )
-        encoded = docs | "Encode" >> beam.ParDo(_EncodeDoFn(), beam.pvalue.AsDict(codebooks)).with_outputs(
-            "occurrences", "members", main="scenes")
-        coded = trees | "EncodeTrees" >> beam.ParDo(_EncodeTreeDoFn(), beam.pvalue.AsDict(codebooks)).with_outputs(
-            "members", "windows", main="pending")
+        encoded = docs | "Encode" >> SplitOutputs(_EncodeDoFn(), beam.pvalue.AsDict(codebooks), tags=("occurrences", "members"),
+                                             main="scenes")
+        coded = trees | "EncodeTrees" >> SplitOutputs(_EncodeTreeDoFn(), beam.pvalue.AsDict(codebooks), tags=("members", "windows"),
+                                                 main="pending")
         windowed = (
             {"parts": parts | "WindowedOnly" >> beam.Filter(lambda kv: kv[0][2] > 1), "codes": coded.windows}
             | "JoinWindows" >> beam.CoGroupByKey()
-            | "EncodeWindows" >> beam.ParDo(_EncodeWindowDoFn(cfg, self._spill), beam.pvalue.AsDict(codebooks)).with_outputs(
-                "scenes", "members", "candidates", main="occurrences")
+            | "EncodeWindows" >> SplitOutputs(_EncodeWindowDoFn(cfg, self._spill), beam.pvalue.AsDict(codebooks),
+                                             tags=("scenes", "members", "candidates"), main="occurrences")
         )
         gisted = (
             {"pending": coded.pending, "candidates": windowed.candidates}

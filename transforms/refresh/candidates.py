@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.near_dup import CLUSTER_COLUMNS
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
 
 # Radians added to each bound for the float32 rounding of the cosines compared (under 1e-5 for
@@ -112,7 +113,7 @@ class StoredCandidates(beam.PTransform):
         found = (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Bound" >> beam.ParDo(_CandidatesDoFn(self._threshold, self._quantizer)).with_outputs("stats", main="ids")
+            | "Bound" >> SplitOutputs(_CandidatesDoFn(self._threshold, self._quantizer), tags=("stats",), main="ids")
         )
         buckets = (
             self._units

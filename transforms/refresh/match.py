@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from hyperscene.schemas import PROVENANCE, TABLES
 from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.near_dup_verify import verify
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
 
 
@@ -139,5 +140,5 @@ class MatchFreshUnits(beam.PTransform):
         return (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Match" >> beam.ParDo(_MatchDoFn(self._threshold, self._lang, self._check)).with_outputs("stats", main="provenance")
+            | "Match" >> SplitOutputs(_MatchDoFn(self._threshold, self._lang, self._check), tags=("stats",), main="provenance")
         )

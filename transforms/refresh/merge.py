@@ -19,6 +19,7 @@ from hyperscene.schemas import TABLES
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.dedup import check_texts, dedup_bucket
 from hyperscene.transforms.near_dup_verify import not_latin
+from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
 from hyperscene.transforms.store.layers import latest_units
 
@@ -135,5 +136,5 @@ class MergeWithStore(beam.PTransform):
         return (
             joined
             | "Join" >> beam.CoGroupByKey()
-            | "Merge" >> beam.ParDo(_MergeDoFn(self._script_changes)).with_outputs("changed", "fresh", "known", "stats", main="units")
+            | "Merge" >> SplitOutputs(_MergeDoFn(self._script_changes), tags=("changed", "fresh", "known", "stats"), main="units")
         )

@@ -1,0 +1,99 @@
+"""Compress many short JSONL documents and print what each document costs beyond the stages' own work.
+
+    python benchmarks/many_documents.py --docs 2000,20000,100000          # static embedder, DirectRunner
+    python benchmarks/many_documents.py --docs 20000 -- --runner DaskRunner --workers 2
+
+The documents are the sentences of en-gutenberg's files in name order, grouped one to three to a
+record (ids d0000000, ...), so they are short (about 100 to 300 bytes) and real. Each size is
+compressed in a fresh process with ``--embedder static`` (flags after ``--`` are added). Prints per
+size: wall seconds of compress, the stages' own seconds (summed over workers), the rest per
+document in milliseconds, and the peak resident memory of the process tree (launcher and workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "en-gutenberg"
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def write_documents(corpus: Path, n: int, path: Path) -> int:
+    """``n`` JSONL records of one to three consecutive sentences; returns their text bytes."""
+    written, total = 0, 0
+    with open(path, "w", encoding="utf-8") as out:
+        for f in sorted(corpus.glob("*.txt")):
+            sentences = [" ".join(s.split()) for s in SENTENCE_END.split(f.read_text(encoding="utf-8"))]
+            sentences = [s for s in sentences if len(s) > 20]
+            i = 0
+            while i < len(sentences) and written < n:
+                take = 1 + written % 3
+                text = " ".join(sentences[i : i + take])
+                out.write(json.dumps({"id": f"d{written:07d}", "text": text}, ensure_ascii=False) + "\n")
+                total += len(text.encode("utf-8"))
+                written, i = written + 1, i + take
+            if written >= n:
+                return total
+    raise SystemExit(f"{corpus} has fewer than {n} such records")
+
+
+def compress_once(docs: Path, store: Path, extra: list[str]) -> dict:
+    """Run compress in a child process; its result, wall seconds and peak memory of its process tree."""
+    code = (
+        "import json, sys\n"
+        "from hyperscene.pipelines import cliutil, compress\n"
+        "cliutil.setup_logging()\n"
+        "r = compress.run(sys.argv[1:])\n"
+        "print('RESULT ' + json.dumps({'stages': r['stages'], 'counts': r['counts']}))\n"
+    )
+    argv = [str(docs), "--out", str(store), "--embedder", "static", "--id-field", "id", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    # ru_maxrss of children: the largest single process that ended (launcher or a worker).
+    result["peak_mb"] = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    result["wall"] = wall
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docs", default="2000,20000", help="document counts, comma-separated (default: 2000,20000)")
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args, extra = p.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    rows = []
+    print(f"{'documents':>10} {'input MB':>9} {'wall s':>8} {'stages s':>9} {'rest ms/doc':>12} {'peak MB':>8}")
+    for n in (int(x) for x in args.docs.split(",")):
+        with tempfile.TemporaryDirectory(prefix="hyperscene-many-") as tmp:
+            docs = Path(tmp) / "docs.jsonl"
+            size = write_documents(args.corpus, n, docs)
+            r = compress_once(docs, Path(tmp) / "store", extra)
+        stage_s = sum(s["seconds"] for s in r["stages"].values())
+        rest_ms = (r["wall"] - stage_s) / n * 1000
+        rows.append({"documents": n, "input_bytes": size, "wall_s": round(r["wall"], 1), "stages_s": round(stage_s, 1),
+                     "rest_ms_per_document": round(rest_ms, 3), "peak_mb": round(r["peak_mb"]),
+                     "stages": r["stages"], "counts": r["counts"]})
+        print(f"{n:>10,} {size / 1e6:>9.1f} {r['wall']:>8.1f} {stage_s:>9.1f} {rest_ms:>12.3f} {r['peak_mb']:>8.0f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

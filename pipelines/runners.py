@@ -1,0 +1,176 @@
+"""What differs from one Beam runner to another, kept out of the jobs: runner names Beam does not
+know, the local worker flags of ``--workers``, the Dask cluster a run starts, and stage timings
+where the runner has no metrics.
+
+Beam's DaskRunner ships with Beam but is not among the names ``--runner`` resolves, has no
+metrics, and needs a dask.distributed scheduler: a run names one with ``--dask_client_address``
+(or ``--dask_scheduler_file``), or gets a LocalCluster of ``--workers`` processes, one thread
+each, started for the run and closed after it. ``--runner DaskRunner`` names :class:`DaskRunner`
+below: Beam's, with each side input computed once (see there).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+logger = logging.getLogger("hyperscene")
+
+DASK_RUNNER = "hyperscene.pipelines.runners.DaskRunner"
+_SHORT_NAMES = {"daskrunner": DASK_RUNNER, "dask": DASK_RUNNER, "apache_beam.runners.dask.dask_runner.daskrunner": DASK_RUNNER}
+_DASK_SCHEDULER_FLAGS = ("--dask_client_address", "--dask_scheduler_file")
+PARTITIONS_PER_WORKER = 2
+
+
+class LocalDaskOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--dask_local_workers", type=int, default=None,
+                            help="worker processes of the LocalCluster a Dask run starts (hyperscene sets it from --workers)")
+
+
+def register_options() -> None:
+    """Make Dask's options known to PipelineOptions: they are defined in its runner module, which
+    imports dask (without dask installed they stay unknown, and naming one is an error)."""
+    try:
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
+    except ImportError:
+        pass
+
+
+def runner_path(name: str) -> str:
+    """The import path of a runner Beam knows by a short name only through us (DaskRunner)."""
+    return _SHORT_NAMES.get(name.lower(), name)
+
+
+def runner_name(beam_args) -> str:
+    """The runner ``beam_args`` names, as given (DirectRunner when none)."""
+    args = list(beam_args)
+    for i, arg in enumerate(args):
+        if arg == "--runner" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--runner="):
+            return arg.split("=", 1)[1]
+    return "DirectRunner"
+
+
+def is_dask(beam_args) -> bool:
+    return runner_path(runner_name(beam_args)) == DASK_RUNNER
+
+
+def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
+    """``--workers N`` as the runner's own flags, unless the user set those flags already: the
+    DirectRunner's multi_processing mode, or for Dask a LocalCluster of N processes unless a
+    scheduler is named."""
+    if is_dask(beam_args):
+        # Beam's DaskRunner splits each Create into partitions, and every bag downstream keeps that
+        # count (grouping included): with one partition, one worker would do all the work.
+        flags = [] if any(a.startswith(("--dask_npartitions", "--dask_partition_size")) for a in beam_args) else [
+            "--dask_npartitions", str(PARTITIONS_PER_WORKER * workers)]
+        if not any(a.startswith(_DASK_SCHEDULER_FLAGS) for a in beam_args):
+            flags += ["--dask_local_workers", str(workers)]
+        return flags
+    if workers <= 1 or any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in beam_args):
+        return []
+    return ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
+
+
+@contextmanager
+def cluster_for(options):
+    """For a Dask run with ``--dask_local_workers N``: a LocalCluster of N worker processes with one
+    thread each (our stages are CPU-bound Python: threads would share one GIL), whose address the
+    run's options then name; closed when the block ends. Anything else: nothing to do."""
+    n = options.get_all_options().get("dask_local_workers")
+    if not n:
+        yield
+        return
+    from dask.distributed import LocalCluster
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # not -v; dask sets its loggers' levels when imported
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker",
+                     "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    import dask
+
+    # Dask starts workers with OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's); the launcher's own thread
+    # count is kept instead: torch's bfloat16 kernels round differently with another thread count
+    # (12 of the sample's 2,064 MiniLM vectors differ in their last bits), and the store must not
+    # depend on the runner.
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items() if not k.endswith("_NUM_THREADS")}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        from apache_beam.runners.dask.dask_runner import DaskOptions
+
+        options.view_as(DaskOptions).address = cluster.scheduler_address
+        logger.info("started a Dask LocalCluster of %d worker processes at %s", n, cluster.scheduler_address)
+        yield
+
+
+def finish(result) -> dict | None:
+    """After a run has finished: stage timings from its workers where the runner has no metrics
+    (None where it has), and the client a Dask run opened closed."""
+    client = getattr(result, "client", None)
+    if client is None:
+        return None
+    from hyperscene.transforms.progress import report_of_totals, take_process_totals
+
+    try:
+        return report_of_totals(list(client.run(take_process_totals).values()))
+    finally:
+        client.close()
+
+
+def _dask_runner_class():
+    from apache_beam.runners.dask import dask_runner
+
+    class DaskRunner(dask_runner.DaskRunner):
+        """Beam's DaskRunner, computing each transform once.
+
+        Beam's builds one lazy bag per transform and computes the last; a side input becomes a
+        nested computation of its bag, started by every task that reads it, and that bag and all
+        upstream of it are not kept, so each such task computes them again (on the sample corpus,
+        every bucket was embedded 30 to 80 times, and files written twice at once came out
+        different). Here each transform's bag is persisted as the graph is built: the cluster
+        computes it once, and downstream transforms and side inputs read its results by key. Every
+        result is held until the run ends, as the local runners hold their PCollections (large
+        payloads are spilled to files and travel as paths). The translation is Beam's.
+        """
+
+        def run_pipeline(self, pipeline, options):
+            import dask.bag as db
+            import dask.distributed as ddist
+            from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunnerResult
+            from apache_beam.runners.dask.overrides import dask_overrides
+
+            dask_options = options.view_as(DaskOptions).get_all_options(drop_default=True, current_only=True)
+            bag_kwargs = DaskOptions._extract_bag_kwargs(dask_options)
+            lazy_side_inputs = dask_options.pop("lazy_side_inputs", False)
+            client = ddist.Client(**dask_options)
+            pipeline.replace_all(dask_overrides())
+            beams_visitor = type(self.to_dask_bag_visitor(bag_kwargs, lazy_side_inputs))
+
+            class PersistingVisitor(beams_visitor):
+                def visit_transform(self, node):
+                    super().visit_transform(node)
+                    bag = self.bags.get(node)
+                    if isinstance(bag, db.Bag):
+                        self.bags[node] = client.persist(bag, optimize_graph=False)
+
+            visitor = PersistingVisitor()
+            pipeline.visit(visitor)
+            result = DaskRunnerResult(client, [client.compute(list(visitor.bags.values())[-1], optimize_graph=False)])
+            # Releasing a persisted bag while tasks that need it wait cancels them: all are held to the end.
+            result.persisted = visitor.bags
+            return result
+
+    return DaskRunner
+
+
+def __getattr__(name):
+    # Built on first use: the class imports dask, which only Dask runs need.
+    if name == "DaskRunner":
+        return _dask_runner_class()
+    raise AttributeError(name)
