@@ -123,6 +123,10 @@ def finish(result) -> dict | None:
         client.close()
 
 
+def _log_progress() -> None:
+    logging.getLogger("hyperscene").setLevel(logging.INFO)
+
+
 def _dask_runner_class():
     from apache_beam.runners.dask import dask_runner
 
@@ -149,6 +153,9 @@ def _dask_runner_class():
             bag_kwargs = DaskOptions._extract_bag_kwargs(dask_options)
             lazy_side_inputs = dask_options.pop("lazy_side_inputs", False)
             client = ddist.Client(**dask_options)
+            # Progress lines are logged on the workers, where nothing shows them: sent to this process.
+            client.run(_log_progress)
+            client.forward_logging("hyperscene", level=logging.INFO)
             pipeline.replace_all(dask_overrides())
             beams_visitor = type(self.to_dask_bag_visitor(bag_kwargs, lazy_side_inputs))
 

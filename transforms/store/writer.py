@@ -231,9 +231,59 @@ class WriteTable(beam.PTransform):
         return (
             parts
             | "Shard" >> beam.FlatMap(shard_parts, key=key, num_shards=shards)
+            | "GatherSmall" >> beam.ParDo(_GatherSmallParts(name))
             | "Group" >> beam.GroupByKey()
             | "Write" >> beam.MapTuple(lambda shard, ps: _write_shard(shard, ps, path, name))
         )
+
+
+# Parts of fewer rows than this (a short document's rows, a document row) are gathered, per shard
+# and bundle, into sorted tables of about GATHERED_ROWS rows before the shuffle: each element
+# crossing it costs as much as writing a few hundred rows.
+SMALL_PART_ROWS = 1_000
+GATHERED_ROWS = 20_000
+
+
+class _GatherSmallParts(beam.DoFn):
+    """(shard, part) -> the same, small parts of a bundle gathered into sorted :class:`TableRows`
+    (their first and last keys set, as a spilled part's are); larger parts pass as they are."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def start_bundle(self):
+        self._held: dict[int, list] = {}
+        self._rows: dict[int, int] = {}
+
+    def process(self, item):
+        shard, part = item
+        n = 1 if isinstance(part, dict) else part.num_rows
+        if n >= SMALL_PART_ROWS:
+            yield shard, part
+            return
+        self._held.setdefault(shard, []).append(part)
+        self._rows[shard] = self._rows.get(shard, 0) + n
+        if self._rows[shard] >= GATHERED_ROWS:
+            yield shard, self._gathered(shard)
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for shard in list(self._held):
+            yield WindowedValue((shard, self._gathered(shard)), 0, [GlobalWindow()])
+
+    def _gathered(self, shard: int) -> TableRows:
+        import pyarrow as pa
+
+        parts, schema = self._held.pop(shard), TABLES[self._name]
+        self._rows.pop(shard)
+        rows = [p for p in parts if isinstance(p, dict)]
+        tables = ([pa.Table.from_pylist(rows, schema=schema)] if rows else []) + [
+            _conform(schema, as_rows(p).load()) for p in parts if not isinstance(p, dict)]
+        keys = list(SORT_KEYS[self._name])
+        table = _concat(tables).sort_by([(k, "ascending") for k in keys]).combine_chunks()
+        return TableRows(table, key_of(table, 0, keys), key_of(table, table.num_rows - 1, keys))
 
 
 def _write_shard(shard: int, parts, path: str, name: str) -> dict:
