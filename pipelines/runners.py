@@ -138,9 +138,8 @@ def _dask_runner_class():
         upstream of it are not kept, so each such task computes them again (on the sample corpus,
         every bucket was embedded 30 to 80 times, and files written twice at once came out
         different). Here each transform's bag is persisted as the graph is built: the cluster
-        computes it once, and downstream transforms and side inputs read its results by key. Every
-        result is held until the run ends, as the local runners hold their PCollections (large
-        payloads are spilled to files and travel as paths). The translation is Beam's.
+        computes it once, and downstream transforms and side inputs read its results by key. The
+        translation is Beam's.
         """
 
         def run_pipeline(self, pipeline, options):
@@ -169,8 +168,11 @@ def _dask_runner_class():
             visitor = PersistingVisitor()
             pipeline.visit(visitor)
             result = DaskRunnerResult(client, [client.compute(list(visitor.bags.values())[-1], optimize_graph=False)])
-            # Releasing a persisted bag while tasks that need it wait cancels them: all are held to the end.
-            result.persisted = visitor.bags
+            # A side input's bag is read by tasks that start later, each computing it by key: it is
+            # held to the end (released, it would be cancelled under them). Every other result goes
+            # once the steps that read it are done, as the scheduler frees what no future holds.
+            result.side_inputs = [visitor.bags[si.pvalue.producer] for node in visitor.bags
+                                  for si in node.side_inputs if si.pvalue.producer in visitor.bags]
             return result
 
     return DaskRunner
