@@ -124,11 +124,18 @@ def finish(result) -> dict | None:
 
 
 def _log_progress() -> None:
-    logging.getLogger("hyperscene").setLevel(logging.INFO)
+    # Forwarded to the launcher, which prints them; not printed on the worker as well.
+    progress = logging.getLogger("hyperscene")
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
 
 
 def _dask_runner_class():
-    from apache_beam.runners.dask import dask_runner
+    try:
+        import dask.distributed  # noqa: F401
+        from apache_beam.runners.dask import dask_runner
+    except ImportError as e:
+        raise ImportError(f"{e}: the Dask runner needs dask.distributed (pip install \"dask[distributed]\")") from None
 
     class DaskRunner(dask_runner.DaskRunner):
         """Beam's DaskRunner, computing each transform once.
