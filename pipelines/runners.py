@@ -6,7 +6,7 @@ Beam's DaskRunner ships with Beam but is not among the names ``--runner`` resolv
 metrics, and needs a dask.distributed scheduler: a run names one with ``--dask_client_address``
 (or ``--dask_scheduler_file``), or gets a LocalCluster of ``--workers`` processes, one thread
 each, started for the run and closed after it. ``--runner DaskRunner`` names :class:`DaskRunner`
-below: Beam's, with each side input computed once (see there).
+below: Beam's, with each step computed once (see there).
 """
 
 from __future__ import annotations
