@@ -11,6 +11,7 @@ below: Beam's, with each step computed once (see there).
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 
@@ -45,19 +46,11 @@ def runner_path(name: str) -> str:
     return _SHORT_NAMES.get(name.lower(), name)
 
 
-def runner_name(beam_args) -> str:
-    """The runner ``beam_args`` names, as given (DirectRunner when none)."""
-    args = list(beam_args)
-    for i, arg in enumerate(args):
-        if arg == "--runner" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith("--runner="):
-            return arg.split("=", 1)[1]
-    return "DirectRunner"
-
-
 def is_dask(beam_args) -> bool:
-    return runner_path(runner_name(beam_args)) == DASK_RUNNER
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    name = PipelineOptions(list(beam_args)).view_as(StandardOptions).runner or "DirectRunner"
+    return runner_path(name) == DASK_RUNNER
 
 
 def local_worker_flags(workers: int, beam_args: list[str]) -> list[str]:
@@ -130,6 +123,7 @@ def _log_progress() -> None:
     progress.propagate = False
 
 
+@functools.cache
 def _dask_runner_class():
     try:
         import dask.distributed  # noqa: F401

@@ -276,13 +276,12 @@ class _GatherSmallParts(beam.DoFn):
     def _gathered(self, shard: int) -> TableRows:
         import pyarrow as pa
 
-        parts, schema = self._held.pop(shard), TABLES[self._name]
+        parts = self._held.pop(shard)
         self._rows.pop(shard)
         rows = [p for p in parts if isinstance(p, dict)]
-        tables = ([pa.Table.from_pylist(rows, schema=schema)] if rows else []) + [
-            _conform(schema, as_rows(p).load()) for p in parts if not isinstance(p, dict)]
-        keys = list(SORT_KEYS[self._name])
-        table = _concat(tables).sort_by([(k, "ascending") for k in keys]).combine_chunks()
+        handles = ([TableRows(pa.Table.from_pylist(rows, schema=TABLES[self._name]))] if rows else []) + [
+            as_rows(p) for p in parts if not isinstance(p, dict)]
+        table, keys = _sort(self._name, handles).combine_chunks(), list(SORT_KEYS[self._name])
         return TableRows(table, key_of(table, 0, keys), key_of(table, table.num_rows - 1, keys))
 
 
