@@ -207,7 +207,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
-    levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed, spill=spill)
+    levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed, spill=spill,
+                                                      groups=n_buckets)
 
     tables = {
         "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),

@@ -218,7 +218,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     known = merged.known | "EmbedKnown" >> embed()
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
-        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill)
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill, groups=n)
 
     quantizer = stored.quantizer()
     matched, candidate_stats = _matched_fresh_units(cfg, stored, quantizer, fresh, _stored_vectors(p, stored, fresh, joined["members"]),

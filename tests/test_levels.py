@@ -16,6 +16,7 @@ from hyperscene.transforms.embed import spill_vectors
 from hyperscene.transforms.levels import (
     BuildLevels, CodeStats, LevelSample, bucket_parts, encode_document, gather_document,
 )
+from hyperscene.transforms.levels.parts import document_lengths
 from hyperscene.transforms.codebook import as_stored, assign
 from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, level_scenes, window_depth, windows
 from hyperscene.transforms.spill import NO_SPILL, SpilledRows, SpillPolicy, as_rows
@@ -59,9 +60,51 @@ def make_buckets(docs, n_buckets, rng, tokens=None):
 def gathered(buckets):
     parts = {}
     for bucket in buckets:
-        for doc_id, part in bucket_parts(bucket, NO_SPILL):
+        for (doc_id, _, _), part in bucket_parts(bucket, NO_SPILL):
             parts.setdefault(doc_id, []).append(part)
     return {doc_id: gather_document(doc_id, ps, CFG) for doc_id, ps in parts.items()}
+
+
+def test_document_lengths_name_only_documents_reaching_the_threshold():
+    docs = {"a": [0] * 6, "b": [1] * 12, "c": [2] * 2}
+    buckets, _ = make_buckets(docs, 3, np.random.default_rng(0))
+    lengths = {}
+    for bucket in buckets:
+        for doc_id, n in document_lengths(bucket, at_least=6):
+            lengths[doc_id] = max(n, lengths.get(doc_id, 0))
+    assert lengths == {"a": 6, "b": 12}
+
+
+def test_short_documents_gathered_in_groups_get_the_scenes_and_codes_they_get_alone():
+    """Grouping is only a way to move many short documents at once: every table BuildLevels writes
+    must be the same, row for row, with documents gathered in groups or each alone."""
+    rng = np.random.default_rng(5)
+    docs = {f"d{i:03d}": list(rng.integers(0, DIM, rng.integers(1, 12))) for i in range(40)}
+    docs["medium"] = [i // 4 % DIM for i in range(30)]  # of grouped_below units or more: gathered alone
+    buckets, _ = make_buckets(docs, 4, rng, rng.integers(1, 9, sum(map(len, docs.values()))))
+    grouped_parts = [key for b in buckets for key, _ in bucket_parts(b, NO_SPILL, {"medium": 30}, groups=3)]
+    assert {k for k in grouped_parts if not isinstance(k, int)} == {("medium", 0, 1)}
+    assert {k for k in grouped_parts if isinstance(k, int)} == {0, 1, 2}
+
+    def sorted_rows(tables, keys):
+        return pa.concat_tables([as_rows(t).load() for t in tables]).sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+    def check(tagged):
+        by = {(how, name): [v for h, n, v in tagged if (h, n) == (how, name)] for how, name, _ in tagged}
+        results = {how: (sorted_rows(by[how, "scenes"], ["scene_id"]), sorted_rows(by[how, "occurrences"], ["doc_id", "position"]),
+                         sorted(by[how, "codebooks"], key=lambda r: (r["level"], r["code"]))) for how in ("alone", "grouped")}
+        alone, grouped = results["alone"], results["grouped"]
+        assert len(alone[0]) > 40 and len(alone[1]) == sum(map(len, docs.values()))
+        assert alone == grouped
+
+    with TestPipeline() as p:
+        buckets_in = p | beam.Create(buckets)
+        tagged = []
+        for how, groups in (("alone", 0), ("grouped", 3)):
+            out = buckets_in | f"Levels {how}" >> BuildLevels(CFG, codebook_sizes=(5, 3), groups=groups, grouped_below=20)
+            for name in ("scenes", "occurrences", "codebooks"):
+                tagged.append(out[name] | f"Tag {how} {name}" >> beam.Map(lambda v, how=how, name=name: (how, name, v)))
+        assert_that(tagged | beam.Flatten(), check)
 
 
 def test_documents_are_gathered_in_order_from_every_bucket():

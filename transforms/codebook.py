@@ -71,18 +71,29 @@ def as_stored(centroids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(centroids, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
+class NearestCentroid:
+    """Nearest centroid by cosine, the FAISS index built once: for many small batches against one
+    codebook (the scenes of thousands of short documents). Called with vectors: (ids, scores)."""
+
+    def __init__(self, centroids: np.ndarray):
+        import faiss
+
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self._index = faiss.IndexFlatIP(self.centroids.shape[1])
+        self._index.add(self.centroids)
+
+    def __call__(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _, ids = self._index.search(vectors, 1)
+        ids = ids[:, 0].astype(np.int32)
+        # FAISS's batched GEMM rounds differently with batch shape; a row-wise dot product does not.
+        scores = np.einsum("ij,ij->i", vectors, self.centroids[ids]).astype(np.float32)
+        return ids, scores
+
+
 def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid by cosine for each row: (hyperword ids, scores)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    _, ids = index.search(vectors, 1)
-    ids = ids[:, 0].astype(np.int32)
-    # FAISS's batched GEMM rounds differently with batch shape; a row-wise dot product does not.
-    scores = np.einsum("ij,ij->i", vectors, centroids[ids]).astype(np.float32)
-    return ids, scores
+    return NearestCentroid(centroids)(vectors)
 
 
 class SmallestIds(beam.CombineFn):

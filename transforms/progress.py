@@ -18,14 +18,23 @@ NAMESPACE = "hyperscene"
 _process_totals: dict[str, list] = {}
 
 
+class Timed:
+    """What a :func:`stage_timer` block yields: set ``items`` inside it when they are known only there."""
+
+    def __init__(self, items: int):
+        self.items = items
+
+
 @contextmanager
 def stage_timer(stage: str, items: int):
     from apache_beam.metrics import Metrics
 
     start = time.perf_counter()
+    timed = Timed(items)
     try:
-        yield
+        yield timed
     finally:
+        items = timed.items
         # Microseconds: a short document's piece of a stage takes well under a millisecond, and
         # thousands of them counted in whole milliseconds added up to nothing.
         us = int((time.perf_counter() - start) * 1_000_000)

@@ -1,7 +1,9 @@
 """The levels above the units: scenes per document, one codebook per level, every unit's semantic id.
 
 Flow: assigned UnitBuckets are split into per-document parts (occurrence rows, token counts and
-vectors) and gathered by document; each document's scene tree is built by
+vectors) and gathered by document; short documents (under ``parts.GROUPED_BELOW`` units) travel
+in groups, one part per bucket and group, so the steps after the gather cost per group, not per
+document, while each document is still cut and coded alone. Each document's scene tree is built by
 ``transforms/scenes``; the scene centroids of each level train that
 level's FAISS codebook (a global step, like the hyperwords'); then every scene gets its code and its
 children's codes, and every occurrence its semantic id: the codes of the scenes holding it, from

@@ -33,6 +33,16 @@ def level_centroids(doc_id: str, levels: list[Level]) -> Iterator[tuple[int, tup
         yield lv.level, (keys, lv.centroids)
 
 
+def group_level_centroids(group) -> Iterator[tuple[int, tuple[list[str], np.ndarray]]]:
+    """:func:`level_centroids` of every document of a :class:`~.encode.DocumentGroup`, one element per level."""
+    by_level: dict[int, list] = {}
+    for doc_id, levels in zip(group.doc_ids, group.levels):
+        for level, part in level_centroids(doc_id, levels):
+            by_level.setdefault(level, []).append(part)
+    for level, parts in sorted(by_level.items()):
+        yield level, ([k for keys, _ in parts for k in keys], np.concatenate([c for _, c in parts]))
+
+
 class LevelSample(beam.CombineFn):
     """Per level: (its scene count, the centroids of its ``sample`` scenes with the smallest keys,
     in key order). Keys are hashes, so the sample is uniform over documents and does not depend on

@@ -12,12 +12,14 @@ document (:func:`encode_document`) and a long one's parts: the levels above its 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hyperscene.schemas import SCENES
-from hyperscene.transforms.codebook import as_stored, assign
+from hyperscene.transforms.codebook import NearestCentroid, as_stored, assign
 from hyperscene.transforms.levels.parts import gather_rows, gather_window
 from hyperscene.transforms.scenes import Level, SceneConfig, WindowedTree, cut_levels, gist_candidates, merge_gists, windows
 
@@ -35,10 +37,42 @@ class DocumentScenes:
     levels: list[Level]  # 1 up to the root, gists filled in
 
 
+@dataclass(frozen=True)
+class DocumentGroup:
+    """Documents gathered whole together (a group of short ones, or one alone): one table of their
+    occurrences, each document's scene levels. One element for thousands of short documents, so the
+    steps after the gather cost per group, not per document."""
+
+    doc_ids: list[str]
+    occurrences: pa.Table  # ASSIGNED_OCCURRENCE_COLUMNS, sorted by (doc_id, position)
+    bounds: np.ndarray  # document i's rows are [bounds[i], bounds[i + 1])
+    levels: list[list[Level]]
+
+    def documents(self) -> Iterator[DocumentScenes]:
+        for i, doc_id in enumerate(self.doc_ids):
+            start, stop = int(self.bounds[i]), int(self.bounds[i + 1])
+            yield DocumentScenes(doc_id, self.occurrences.slice(start, stop - start), self.levels[i])
+
+
 def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
     """One document's parts, from every bucket, into its occurrences in order and its scene levels."""
     occurrences, tokens, vectors = gather_rows(parts)
     return DocumentScenes(doc_id, occurrences, cut_levels(vectors, tokens, cfg))
+
+
+def gather_documents(parts, cfg: SceneConfig) -> DocumentGroup:
+    """The parts of a group of documents (or of one), from every bucket, into their occurrences in
+    order and each document's scene levels: each cut as :func:`gather_document` cuts it alone."""
+    occurrences, tokens, vectors = gather_rows(parts)
+    ids = occurrences.column("doc_id").combine_chunks()
+    if len(ids):
+        changes = np.flatnonzero(pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)) + 1
+    else:
+        changes = np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], changes, [len(ids)]]).astype(np.int64)
+    doc_ids = [ids[int(b)].as_py() for b in bounds[:-1]]
+    levels = [cut_levels(vectors[a:b], tokens[a:b], cfg) for a, b in zip(bounds[:-1], bounds[1:])]
+    return DocumentGroup(doc_ids, occurrences, bounds, levels)
 
 
 def list_array(offsets, values: pa.Array) -> pa.ListArray:
@@ -84,16 +118,23 @@ def parents_above(above: Level | None, first: int, count: int):
     return None if above is None else np.searchsorted(above.starts, np.arange(first, first + count), side="right") - 1
 
 
-def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
-    """Codes for every scene and semantic ids for every occurrence of one document.
+def nearest_coders(codebooks: dict) -> dict[int, NearestCentroid]:
+    """Each level's codebook (centroids, or a coder already built) as a :class:`NearestCentroid`."""
+    return {level: c if isinstance(c, NearestCentroid) else NearestCentroid(c) for level, c in codebooks.items()}
+
+
+def encode_document(doc: DocumentScenes, codebooks: dict):
+    """Codes for every scene and semantic ids for every occurrence of one document (``codebooks``:
+    each level's centroids, or their :func:`nearest_coders`).
 
     Returns (scenes table, occurrences table with ``semantic_id``, [(level, code, scene_id, score)]).
     """
+    coders = nearest_coders(codebooks)
     hyperwords = doc.occurrences.column("hyperword").to_numpy()
     codes: dict[int, np.ndarray] = {0: hyperwords}
     scores: dict[int, np.ndarray] = {}
     for lv in doc.levels:
-        codes[lv.level], scores[lv.level] = assign(as_stored(lv.centroids), codebooks[lv.level])
+        codes[lv.level], scores[lv.level] = coders[lv.level](as_stored(lv.centroids))
     tables, members = [], []
     for k, lv in enumerate(doc.levels):
         ends = lv.lasts + 1 if k == 0 else lv.ends(len(doc.levels[k - 1]))
@@ -106,6 +147,20 @@ def encode_document(doc: DocumentScenes, codebooks: dict[int, np.ndarray]):
     path = [(lv.firsts, codes[lv.level]) for lv in reversed(doc.levels)]
     occurrences = doc.occurrences.append_column("semantic_id", semantic_ids(positions, path, hyperwords))
     return pa.concat_tables(tables), occurrences, members
+
+
+def encode_group(group: DocumentGroup, codebooks: dict):
+    """:func:`encode_document` for every document of a group, each coded alone (FAISS's index built
+    once per level): (one scenes table, one occurrences table, [(level, code, scene_id, score)])."""
+    coders = nearest_coders(codebooks)
+    scenes, occurrences, members = [], [], []
+    for doc in group.documents():
+        doc_scenes, doc_occurrences, doc_members = encode_document(doc, coders)
+        scenes.append(doc_scenes)
+        occurrences.append(doc_occurrences)
+        members.extend(doc_members)
+    # one chunk each: thousands of small chunks cost more to move through a shuffle than their rows
+    return pa.concat_tables(scenes).combine_chunks(), pa.concat_tables(occurrences).combine_chunks(), members
 
 
 @dataclass(frozen=True)

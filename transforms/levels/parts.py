@@ -1,7 +1,9 @@
-"""A bucket's occurrences split by document, and gathered again per document or per window.
+"""A bucket's occurrences split by document, and gathered again per group of short documents, per
+document or per window.
 
-A :class:`DocumentPart` is one bucket's rows of one document (or of one window of it), sorted by
-position, with their token counts and vectors: what the gathers by document and by window shuffle.
+A :class:`DocumentPart` is one bucket's rows of a group of short documents, of one document, or of
+one window of a long one, sorted by (doc_id, position), with their token counts and vectors: what
+the gathers shuffle.
 Its rows are a :class:`~hyperscene.transforms.spill.Rows` handle (values, or a long document's rows
 in a scratch file, as the run's spill policy decides), and its vectors are either values or rows of
 the bucket's spilled vector file. Vectors cross the gather rounded to float16 either way, so every
@@ -11,6 +13,7 @@ runner builds the same scenes (see ``transforms/levels``).
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -28,9 +31,9 @@ PART_KEYS = ("doc_id", "position")
 
 @dataclass(frozen=True)
 class DocumentPart:
-    """One bucket's occurrences of one document, or of one window of it.
+    """One bucket's occurrences of a group of short documents, of one document, or of one window of it.
 
-    ``rows`` hold ``DOCUMENT_PART_COLUMNS``, sorted by position, and ``vector_row`` (their row in
+    ``rows`` hold the assigned occurrence columns and ``token_count``, sorted by (doc_id, position), and ``vector_row`` (their row in
     ``vector_file``) when the vectors are in the bucket's spilled file; otherwise ``vectors`` holds
     them, float16, one per row in order.
     """
@@ -54,57 +57,88 @@ class DocumentPart:
         rows = self.rows.rows(start, stop, (doc_id, int(positions[start])), (doc_id, int(positions[stop - 1])))
         return DocumentPart(rows, self.vector_file, None if self.vectors is None else self.vectors[start:stop])
 
-    @property
-    def length(self) -> int:
-        """The document's length, as far as this part shows it (the maximum over its parts is the length)."""
-        return int(self.rows.last_key[1]) + 1
+
+GROUPED_BELOW = 1_000  # documents of fewer units are gathered in groups (see bucket_parts)
 
 
-def document_parts(bucket: UnitBucket) -> Iterator[tuple[str, pa.Table, np.ndarray | None]]:
-    """A bucket's occurrences split by document: (doc_id, rows, vectors), the rows sorted by position
-    with ``DOCUMENT_PART_COLUMNS``. The vectors are float16 values, or None where the bucket's vectors
-    stay in their local file and the rows name theirs in it (``vector_row``); any others must be
-    loaded (:func:`~hyperscene.transforms.embed.for_row_access`)."""
+def document_lengths(bucket: UnitBucket, at_least: int) -> Iterator[tuple[str, int]]:
+    """(doc_id, length as this bucket shows it: its last position here + 1) of the documents with a
+    unit at position ``at_least - 1`` or beyond in this bucket. The maximum over buckets is the
+    length of every document of ``at_least`` units or more, and no shorter document appears, so the
+    lengths of a corpus of short documents cost nothing to gather."""
+    occurrences = bucket.occurrences.select(["doc_id", "position"])
+    occurrences = occurrences.filter(pc.greater_equal(occurrences.column("position"), max(at_least - 1, 0)))
+    if occurrences.num_rows:
+        last = occurrences.group_by("doc_id").aggregate([("position", "max")])
+        for doc_id, position in zip(last.column("doc_id").to_pylist(), last.column("position_max").to_pylist()):
+            yield doc_id, position + 1
+
+
+def group_of(doc_id: str, groups: int) -> int:
+    """The group of a short document: a hash of its id, the same on every runner and in every run."""
+    return zlib.crc32(doc_id.encode("utf-8")) % groups
+
+
+def bucket_parts(bucket: UnitBucket, spill: SpillPolicy, lengths: dict | None = None, size: int = WINDOW_UNITS,
+                 groups: int = 0) -> Iterator[tuple[int | tuple[str, int, int], DocumentPart]]:
+    """A bucket's occurrences as :class:`DocumentPart` handles, keyed for their gather.
+
+    ``lengths`` (doc_id -> units) names the documents gathered alone: (doc_id, 0, 1), or one part
+    per window, (doc_id, window, windows), for those of ``2 * size`` units or more. With ``groups``,
+    every other document is gathered with others: one part per group (an int below ``groups``,
+    :func:`group_of`) holds the bucket's rows of all its documents, so a corpus of millions of short
+    documents moves as many parts as it has buckets and groups, not documents. Without ``groups``,
+    every document is gathered alone.
+
+    A part's rows are sorted by (doc_id, position). Where the run's policy spills and the bucket's
+    vectors are in a local file, parts of ``spill.part_rows`` rows or more go to one scratch file
+    per bucket; smaller ones are not worth a file read each.
+    """
+    bucket = for_row_access(bucket)
+    lengths = lengths or {}
+    vector_file = bucket.vector_file if bucket.vectors is None else None
     # one chunk: a bucket of many short documents arrives as thousands of chunks, and a take from
     # those costs about 2 ms a document against 0.02 ms from one chunk
     occurrences = bucket.occurrences.select(ASSIGNED_OCCURRENCE_COLUMNS).combine_chunks()
     row = pc.index_in(occurrences.column("unit_id"), value_set=bucket.units.column("unit_id")).to_numpy()
     tokens = bucket.units.column("token_count").to_numpy()[row]
     docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
+    names = docs.dictionary.to_pylist()
+    rank = np.empty(len(names), np.int64)
+    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    # each document's part: its group, or a part of its own after the groups
+    part_of = np.array([group_of(d, groups) if groups and d not in lengths else groups + r for d, r in zip(names, rank)],
+                       np.int64)
+    indices = docs.indices.to_numpy()
     positions = occurrences.column("position").to_numpy()
-    order = np.lexsort((positions, docs.indices.to_numpy()))
-    codes = docs.indices.to_numpy()[order]
+    order = np.lexsort((positions, rank[indices], part_of[indices]))
+    codes = part_of[indices][order]
     present, starts = np.unique(codes, return_index=True)
+    keyed, tables = [], []
     for code, start, end in zip(present, starts, [*starts[1:], len(order)]):
         rows = order[start:end]
         table = occurrences.take(rows).append_column("token_count", pa.array(tokens[rows], pa.int64()))
         if bucket.vectors is None:
-            yield docs.dictionary[code].as_py(), table.append_column("vector_row", pa.array(row[rows], pa.int64())), None
+            table, vectors = table.append_column("vector_row", pa.array(row[rows], pa.int64())), None
         else:
-            yield docs.dictionary[code].as_py(), table, bucket.vectors[row[rows]].astype(np.float16)
-
-
-def bucket_parts(bucket: UnitBucket, spill: SpillPolicy) -> Iterator[tuple[str, DocumentPart]]:
-    """:func:`document_parts` as :class:`DocumentPart` handles. Where the run's policy spills and the
-    bucket's vectors are in a local file, parts of ``spill.part_rows`` rows or more (a long
-    document's) go to one scratch file per bucket; smaller ones are not worth a file read each."""
-    bucket = for_row_access(bucket)
-    vector_file = bucket.vector_file if bucket.vectors is None else None
-    parts = list(document_parts(bucket))
-    long = [i for i, (_, table, _) in enumerate(parts) if vector_file is not None and table.num_rows >= spill.part_rows]
+            vectors = bucket.vectors[row[rows]].astype(np.float16)
+        keyed.append((int(code) if code < groups else names[indices[rows[0]]], vectors))
+        tables.append(table)
+    long = [i for i, t in enumerate(tables) if vector_file is not None and t.num_rows >= spill.part_rows]
     name = os.path.splitext(os.path.basename(vector_file or ""))[0]  # unique per bucket, also in a refresh
-    held = dict(zip(long, spill.hold([parts[i][1] for i in long], f"parts-{name}.arrow", 1, PART_KEYS))) if long else {}
-    for i, (doc_id, table, vectors) in enumerate(parts):
+    held = dict(zip(long, spill.hold([tables[i] for i in long], f"parts-{name}.arrow", 1, PART_KEYS))) if long else {}
+    for i, ((key, vectors), table) in enumerate(zip(keyed, tables)):
         rows = held.get(i) or TableRows(table, key_of(table, 0, PART_KEYS), key_of(table, table.num_rows - 1, PART_KEYS))
-        yield doc_id, DocumentPart(rows, vector_file, vectors)
+        part = DocumentPart(rows, vector_file, vectors)
+        if isinstance(key, int):
+            yield key, part
+        else:
+            yield from _by_window(key, part, lengths.get(key), size)
 
 
-def window_parts(item, long_documents: dict, size: int = WINDOW_UNITS):
-    """A part keyed by (doc_id, window, windows): split by window for a document in
-    ``long_documents`` (doc_id -> units, those of ``2 * size`` units or more), else (doc_id, 0, 1)."""
-    doc_id, part = item
-    n = long_documents.get(doc_id)
-    if n is None:
+def _by_window(doc_id: str, part: DocumentPart, n: int | None, size: int):
+    """One document's part keyed (doc_id, 0, 1), or split by window if it has ``2 * size`` units or more."""
+    if n is None or n < 2 * size:
         yield (doc_id, 0, 1), part
         return
     count = len(windows(n, size))
@@ -116,11 +150,14 @@ def window_parts(item, long_documents: dict, size: int = WINDOW_UNITS):
 
 
 def gather_rows(parts) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Parts of one document (or of one window of it), from every bucket: (occurrences, token
-    counts, float32 vectors), in position order."""
+    """Parts of one document (or of one window of it, or of one group of documents), from every
+    bucket: (occurrences, token counts, float32 vectors), sorted by (doc_id, position)."""
     loaded = [p.load() for p in parts]
     occurrences = pa.concat_tables([p[0] for p in loaded])
-    order = np.argsort(occurrences.column("position").to_numpy(), kind="stable")
+    docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
+    rank = np.empty(len(docs.dictionary), np.int64)
+    rank[np.argsort(np.array(docs.dictionary.to_pylist(), dtype=object), kind="stable")] = np.arange(len(docs.dictionary))
+    order = np.lexsort((occurrences.column("position").to_numpy(), rank[docs.indices.to_numpy()]))
     tokens = np.concatenate([p[1] for p in loaded])[order]
     vectors = np.concatenate([p[2] for p in loaded])[order]
     return occurrences.take(order), tokens, vectors

@@ -13,9 +13,13 @@ import numpy as np
 
 from hyperscene.schemas import SORT_KEYS
 from hyperscene.transforms import scenes as scenes_package
-from hyperscene.transforms.levels.codebooks import CodeStats, LevelSample, codebook_rows, level_centroids, level_stats, train_level, window_keys
-from hyperscene.transforms.levels.encode import DocumentScenes, WindowedTree, encode_document, encode_tree, encode_window, fill_gists, gather_document
-from hyperscene.transforms.levels.parts import bucket_parts, gather_window, window_parts
+from hyperscene.transforms.levels.codebooks import (
+    CodeStats, LevelSample, codebook_rows, group_level_centroids, level_centroids, level_stats, train_level, window_keys,
+)
+from hyperscene.transforms.levels.encode import (
+    DocumentGroup, WindowedTree, encode_group, encode_tree, encode_window, fill_gists, gather_documents,
+)
+from hyperscene.transforms.levels.parts import GROUPED_BELOW, bucket_parts, document_lengths, gather_window
 from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.scenes import SceneConfig, build_tree, summarize_window, window_depth
@@ -32,9 +36,15 @@ def window_scenes(key, parts, cfg: SceneConfig, size: int, depth: int):
     return (doc_id, summary), [(lv.level, (window_keys(doc_id, lv.level, window, len(lv)), lv.centroids)) for lv in levels]
 
 
+def _keyed_parts(bucket, lengths: dict, spill: SpillPolicy, size: int, groups: int):
+    """:func:`bucket_parts`, a group's parts apart (``groups``) from those of a document gathered alone."""
+    for key, part in bucket_parts(bucket, spill, lengths, size, groups):
+        yield beam.pvalue.TaggedOutput("groups", (key, part)) if isinstance(key, int) else (key, part)
+
+
 class _SceneDoFn(beam.DoFn):
-    """A whole document's tree (main output), or one window of a long one: its summary (``windows``)
-    and its codebook samples (``samples``)."""
+    """A group of whole documents' trees, or one whole document's (main output), or one window of a
+    long one: its summary (``windows``) and its codebook samples (``samples``)."""
 
     def __init__(self, cfg: SceneConfig, size: int):
         self._cfg, self._size, self._depth = cfg, size, window_depth(cfg, size)
@@ -44,16 +54,16 @@ class _SceneDoFn(beam.DoFn):
 
     def process(self, item):
         key, parts = item
-        doc_id, _, count = key
+        if isinstance(key, int) or key[2] == 1:  # a group, or a document gathered alone
+            with stage_timer("scenes", 0) as timed:
+                group = gather_documents(parts, self._cfg)
+                timed.items = len(group.doc_ids)
+            self._progress.add(timed.items)
+            yield group
+            return
         with self._progress.timed(1):
-            if count == 1:
-                doc, summary, samples = gather_document(doc_id, parts, self._cfg), None, []
-            else:
-                doc, (summary, samples) = None, window_scenes(key, parts, self._cfg, self._size, self._depth)
-        if doc is not None:
-            yield doc
-        else:
-            yield beam.pvalue.TaggedOutput("windows", summary)
+            summary, samples = window_scenes(key, parts, self._cfg, self._size, self._depth)
+        yield beam.pvalue.TaggedOutput("windows", summary)
         for sample in samples:
             yield beam.pvalue.TaggedOutput("samples", sample)
 
@@ -70,9 +80,9 @@ class _TreeDoFn(beam.DoFn):
 
 
 class _EncodeDoFn(beam.DoFn):
-    def process(self, doc: DocumentScenes, codebooks: dict):
-        with stage_timer("encode levels", doc.occurrences.num_rows):
-            scenes, occurrences, members = encode_document(doc, codebooks)
+    def process(self, group: DocumentGroup, codebooks: dict):
+        with stage_timer("encode levels", group.occurrences.num_rows):
+            scenes, occurrences, members = encode_group(group, codebooks)
         yield scenes
         yield beam.pvalue.TaggedOutput("occurrences", occurrences)
         for level, code, sid, score in members:
@@ -135,32 +145,45 @@ class BuildLevels(beam.PTransform):
     (:func:`~hyperscene.transforms.levels.parts.bucket_parts`). Only buckets whose vectors are in a
     local file are spilled (in a refresh, the fresh units'; its known units carry their vectors, and
     their rows, as values).
+
+    Documents of fewer than ``grouped_below`` units are gathered in ``groups`` groups (by a hash of
+    their id: :func:`~hyperscene.transforms.levels.parts.group_of`), so a corpus of millions of short
+    documents costs the steps after the gather per group, not per document. Pipelines pass their
+    bucket count, so a group holds about as many rows as a bucket. Each document's scenes and codes
+    are those it gets gathered alone (``groups=0``).
     """
 
     def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None,
-                 window_units: int | None = None, spill: SpillPolicy = NO_SPILL):
+                 window_units: int | None = None, spill: SpillPolicy = NO_SPILL, groups: int = 1,
+                 grouped_below: int = GROUPED_BELOW):
         super().__init__()
         self._cfg, self._sizes, self._seed, self._frozen = cfg, tuple(codebook_sizes), seed, frozen
         self._spill = spill
         window_units = scenes_package.WINDOW_UNITS if window_units is None else window_units
         if isinstance(window_units, bool) or not isinstance(window_units, int) or window_units < 1:
             raise ValueError(f"window_units must be a whole number of at least 1, not {window_units!r}")
+        for name, value in (("groups", groups), ("grouped_below", grouped_below)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number of at least 0, not {value!r}")
         window_depth(cfg, window_units)  # a clear error now, not on a worker, if no window can hold a scene
         self._window = window_units
+        self._groups, self._grouped_below = (groups, grouped_below) if grouped_below else (0, 0)
 
     def expand(self, buckets):
         size, cfg = self._window, self._cfg
-        by_document = buckets | "ByDocument" >> beam.FlatMap(bucket_parts, spill=self._spill)
-        long_documents = (
-            by_document
-            | "PartLengths" >> beam.Map(lambda item: (item[0], item[1].length))
+        # the documents gathered alone: those of at least grouped_below units (or, with no groups,
+        # those long enough for windows; every other is then alone too)
+        alone_from = min(self._grouped_below, 2 * size) if self._groups else 2 * size
+        lengths = (
+            buckets
+            | "PartLengths" >> beam.FlatMap(document_lengths, at_least=alone_from)
             | "Lengths" >> beam.CombinePerKey(max)
-            | "LongOnly" >> beam.Filter(lambda kv: kv[1] >= 2 * size)
         )
-        parts = by_document | "ByWindow" >> beam.FlatMap(window_parts, beam.pvalue.AsDict(long_documents), size=size)
+        parts = buckets | "ByDocument" >> SplitOutputs(_keyed_parts, beam.pvalue.AsDict(lengths), tags=("groups",), main="documents",
+                                                       spill=self._spill, size=size, groups=self._groups)
         gathered = (
-            parts
-            | "Gather" >> beam.GroupByKey()
+            (parts.documents | "Gather" >> beam.GroupByKey(), parts.groups | "GatherGroups" >> beam.GroupByKey())
+            | "AllGathered" >> beam.Flatten()
             | "Scenes" >> SplitOutputs(_SceneDoFn(cfg, size), tags=("windows", "samples"), main="docs")
         )
         docs = gathered.docs
@@ -170,7 +193,7 @@ class BuildLevels(beam.PTransform):
             | "ScenesAboveWindows" >> beam.ParDo(_TreeDoFn(cfg, size))
         )
         codebooks = self._frozen if self._frozen is not None else (
-            (docs | "LevelCentroids" >> beam.FlatMap(lambda doc: level_centroids(doc.doc_id, doc.levels)),
+            (docs | "LevelCentroids" >> beam.FlatMap(group_level_centroids),
              trees | "TreeLevelCentroids" >> beam.FlatMap(lambda tree: level_centroids(tree.doc_id, tree.above)),
              gathered.samples)
             | "AllLevelCentroids" >> beam.Flatten()
@@ -182,7 +205,7 @@ class BuildLevels(beam.PTransform):
         coded = trees | "EncodeTrees" >> SplitOutputs(_EncodeTreeDoFn(), beam.pvalue.AsDict(codebooks), tags=("members", "windows"),
                                                  main="pending")
         windowed = (
-            {"parts": parts | "WindowedOnly" >> beam.Filter(lambda kv: kv[0][2] > 1), "codes": coded.windows}
+            {"parts": parts.documents | "WindowedOnly" >> beam.Filter(lambda kv: kv[0][2] > 1), "codes": coded.windows}
             | "JoinWindows" >> beam.CoGroupByKey()
             | "EncodeWindows" >> SplitOutputs(_EncodeWindowDoFn(cfg, self._spill), beam.pvalue.AsDict(codebooks),
                                              tags=("scenes", "members", "candidates"), main="occurrences")
