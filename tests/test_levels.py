@@ -2,6 +2,7 @@
 Beam stage on synthetic buckets whose topics are known."""
 
 import dataclasses
+import pickle
 
 import apache_beam as beam
 import numpy as np
@@ -16,6 +17,7 @@ from hyperscene.transforms.embed import spill_vectors
 from hyperscene.transforms.levels import (
     BuildLevels, CodeStats, LevelSample, bucket_parts, encode_document, gather_document,
 )
+from hyperscene.transforms.levels.encode import gather_documents
 from hyperscene.transforms.levels.parts import document_lengths
 from hyperscene.transforms.codebook import as_stored, assign
 from hyperscene.transforms.scenes import SceneConfig, build_scene_tree, level_scenes, window_depth, windows
@@ -73,6 +75,25 @@ def test_document_lengths_name_only_documents_reaching_the_threshold():
         for doc_id, n in document_lengths(bucket, at_least=6):
             lengths[doc_id] = max(n, lengths.get(doc_id, 0))
     assert lengths == {"a": 6, "b": 12}
+
+
+def test_a_group_of_documents_crosses_a_shuffle_field_for_field():
+    """A DocumentGroup is packed into one array per field when pickled; every level must come back
+    with the same arrays, dtypes and gists."""
+    rng = np.random.default_rng(2)
+    docs = {f"d{i:03d}": list(rng.integers(0, DIM, rng.integers(1, 15))) for i in range(60)}
+    buckets, _ = make_buckets(docs, 3, rng, rng.integers(0, 9, sum(map(len, docs.values()))))
+    group = gather_documents([part for b in buckets for _, part in bucket_parts(b, NO_SPILL, {}, groups=1)], CFG)
+    back = pickle.loads(pickle.dumps(group))
+    assert back.doc_ids == group.doc_ids == sorted(docs) and back.occurrences.equals(group.occurrences)
+    assert np.array_equal(back.bounds, group.bounds)
+    assert [[lv.level for lv in levels] for levels in back.levels] == [[lv.level for lv in levels] for levels in group.levels]
+    for levels, original in zip(back.levels, group.levels):
+        for lv, ov in zip(levels, original):
+            assert lv.gists == ov.gists
+            for field in ("starts", "firsts", "lasts", "tokens", "centroids", "norms"):
+                a, b = getattr(lv, field), getattr(ov, field)
+                assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
 def test_short_documents_gathered_in_groups_get_the_scenes_and_codes_they_get_alone():
