@@ -117,33 +117,61 @@ def list_array(offsets, values: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(np.asarray(offsets, dtype=np.int32)), values)
 
 
+class SceneRows:
+    """``scenes`` rows added level by level (of one document, or of a whole group of them) and built
+    into one table at the end, one Arrow array per column: a group's thousands of short levels cost
+    a few list appends each, not a table each."""
+
+    def __init__(self):
+        self._ids, self._doc_ids, self._parents, self._gists = [], [], [], []
+        self._arrays: dict[str, list[np.ndarray]] = {name: [] for name in (
+            "level", "index", "first_position", "last_position", "child_count", "token_count", "code", "code_score",
+            "gist_count", "child_codes")}
+
+    def add(self, doc_id: str, level: int, first_index: int, parents, lv: Level, codes, scores, gists, child_counts,
+            child_codes) -> "SceneRows":
+        """Scenes of one level of one document: ``lv``'s rows, the first of them at index
+        ``first_index``; ``parents`` their parents' indices (None at the root); ``gists`` None for
+        empty ones (filled in later); ``child_codes`` all their children's codes, in order."""
+        n = len(lv)
+        index = np.arange(first_index, first_index + n)
+        prefix = f"{doc_id}#{level}."  # scene_id's format
+        self._ids.extend(prefix + str(x) for x in index.tolist())
+        self._doc_ids.extend([doc_id] * n)
+        if parents is None:
+            self._parents.extend([None] * n)
+        else:
+            above = f"{doc_id}#{level + 1}."
+            self._parents.extend(above + str(p) for p in np.asarray(parents).tolist())
+        gist_counts = [len(g) for g in gists] if gists is not None else [0] * n
+        for g in gists or ():
+            self._gists.extend(g)
+        for name, values, dtype in (
+            ("level", np.full(n, level), np.int32), ("index", index, np.int32), ("first_position", lv.firsts, np.int64),
+            ("last_position", lv.lasts, np.int64), ("child_count", child_counts, np.int32), ("token_count", lv.tokens, np.int64),
+            ("code", codes, np.int32), ("code_score", scores, np.float32), ("gist_count", gist_counts, np.int64),
+            ("child_codes", child_codes, np.int32),
+        ):
+            self._arrays[name].append(np.asarray(values, dtype))
+        return self
+
+    def table(self) -> pa.Table:
+        arrays = {name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in self._arrays.items()}
+        columns = {
+            "scene_id": pa.array(self._ids, pa.string()),
+            "doc_id": pa.array(self._doc_ids, pa.string()),
+            "parent_scene_id": pa.array(self._parents, pa.string()),
+            "gist": list_array(np.append(0, np.cumsum(arrays["gist_count"])), pa.array(self._gists, pa.int64())),
+            "child_codes": list_array(np.append(0, np.cumsum(arrays["child_count"])), pa.array(arrays["child_codes"].astype(np.int32))),
+        }
+        for name in ("level", "index", "first_position", "last_position", "child_count", "token_count", "code", "code_score"):
+            columns[name] = pa.array(arrays[name])
+        return pa.Table.from_arrays([columns[f.name] for f in SCENES], schema=SCENES)
+
+
 def scene_table(doc_id: str, level: int, first_index: int, parents, lv: Level, codes, scores, gists, child_counts, child_codes) -> pa.Table:
-    """Scenes of one level of one document as a ``scenes`` table: ``lv``'s rows, the first of them
-    at index ``first_index``; ``parents`` their parents' indices (None at the root); ``gists`` None
-    for empty ones (filled in later); ``child_codes`` all their children's codes, in order."""
-    n = len(lv)
-    index = np.arange(first_index, first_index + n)
-    if parents is None:
-        parent_ids = pa.nulls(n, pa.string())
-    else:
-        parent_ids = pa.array([scene_id(doc_id, level + 1, int(p)) for p in parents], pa.string())
-    gist_counts = [len(g) for g in gists] if gists is not None else [0] * n
-    columns = {
-        "scene_id": pa.array([scene_id(doc_id, level, int(x)) for x in index], pa.string()),
-        "doc_id": pa.array([doc_id] * n, pa.string()),
-        "level": pa.array(np.full(n, level, np.int32)),
-        "index": pa.array(index.astype(np.int32)),
-        "parent_scene_id": parent_ids,
-        "first_position": pa.array(lv.firsts.astype(np.int64)),
-        "last_position": pa.array(lv.lasts.astype(np.int64)),
-        "child_count": pa.array(np.asarray(child_counts, np.int32)),
-        "token_count": pa.array(lv.tokens.astype(np.int64)),
-        "code": pa.array(np.asarray(codes, np.int32)),
-        "code_score": pa.array(np.asarray(scores, np.float32)),
-        "gist": list_array(np.append(0, np.cumsum(gist_counts)), pa.array([p for g in gists or [] for p in g], pa.int64())),
-        "child_codes": list_array(np.append(0, np.cumsum(child_counts)), pa.array(np.asarray(child_codes, np.int32))),
-    }
-    return pa.Table.from_arrays([columns[f.name] for f in SCENES], schema=SCENES)
+    """Scenes of one level of one document as a ``scenes`` table (see :meth:`SceneRows.add`)."""
+    return SceneRows().add(doc_id, level, first_index, parents, lv, codes, scores, gists, child_counts, child_codes).table()
 
 
 def level_slice(lv: Level, i: int, j: int) -> Level:
@@ -167,38 +195,39 @@ def encode_document(doc: DocumentScenes, codebooks: dict):
 
     Returns (scenes table, occurrences table with ``semantic_id``, [(level, code, scene_id, score)]).
     """
-    coders = nearest_coders(codebooks)
-    hyperwords = doc.occurrences.column("hyperword").to_numpy()
-    codes: dict[int, np.ndarray] = {0: hyperwords}
-    scores: dict[int, np.ndarray] = {}
-    for lv in doc.levels:
-        codes[lv.level], scores[lv.level] = coders[lv.level](as_stored(lv.centroids))
-    tables, members = [], []
-    for k, lv in enumerate(doc.levels):
-        ends = lv.lasts + 1 if k == 0 else lv.ends(len(doc.levels[k - 1]))
-        parents = parents_above(doc.levels[k + 1] if k + 1 < len(doc.levels) else None, 0, len(lv))
-        tables.append(scene_table(doc.doc_id, lv.level, 0, parents, lv, codes[lv.level], scores[lv.level], lv.gists,
-                                  ends - lv.starts, codes[lv.level - 1]))
-        members.extend((lv.level, int(c), scene_id(doc.doc_id, lv.level, x), float(s))
-                       for x, (c, s) in enumerate(zip(codes[lv.level], scores[lv.level])))
-    positions = doc.occurrences.column("position").to_numpy()
-    path = [(lv.firsts, codes[lv.level]) for lv in reversed(doc.levels)]
-    occurrences = doc.occurrences.append_column("semantic_id", semantic_ids(positions, path, hyperwords))
-    return pa.concat_tables(tables), occurrences, members
+    rows, members = SceneRows(), []
+    matrix = _encode_levels(doc.doc_id, doc.occurrences, doc.levels, nearest_coders(codebooks), rows, members)
+    return rows.table(), doc.occurrences.append_column("semantic_id", semantic_id_column([matrix])), members
 
 
 def encode_group(group: DocumentGroup, codebooks: dict):
     """:func:`encode_document` for every document of a group, each coded alone (FAISS's index built
-    once per level): (one scenes table, one occurrences table, [(level, code, scene_id, score)])."""
+    once per level), into one scenes table and one occurrences table:
+    (scenes, occurrences with ``semantic_id``, [(level, code, scene_id, score)])."""
     coders = nearest_coders(codebooks)
-    scenes, occurrences, members = [], [], []
-    for doc in group.documents():
-        doc_scenes, doc_occurrences, doc_members = encode_document(doc, coders)
-        scenes.append(doc_scenes)
-        occurrences.append(doc_occurrences)
-        members.extend(doc_members)
-    # one chunk each: thousands of small chunks cost more to move through a shuffle than their rows
-    return pa.concat_tables(scenes).combine_chunks(), pa.concat_tables(occurrences).combine_chunks(), members
+    rows, members = SceneRows(), []
+    matrices = [_encode_levels(doc.doc_id, doc.occurrences, doc.levels, coders, rows, members) for doc in group.documents()]
+    return rows.table(), group.occurrences.append_column("semantic_id", semantic_id_column(matrices)), members
+
+
+def _encode_levels(doc_id: str, occurrences: pa.Table, levels: list[Level], coders: dict, rows: SceneRows, members: list) -> np.ndarray:
+    """One whole document's scenes coded into ``rows`` and ``members``; returns its semantic ids,
+    one row per occurrence (root code first, hyperword last)."""
+    hyperwords = occurrences.column("hyperword").to_numpy()
+    codes: dict[int, np.ndarray] = {0: hyperwords}
+    scores: dict[int, np.ndarray] = {}
+    for lv in levels:
+        codes[lv.level], scores[lv.level] = coders[lv.level](as_stored(lv.centroids))
+    for k, lv in enumerate(levels):
+        ends = lv.lasts + 1 if k == 0 else lv.ends(len(levels[k - 1]))
+        parents = parents_above(levels[k + 1] if k + 1 < len(levels) else None, 0, len(lv))
+        rows.add(doc_id, lv.level, 0, parents, lv, codes[lv.level], scores[lv.level], lv.gists, ends - lv.starts,
+                 codes[lv.level - 1])
+        prefix = f"{doc_id}#{lv.level}."
+        members.extend((lv.level, c, prefix + str(x), s)
+                       for x, (c, s) in enumerate(zip(codes[lv.level].tolist(), scores[lv.level].tolist())))
+    positions = occurrences.column("position").to_numpy()
+    return semantic_matrix(positions, [(lv.firsts, codes[lv.level]) for lv in reversed(levels)], hyperwords)
 
 
 @dataclass(frozen=True)
@@ -259,13 +288,24 @@ def encode_tree(tree: WindowedTree, codebooks: dict[int, np.ndarray]):
     return pa.concat_tables(tables), members, per_window
 
 
-def semantic_ids(positions: np.ndarray, codes, hyperwords: np.ndarray) -> pa.ListArray:
-    """For each position: the codes of the scenes holding it, from the root down (``codes``: per
-    level, root first, (firsts, codes) of scenes covering the positions), then its hyperword."""
+def semantic_matrix(positions: np.ndarray, codes, hyperwords: np.ndarray) -> np.ndarray:
+    """For each position, a row: the codes of the scenes holding it, from the root down (``codes``:
+    per level, root first, (firsts, codes) of scenes covering the positions), then its hyperword."""
     columns = [level_codes[np.searchsorted(firsts, positions, side="right") - 1] for firsts, level_codes in codes]
     columns.append(hyperwords)
-    matrix = np.stack(columns, axis=1).astype(np.int32)
-    return list_array(np.arange(0, matrix.size + 1, matrix.shape[1]), pa.array(matrix.ravel()))
+    return np.stack(columns, axis=1).astype(np.int32)
+
+
+def semantic_id_column(matrices: list[np.ndarray]) -> pa.ListArray:
+    """:func:`semantic_matrix` rows of consecutive documents (each its own depth) as one list column."""
+    widths = np.concatenate([np.full(len(m), m.shape[1], np.int64) for m in matrices])
+    values = np.concatenate([m.ravel() for m in matrices]).astype(np.int32)
+    return list_array(np.append(0, np.cumsum(widths)), pa.array(values))
+
+
+def semantic_ids(positions: np.ndarray, codes, hyperwords: np.ndarray) -> pa.ListArray:
+    """:func:`semantic_matrix` as a list column."""
+    return semantic_id_column([semantic_matrix(positions, codes, hyperwords)])
 
 
 def encode_window(parts, wc: WindowCodes, cfg: SceneConfig, codebooks: dict[int, np.ndarray]):
