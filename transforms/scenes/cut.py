@@ -180,7 +180,9 @@ def _scene_strengths(items: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -
     ahead = np.cumsum(gram, axis=1) - gram[:, :1]  # ahead[f, m]: x_f . (x_{f+1} + ... + x_{f+m})
     squared = np.zeros(len(ends))
     out = np.full((len(ends), len(lengths)), -np.inf)
-    for length in range(1, max_len + 1):
+    # spans longer than the last end start before item 0 for every end: those stay -inf, and a
+    # short document (most of a corpus of short records) skips most of max_len's steps
+    for length in range(1, min(max_len, int(ends[-1])) + 1):
         front = ends - length
         ok = front >= 0
         f = front[ok] - first
