@@ -261,46 +261,64 @@ class _SegmentDoFn(beam.DoFn):
         self._progress = Progress("segment", "documents")
 
     def start_bundle(self):
-        self._short, self._short_rows = [], 0
+        self._short = OccurrenceRows()
 
     def process(self, doc: dict):
         # One occurrence table per slice: a huge document never becomes one table of Python lists.
-        # Short documents' tables are gathered into one (BATCH_UNITS rows at least) before they go on:
-        # each element crossing a shuffle costs about as much as segmenting a short document.
+        # Short documents' rows are gathered into one table (BATCH_UNITS rows at least) before they
+        # go on: each element crossing a shuffle costs about as much as segmenting a short document.
         slices = self._segmenter.segment_slices(document_text(doc))
         position, prefix = 0, None
         while True:
             with self._progress.timed(1) if prefix is None else stage_timer("segment", 0):
                 seg = next(slices, None)
+                if seg is not None:
+                    table = None
+                    if len(seg.units) >= BATCH_UNITS:
+                        table = occurrence_table(doc["doc_id"], seg, position)
+                    else:
+                        self._short.add(doc["doc_id"], seg, position)
+                        if self._short.rows >= BATCH_UNITS:
+                            table, self._short = self._short.table(), OccurrenceRows()
             if seg is None:
                 break
-            prefix = seg.prefix if prefix is None else prefix
-            table = occurrence_table(doc["doc_id"], seg, position)
-            if table.num_rows >= BATCH_UNITS:
+            if table is not None:
                 yield table
-            else:
-                self._short.append(table)
-                self._short_rows += table.num_rows
-                if self._short_rows >= BATCH_UNITS:
-                    yield self._take_short()
+            prefix = seg.prefix if prefix is None else prefix
             position += len(seg.units)
         meta = {k: v for k, v in doc.items() if k not in ("text", "text_file")}
         meta.update(prefix=prefix, unit_count=position)
         yield beam.pvalue.TaggedOutput("documents", meta)
 
     def finish_bundle(self):
-        if self._short:
+        if self._short.rows:
             from apache_beam.transforms.window import GlobalWindow
             from apache_beam.utils.windowed_value import WindowedValue
 
-            yield WindowedValue(self._take_short(), 0, [GlobalWindow()])
+            table, self._short = self._short.table(), OccurrenceRows()
+            yield WindowedValue(table, 0, [GlobalWindow()])
 
-    def _take_short(self):
+
+class OccurrenceRows:
+    """Occurrence rows of short documents, gathered as lists and built into one table at the end."""
+
+    def __init__(self):
+        self.rows = 0
+        self._doc_ids, self._positions, self._texts, self._separators = [], [], [], []
+
+    def add(self, doc_id: str, seg: Segmentation, first_position: int) -> None:
+        n = len(seg.units)
+        self._doc_ids.extend([doc_id] * n)
+        self._positions.extend(range(first_position, first_position + n))
+        self._texts.extend(seg.units)
+        self._separators.extend(seg.separators)
+        self.rows += n
+
+    def table(self):
         import pyarrow as pa
 
-        table = pa.concat_tables(self._short).combine_chunks()
-        self._short, self._short_rows = [], 0
-        return table
+        return pa.table({"doc_id": pa.array(self._doc_ids, pa.string()), "position": pa.array(self._positions, pa.int64()),
+                         "text": pa.array(self._texts, pa.string()), "separator": pa.array(self._separators, pa.string())})
 
 
 def occurrence_table(doc_id: str, seg: Segmentation, first_position: int = 0):
