@@ -96,6 +96,18 @@ def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.n
     return NearestCentroid(centroids)(vectors)
 
 
+def first_vectors(bucket: UnitBucket, n: int) -> np.ndarray:
+    """A copy of the bucket's first ``n`` vectors: from a spilled local file, only those rows are read."""
+    if bucket.vectors is None and bucket.vector_file is not None and "://" not in bucket.vector_file and n < len(bucket):
+        vectors = np.load(bucket.vector_file, mmap_mode="r", allow_pickle=False)
+        if len(vectors) == len(bucket):
+            try:
+                return np.array(vectors[:n])
+            finally:
+                del vectors  # unmap now
+    return load_vectors(bucket)[:n].copy()
+
+
 class SmallestIds(beam.CombineFn):
     """The ``k`` units with the smallest ids across all buckets: (ids, vectors), sorted by id.
 
@@ -109,16 +121,18 @@ class SmallestIds(beam.CombineFn):
         return []  # (ids, vectors) parts, sorted by id; compacted to k rows when they hold k/4 more
 
     def add_input(self, acc, bucket: UnitBucket):
-        ids = bucket.units.column("unit_id").to_numpy()[: self._k]
-        held = sum(len(i) for i, _ in acc)
-        if held >= self._k:  # only ids below the current k-th can enter
-            ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
-        if len(ids):
-            acc.append((ids, load_vectors(bucket)[: len(ids)].copy()))
-        return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
+        with stage_timer("sample for codebook", len(bucket)):
+            ids = bucket.units.column("unit_id").to_numpy()[: self._k]
+            held = sum(len(i) for i, _ in acc)
+            if held >= self._k:  # only ids below the current k-th can enter
+                ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
+            if len(ids):
+                acc.append((ids, first_vectors(bucket, len(ids))))
+            return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
-        return self._compact([part for acc in accumulators for part in acc])
+        with stage_timer("sample for codebook", 0):
+            return self._compact([part for acc in accumulators for part in acc])
 
     def _compact(self, parts):
         parts = [p for p in parts if len(p[0])]
