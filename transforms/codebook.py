@@ -121,7 +121,7 @@ class SmallestIds(beam.CombineFn):
         return []  # (ids, vectors) parts, sorted by id; compacted to k rows when they hold k/4 more
 
     def add_input(self, acc, bucket: UnitBucket):
-        with stage_timer("sample for codebook", len(bucket)):
+        with stage_timer("sample units", len(bucket)):
             ids = bucket.units.column("unit_id").to_numpy()[: self._k]
             held = sum(len(i) for i, _ in acc)
             if held >= self._k:  # only ids below the current k-th can enter
@@ -131,7 +131,7 @@ class SmallestIds(beam.CombineFn):
             return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
-        with stage_timer("sample for codebook", 0):
+        with stage_timer("sample units", 0):
             return self._compact([part for acc in accumulators for part in acc])
 
     def _compact(self, parts):
