@@ -112,6 +112,7 @@ class SmallestIds(beam.CombineFn):
     """The ``k`` units with the smallest ids across all buckets: (ids, vectors), sorted by id.
 
     Ids are hashes, so this is a uniform sample, and it does not depend on the order buckets arrive in.
+    The codebook's sample and the quantizer's are taken so; their time is the stage "sample units".
     """
 
     def __init__(self, k: int):
