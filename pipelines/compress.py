@@ -36,7 +36,7 @@ from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import Errors, StoreError
 from hyperscene.transforms.manifest_warnings import model_warnings
 from hyperscene.transforms.models import PRECISIONS, torch_dtype
-from hyperscene.transforms.levels import BuildLevels
+from hyperscene.transforms.levels import BuildLevels, group_count
 from hyperscene.transforms.near_dup import DEFAULT_THRESHOLDS, NearDuplicates
 from hyperscene.transforms.near_dup_verify import main_script
 from hyperscene.transforms.inputs import InputFile, discover
@@ -208,7 +208,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)
     hyperwords = centroids | "HyperwordRows" >> beam.FlatMap(hyperword_table_rows, clusters=beam.pvalue.AsList(near.clusters))
     levels = assigned | "BuildLevels" >> BuildLevels(cfg.scene_config(), cfg.level_codebook_sizes, cfg.seed, spill=spill,
-                                                      groups=n_buckets)
+                                                      groups=group_count(n_buckets))
 
     tables = {
         "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),

@@ -25,7 +25,7 @@ from hyperscene.transforms.codebook import centroid_row
 from hyperscene.transforms.dedup import bucket_count, bucket_slices
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
 from hyperscene.transforms.errors import Errors, InvalidOption, StoreError
-from hyperscene.transforms.levels import BuildLevels, CodeStats, codebook_rows, level_stats
+from hyperscene.transforms.levels import BuildLevels, CodeStats, codebook_rows, group_count, level_stats
 from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.inputs import check_distinct_sources, discover
@@ -218,7 +218,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     known = merged.known | "EmbedKnown" >> embed()
 
     levels = (fresh, known) | "NewDocumentUnits" >> beam.Flatten() | "BuildLevels" >> BuildLevels(
-        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill, groups=n)
+        scene_cfg, frozen=p | "LevelCodebooks" >> beam.Create(level_books), spill=spill, groups=group_count(n))
 
     quantizer = stored.quantizer()
     matched, candidate_stats = _matched_fresh_units(cfg, stored, quantizer, fresh, _stored_vectors(p, stored, fresh, joined["members"]),

@@ -32,8 +32,8 @@ wiring, :class:`BuildLevels`).
 
 from hyperscene.transforms.levels.codebooks import CodeStats, LevelSample, codebook_rows, level_stats
 from hyperscene.transforms.levels.encode import encode_document, gather_document
-from hyperscene.transforms.levels.parts import bucket_parts
+from hyperscene.transforms.levels.parts import bucket_parts, group_count
 from hyperscene.transforms.levels.stage import BuildLevels
 
 __all__ = ["BuildLevels", "CodeStats", "LevelSample", "bucket_parts", "codebook_rows", "encode_document", "gather_document",
-           "level_stats"]
+           "group_count", "level_stats"]

@@ -33,9 +33,9 @@ PART_KEYS = ("doc_id", "position")
 class DocumentPart:
     """One bucket's occurrences of a group of short documents, of one document, or of one window of it.
 
-    ``rows`` hold the assigned occurrence columns and ``token_count``, sorted by (doc_id, position), and ``vector_row`` (their row in
-    ``vector_file``) when the vectors are in the bucket's spilled file; otherwise ``vectors`` holds
-    them, float16, one per row in order.
+    ``rows`` hold the assigned occurrence columns and ``token_count``, sorted by (doc_id, position),
+    and ``vector_row`` (their row in ``vector_file``) when the vectors are in the bucket's spilled
+    file; otherwise ``vectors`` holds them, float16, one per row in order.
     """
 
     rows: Rows
@@ -59,6 +59,17 @@ class DocumentPart:
 
 
 GROUPED_BELOW = 1_000  # documents of fewer units are gathered in groups (see bucket_parts)
+BUCKETS_PER_GROUP = 8
+
+
+def group_count(n_buckets: int) -> int:
+    """Groups of short documents for a run of ``n_buckets`` buckets: one per ``BUCKETS_PER_GROUP``.
+
+    Every bucket sends a part to every group, so parts number buckets x groups: with a group per
+    bucket, a corpus of a million short records (about 1,000 buckets) would move a million parts
+    of a few rows each, as many as it has documents. Eight buckets' worth of short documents (about
+    2 MB of text) is a group's memory."""
+    return max(1, -(-n_buckets // BUCKETS_PER_GROUP))
 
 
 def document_lengths(bucket: UnitBucket, at_least: int) -> Iterator[tuple[str, int]]:

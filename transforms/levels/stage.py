@@ -148,9 +148,9 @@ class BuildLevels(beam.PTransform):
 
     Documents of fewer than ``grouped_below`` units are gathered in ``groups`` groups (by a hash of
     their id: :func:`~hyperscene.transforms.levels.parts.group_of`), so a corpus of millions of short
-    documents costs the steps after the gather per group, not per document. Pipelines pass their
-    bucket count, so a group holds about as many rows as a bucket. Each document's scenes and codes
-    are those it gets gathered alone (``groups=0``).
+    documents costs the steps after the gather per group, not per document. Pipelines pass
+    :func:`~hyperscene.transforms.levels.parts.group_count` of their bucket count. Each document's
+    scenes and codes are those it gets gathered alone (``groups=0``).
     """
 
     def __init__(self, cfg: SceneConfig, codebook_sizes: tuple[int, ...] = (), seed: int = 0, frozen=None,
@@ -179,8 +179,8 @@ class BuildLevels(beam.PTransform):
             | "PartLengths" >> beam.FlatMap(document_lengths, at_least=alone_from)
             | "Lengths" >> beam.CombinePerKey(max)
         )
-        parts = buckets | "ByDocument" >> SplitOutputs(_keyed_parts, beam.pvalue.AsDict(lengths), tags=("groups",), main="documents",
-                                                       spill=self._spill, size=size, groups=self._groups)
+        parts = buckets | "ByDocument" >> SplitOutputs(_keyed_parts, beam.pvalue.AsDict(lengths), tags=("groups",),
+                                                       main="documents", spill=self._spill, size=size, groups=self._groups)
         gathered = (
             (parts.documents | "Gather" >> beam.GroupByKey(), parts.groups | "GatherGroups" >> beam.GroupByKey())
             | "AllGathered" >> beam.Flatten()
