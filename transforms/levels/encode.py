@@ -94,13 +94,15 @@ class DocumentGroup:
 
 def gather_document(doc_id: str, parts, cfg: SceneConfig) -> DocumentScenes:
     """One document's parts, from every bucket, into its occurrences in order and its scene levels."""
-    occurrences, tokens, vectors = gather_rows(parts)
-    return DocumentScenes(doc_id, occurrences, cut_levels(vectors, tokens, cfg))
+    (doc,) = gather_documents(parts, cfg).documents()
+    if doc.doc_id != doc_id:
+        raise ValueError(f"the parts gathered for {doc_id!r} hold {doc.doc_id!r}")
+    return doc
 
 
 def gather_documents(parts, cfg: SceneConfig) -> DocumentGroup:
     """The parts of a group of documents (or of one), from every bucket, into their occurrences in
-    order and each document's scene levels: each cut as :func:`gather_document` cuts it alone."""
+    order and each document's scene levels, each cut alone."""
     occurrences, tokens, vectors = gather_rows(parts)
     ids = occurrences.column("doc_id").combine_chunks()
     if len(ids):

@@ -85,6 +85,13 @@ def document_lengths(bucket: UnitBucket, at_least: int) -> Iterator[tuple[str, i
             yield doc_id, position + 1
 
 
+def sort_ranks(doc_ids: list[str]) -> np.ndarray:
+    """Each id's place in sorted order: parts and gathers sort rows by (doc_id, position) with it."""
+    rank = np.empty(len(doc_ids), np.int64)
+    rank[np.argsort(np.array(doc_ids, dtype=object), kind="stable")] = np.arange(len(doc_ids))
+    return rank
+
+
 def group_of(doc_id: str, groups: int) -> int:
     """The group of a short document: a hash of its id, the same on every runner and in every run."""
     return zlib.crc32(doc_id.encode("utf-8")) % groups
@@ -115,8 +122,7 @@ def bucket_parts(bucket: UnitBucket, spill: SpillPolicy, lengths: dict | None = 
     tokens = bucket.units.column("token_count").to_numpy()[row]
     docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
     names = docs.dictionary.to_pylist()
-    rank = np.empty(len(names), np.int64)
-    rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+    rank = sort_ranks(names)
     # each document's part: its group, or a part of its own after the groups
     part_of = np.array([group_of(d, groups) if groups and d not in lengths else groups + r for d, r in zip(names, rank)],
                        np.int64)
@@ -166,8 +172,7 @@ def gather_rows(parts) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     loaded = [p.load() for p in parts]
     occurrences = pa.concat_tables([p[0] for p in loaded])
     docs = pc.dictionary_encode(occurrences.column("doc_id")).combine_chunks()
-    rank = np.empty(len(docs.dictionary), np.int64)
-    rank[np.argsort(np.array(docs.dictionary.to_pylist(), dtype=object), kind="stable")] = np.arange(len(docs.dictionary))
+    rank = sort_ranks(docs.dictionary.to_pylist())
     order = np.lexsort((occurrences.column("position").to_numpy(), rank[docs.indices.to_numpy()]))
     tokens = np.concatenate([p[1] for p in loaded])[order]
     vectors = np.concatenate([p[2] for p in loaded])[order]
