@@ -43,7 +43,7 @@ from hyperscene.transforms.inputs import InputFile, discover
 from hyperscene.transforms.read import ReadDocuments
 from hyperscene.transforms.spill import SpillPolicy
 from hyperscene.transforms.scenes import SceneConfig
-from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.segment import Segment, document_table, load_spacy
 from hyperscene.transforms.store.layout import published_versions, version_dir
 from hyperscene.transforms.store.publish import ManifestInfo, PublishVersion
 from hyperscene.transforms.store.writer import WriteTable, write_vector_file
@@ -184,10 +184,6 @@ def _bucket_stats(bucket: UnitBucket):
         yield "_hyperword_distance_total", float(np.sum(1.0 - units.column("hyperword_score").to_numpy(), dtype=np.float64))
 
 
-def first_revision(doc: dict, version: int) -> dict:
-    return {**doc, "revision": 1, "added_in_version": version, "deleted": False}
-
-
 def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile], model_folder: str,
                    embedder_folder: str, dimension: int, info: ManifestInfo, path: str, scratch: str):
     """Wire the stages. Tokens are always counted with ``model_folder``'s tokenizer, so figures
@@ -211,7 +207,7 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
                                                       groups=group_count(n_buckets))
 
     tables = {
-        "documents": segmented.documents | "FirstRevision" >> beam.Map(first_revision, version=info.version),
+        "documents": segmented.documents | "FirstRevision" >> beam.Map(document_table, revisions=None, version=info.version),
         "units": assigned | "UnitRows" >> beam.Map(lambda b: b.units),
         "occurrences": levels["occurrences"],
         "hyperwords": hyperwords,
@@ -236,8 +232,8 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     files_written = files_written | "AllFiles" >> beam.Flatten()
 
     stats = [
-        segmented.documents | "NDocs" >> _pairs("documents"),
-        segmented.documents | "NBytes" >> _pairs("input_bytes", lambda d: d["bytes"]),
+        segmented.documents | "NDocs" >> _pairs("documents", len),
+        segmented.documents | "NBytes" >> _pairs("input_bytes", lambda docs: sum(d["bytes"] for d in docs)),
         assigned | "NUnits" >> beam.FlatMap(_bucket_stats),
         near.provenance | "NMerges" >> _pairs("near_duplicate_units", lambda t: t.num_rows),
         near.clusters | "NMergedOcc" >> _pairs("near_duplicate_occurrences", lambda c: c["near_duplicate_occurrences"]),

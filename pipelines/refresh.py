@@ -30,7 +30,7 @@ from hyperscene.transforms.models import PRECISIONS, torch_dtype
 from hyperscene.transforms.near_dup import cluster_parts
 from hyperscene.transforms.inputs import check_distinct_sources, discover
 from hyperscene.transforms.read import ReadDocuments, dead_letter, duplicate_id_reason, read_input_file
-from hyperscene.transforms.segment import Segment, load_spacy
+from hyperscene.transforms.segment import Segment, document_table, load_spacy
 from hyperscene.transforms.spill import SpillPolicy
 from hyperscene.schemas import SHARDED_TABLES
 from hyperscene.transforms.store.layers import PER_DOCUMENT_TABLES
@@ -184,11 +184,9 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     spill = SpillPolicy.for_scratch(FileSystems.join(scratch, "rows"))
     read = p | "Read" >> ReadDocuments(files, cfg.text_field, cfg.id_field, spill=spill)
     process = plan.process
-    docs = read["documents"] | "ToProcess" >> beam.Filter(lambda d: d["doc_id"] in process)
+    docs = read["documents"] | "ToProcess" >> beam.Map(lambda batch: [d for d in batch if d["doc_id"] in process])
     segmented = docs | "Segment" >> Segment(cfg.lang, cfg.spacy_model, cfg.max_unit_tokens)
-    revisions = plan.revisions
-    new_documents = segmented.documents | "Revision" >> beam.Map(
-        lambda d: {**d, "revision": revisions[d["doc_id"]], "added_in_version": version, "deleted": False})
+    new_documents = segmented.documents | "Revision" >> beam.Map(document_table, revisions=plan.revisions, version=version)
 
     joined = _joined_with_store(p, stored, plan, segmented.occurrences | "Bucket" >> beam.FlatMap(bucket_slices, n_buckets=n, spill=spill), n)
     # W002's count of units not in Latin script: the stored one plus what changed, where the store has one
@@ -262,7 +260,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
     files_written = written | "AllFiles" >> beam.Flatten()
 
     stats = [
-        tables["documents"] | "DocStats" >> beam.FlatMap(_document_stats),
+        tables["documents"] | "DocStats" >> beam.FlatMap(rf.document_stats),
         merged.units | "StoredUnitStats" >> beam.FlatMap(rf.unit_stats, scripts=stored_scripts is None),
         fresh_rows | "FreshUnitStats" >> beam.FlatMap(rf.unit_stats),
         tables["provenance"] | "NMerges" >> _count("near_duplicate_units"),
@@ -282,14 +280,6 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
                                          + [(f"level_{level}_codebook_size", len(c)) for level, c in level_books]),
     ] | "AllStats" >> beam.Flatten()
     return (files_written, stats) | "Publish" >> PublishVersion(path, info)
-
-
-def _document_stats(rows):
-    import pyarrow as pa
-
-    if isinstance(rows, dict):
-        rows = pa.Table.from_pylist([{"deleted": rows["deleted"], "bytes": rows["bytes"]}])
-    return rf.document_stats(rows)
 
 
 def retrain_owed(manifest: dict, threshold: float | None) -> str | None:

@@ -82,7 +82,8 @@ def test_read_documents_pipeline(spill, tmp_path):
     with TestPipeline() as p:
         policy = SpillPolicy.for_scratch(str(scratch), text_bytes=6) if spill else NO_SPILL
         out = p | ReadDocuments(files, "text", "id", spill=policy)
-        assert_that(out["documents"] | beam.Map(lambda d: (d["doc_id"], document_text(d), d["format"], d.get("text_file") is None)),
+        assert_that(out["documents"] | beam.FlatMap(lambda batch: [(d["doc_id"], document_text(d), d["format"], d.get("text_file") is None)
+                                                                    for d in batch]),
                     equal_to([("a.txt", "Alpha.", "text", not spill), ("g", "Gam.", "parquet", True)]), label="docs")
         assert_that(out["dead_letters"] | beam.Map(lambda d: (d["source"], d["reason"].split(" (")[0], d["raw"])),
                     equal_to([("bad.txt", "invalid UTF-8 at byte 0", b"\xff"), ("r.jsonl", "duplicate document id 'a.txt'", b"Beta!!"),
@@ -123,7 +124,7 @@ def test_compressed_parquet_is_read(tmp_path):
     files = discover([str(tmp_path)])
     with TestPipeline() as p:
         out = p | ReadDocuments(files)
-        assert_that(out["documents"] | beam.Map(lambda d: d["text"]), equal_to(["Zipped parquet."]))
+        assert_that(out["documents"] | beam.FlatMap(lambda batch: [d["text"] for d in batch]), equal_to(["Zipped parquet."]))
 
 
 def test_the_store_is_skipped_however_its_path_is_spelled(tmp_path, monkeypatch):
@@ -132,3 +133,20 @@ def test_the_store_is_skipped_however_its_path_is_spelled(tmp_path, monkeypatch)
     (tmp_path / "a.txt").write_text("A", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert [f.source for f in discover([str(tmp_path)], exclude=("store",))] == ["a.txt"]
+
+
+def test_repeated_ids_across_batches_keep_the_first_by_path_and_record():
+    from hyperscene.transforms.read import first_of_each_id
+
+    def doc(doc_id, path, record):
+        return {"doc_id": doc_id, "path": path, "source": path, "record": record, "text": f"{path}:{record}"}
+
+    batches = [[doc("b", "z.jsonl", 1), doc("a", "y.jsonl", 2)], [doc("b", "y.jsonl", 7), doc("c", "y.jsonl", 3)],
+               [doc("b", "y.jsonl", 5), doc("a", "x.txt", None)]]
+    out = list(first_of_each_id((0, batches), batch_documents=2))
+    kept = [b for b in out if isinstance(b, list)]
+    dead = [o.value for o in out if not isinstance(o, list)]
+    assert [[d["text"] for d in b] for b in kept] == [["x.txt:None", "y.jsonl:5"], ["y.jsonl:3"]]
+    assert sorted((d["source"], d["record"], d["raw"]) for d in dead) == [
+        ("y.jsonl", 2, b"y.jsonl:2"), ("y.jsonl", 7, b"y.jsonl:7"), ("z.jsonl", 1, b"z.jsonl:1")]
+    assert all("kept the one in" in d["reason"] for d in dead)

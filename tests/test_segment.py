@@ -109,3 +109,43 @@ def test_slices_join_into_the_whole_segmentation(text, max_chunk_chars, slice_un
     assert [u for s in slices for u in s.units] == whole.units
     assert [x for s in slices for x in s.separators] == whole.separators
     assert all(len(s.units) >= slice_units for s in slices[:-1])  # bounded by slice_units plus one chunk's
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(PIECES, max_size=20).map("".join), max_size=8), st.integers(8, 60))
+def test_texts_segmented_together_are_segmented_as_each_alone(texts, max_chunk_chars):
+    """Short documents of a batch share one spaCy stream: each one's units are those it gets alone."""
+    segmenter = Segmenter("en", max_unit_tokens=10, max_chunk_chars=max_chunk_chars)
+    assert list(segmenter.segment_many(texts)) == [segmenter.segment(t) for t in texts]
+
+
+def test_segment_gives_each_document_of_a_batch_the_rows_it_gets_alone(tmp_path):
+    """A batch of short documents (segmented together) and a spilled long one (by slices) give the
+    same occurrence rows and document rows as each document in a batch of its own."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from hyperscene.transforms.segment import Segment
+    from hyperscene.transforms.spill import SpillPolicy
+
+    texts = ["One. Two and three, four.", "", "  \n\nFive!\n\n", "Six, seven. " * 400]
+    docs = [{"doc_id": f"d{i}", "path": "r.jsonl", "record": i, "bytes": len(t.encode()), "text": t} for i, t in enumerate(texts)]
+    docs[-1] = SpillPolicy.for_scratch(str(tmp_path), text_bytes=1000).hold_text(docs[-1])
+    assert "text_file" in docs[-1]
+
+    expected_occ, expected_docs = [], []
+    for d in docs:
+        seg = Segmenter("en", max_unit_tokens=10).segment(texts[int(d["doc_id"][1:])])
+        expected_occ += [(d["doc_id"], i, u, sep) for i, (u, sep) in enumerate(zip(seg.units, seg.separators))]
+        meta = {k: v for k, v in d.items() if k not in ("text", "text_file")}
+        expected_docs.append(tuple(sorted({**meta, "prefix": seg.prefix, "unit_count": len(seg.units)}.items())))
+    assert len(expected_occ) > 400
+
+    for label, batches in [("together", [docs]), ("alone", [[d] for d in docs])]:
+        with TestPipeline() as p:
+            out = p | label >> beam.Create(batches, reshuffle=False) | Segment("en", None, 10)
+            occurrences = out.occurrences | beam.FlatMap(lambda t: [tuple(r.values()) for r in t.to_pylist()])
+            documents = out.documents | beam.FlatMap(lambda batch: [tuple(sorted(d.items())) for d in batch])
+            assert_that(occurrences, equal_to(expected_occ), label="occ")
+            assert_that(documents, equal_to(expected_docs), label="docs")

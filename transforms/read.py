@@ -20,12 +20,14 @@ import json
 import lzma
 import os
 import zlib
+from collections import defaultdict
 from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from hyperscene.transforms.dedup import bucket_count
 from hyperscene.transforms.inputs import InputFile, not_regular, strip_compression
 from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
@@ -156,14 +158,34 @@ def read_parquet(f: InputFile, raw: bytes, text_field: str, id_field: str | None
         yield _record(f, row, obj, text_field, id_field, None)
 
 
+# Documents travel from the reader to segmentation in batches, keyed by a shard of their id: each
+# element crossing a step or a shuffle costs about as much as segmenting a short document does
+# (README, "Runners, the pipeline's own cost, and many short documents").
+BATCH_DOCUMENTS = 1_000
+# A reader holds at most this many documents before it sends every shard's batch on (a shard's
+# batch goes on as soon as it is full), so its memory stays bounded however many shards there are.
+HELD_DOCUMENTS = 20_000
+MAX_ID_SHARDS = 256
+
+
+def id_shard(doc_id: str, shards: int) -> int:
+    """The shard in which a document id's repeats are found: a function of the id alone."""
+    return zlib.crc32(doc_id.encode("utf-8")) % shards
+
+
 class _ReadDoFn(beam.DoFn):
-    def __init__(self, text_field: str, id_field: str | None, spill: SpillPolicy):
+    def __init__(self, text_field: str, id_field: str | None, spill: SpillPolicy, shards: int):
         self._text_field = text_field
         self._id_field = id_field
         self._spill = spill
+        self._shards = shards
 
     def setup(self):
         self._progress = Progress("read", "files")
+
+    def start_bundle(self):
+        self._held: dict[int, list[dict]] = defaultdict(list)
+        self._n_held = 0
 
     def process(self, f: InputFile):
         with self._progress.timed(1):
@@ -171,8 +193,27 @@ class _ReadDoFn(beam.DoFn):
         for tag, record in records:
             if tag != "documents":
                 yield beam.pvalue.TaggedOutput(tag, record)
-            else:
-                yield self._spill.hold_text(record)
+                continue
+            shard = id_shard(record["doc_id"], self._shards)
+            held = self._held[shard]
+            held.append(self._spill.hold_text(record))
+            self._n_held += 1
+            if len(held) >= BATCH_DOCUMENTS:
+                self._n_held -= len(held)
+                yield shard, self._held.pop(shard)
+            elif self._n_held >= HELD_DOCUMENTS:
+                yield from self._send_all()
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for batch in self._send_all():
+            yield WindowedValue(batch, 0, [GlobalWindow()])
+
+    def _send_all(self):
+        held, self._held, self._n_held = self._held, defaultdict(list), 0
+        yield from sorted(held.items())
 
 
 def read_input_file(f: InputFile, text_field: str = "text", id_field: str | None = None) -> list[tuple[str, dict]]:
@@ -216,20 +257,40 @@ def duplicate_id_reason(doc_id: str, kept_path: str) -> str:
     return f"duplicate document id {doc_id!r} (kept the one in {kept_path})"
 
 
-def _first_of_each_id(item):
-    """Two documents with one id would interleave in the store: keep the first, dead-letter the rest."""
-    doc_id, docs = item
-    docs = sorted(docs, key=lambda d: (d["path"], d["record"] if d["record"] is not None else -1))
-    yield docs[0]
-    for dup in docs[1:]:
-        reason = duplicate_id_reason(doc_id, docs[0]["path"])
-        yield beam.pvalue.TaggedOutput(
-            "dead_letters", dead_letter(dup["source"], dup["record"], reason, document_text(dup).encode("utf-8"))
-        )
+def _input_order(doc: dict):
+    return doc["path"], doc["record"] if doc["record"] is not None else -1
+
+
+def first_of_each_id(item, batch_documents: int = BATCH_DOCUMENTS):
+    """(shard, batches of documents) -> the shard's documents, one per id, in batches in id order.
+
+    Two documents with one id would interleave in the store: the first by path and record is kept,
+    the others are dead-lettered."""
+    _, batches = item
+    chosen: dict[str, dict] = {}
+    repeated: dict[str, list[dict]] = {}
+    for docs in batches:
+        for doc in docs:
+            doc_id = doc["doc_id"]
+            if doc_id not in chosen:
+                chosen[doc_id] = doc
+            else:
+                repeated.setdefault(doc_id, [chosen[doc_id]]).append(doc)
+    for doc_id, docs in sorted(repeated.items()):
+        first, *others = sorted(docs, key=_input_order)
+        chosen[doc_id] = first
+        for dup in others:
+            reason = duplicate_id_reason(doc_id, first["path"])
+            yield beam.pvalue.TaggedOutput(
+                "dead_letters", dead_letter(dup["source"], dup["record"], reason, document_text(dup).encode("utf-8")))
+    kept = [chosen[doc_id] for doc_id in sorted(chosen)]
+    for start in range(0, len(kept), batch_documents):
+        yield kept[start : start + batch_documents]
 
 
 class ReadDocuments(beam.PTransform):
-    """Input files -> documents (main output) and dead letters (tag ``dead_letters``).
+    """Input files -> batches of documents (main output: lists of document records, each id once)
+    and dead letters (tag ``dead_letters``).
 
     ``spill`` (the run's :class:`~hyperscene.transforms.spill.SpillPolicy`) may move a long
     document's text to a scratch file, its record carrying the path (``text_file``), so the shuffle
@@ -240,7 +301,9 @@ class ReadDocuments(beam.PTransform):
                  spill: SpillPolicy = NO_SPILL):
         super().__init__()
         self._files = files
-        self._fn = _ReadDoFn(text_field, id_field, spill)
+        # as many shards as buckets, up to MAX_ID_SHARDS: a function of the input alone
+        shards = min(MAX_ID_SHARDS, bucket_count(sum(f.size for f in files)))
+        self._fn = _ReadDoFn(text_field, id_field, spill, shards)
 
     def expand(self, pbegin):
         read = (
@@ -251,9 +314,8 @@ class ReadDocuments(beam.PTransform):
         )
         unique = (
             read.documents
-            | "ById" >> beam.Map(lambda d: (d["doc_id"], d))
             | "Group" >> beam.GroupByKey()
-            | "FirstOfEachId" >> SplitOutputs(_first_of_each_id, tags=("dead_letters",), main="documents")
+            | "FirstOfEachId" >> SplitOutputs(first_of_each_id, tags=("dead_letters",), main="documents")
         )
         dead = (read.dead_letters, unique.dead_letters) | "DeadLetters" >> beam.Flatten()
         return {"documents": unique.documents, "dead_letters": dead}

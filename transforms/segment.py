@@ -201,17 +201,17 @@ class Segmenter:
         return next(self.segment_many([text]))
 
     def segment_many(self, texts: Sequence[str]) -> Iterator[Segmentation]:
+        """Each text's segmentation; the chunks of all of them go through spaCy in one stream."""
         openers = CLAUSE_OPENERS.get(self.nlp.lang, frozenset())
-        for text in texts:
-            starts = chunk_offsets(text, self.max_chunk_chars)
-            chunks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
-            cuts: list[int] = list(starts)
-            for offset, doc in zip(starts, self.nlp.pipe(chunks, batch_size=64)):
+        starts = [chunk_offsets(text, self.max_chunk_chars) for text in texts]
+        chunks = (text[a:b] for text, s in zip(texts, starts) for a, b in zip(s, [*s[1:], len(text)]))
+        docs = self.nlp.pipe(chunks, batch_size=64)
+        for text, text_starts in zip(texts, starts):
+            cuts: list[int] = list(text_starts)
+            for offset, doc in zip(text_starts, docs):
                 for sentence in doc.sents:
                     cuts.append(offset + sentence.start_char)
-                    cuts.extend(
-                        offset + c for c in _clause_cuts(sentence, openers, self.max_unit_tokens)
-                    )
+                    cuts.extend(offset + c for c in _clause_cuts(sentence, openers, self.max_unit_tokens))
             yield split_at(text, cuts)
 
     def segment_slices(self, text: str, slice_units: int = SLICE_UNITS) -> Iterator[Segmentation]:
@@ -257,20 +257,42 @@ class _SegmentDoFn(beam.DoFn):
 
     def setup(self):
         self._segmenter = Segmenter(*self._args)
-        self._segmenter.nlp  # load once per worker, not per bundle
+        # Short documents of a batch go through spaCy together where no component is trained (the
+        # rule-based sentencizer): a trained one's output could depend on its batch mates' shapes,
+        # and a document's units must not.
+        self._together = set(self._segmenter.nlp.pipe_names) <= {"sentencizer"}
         self._progress = Progress("segment", "documents")
 
     def start_bundle(self):
         self._short = OccurrenceRows()
 
-    def process(self, doc: dict):
+    def process(self, docs: list[dict]):
+        together = self._segmented_together(docs)
+        metas = []
+        for i, doc in enumerate(docs):
+            seg = together.get(i)
+            slices = self._segmenter.segment_slices(document_text(doc)) if seg is None else iter([seg])
+            metas.append((yield from self._occurrences(doc, slices, count=seg is None)))
+        if metas:
+            yield beam.pvalue.TaggedOutput("documents", metas)
+
+    def _segmented_together(self, docs: list[dict]) -> dict[int, Segmentation]:
+        """{index in ``docs``: segmentation} of the short documents, segmented in one spaCy pass."""
+        if not self._together:
+            return {}
+        limit = self._segmenter.max_chunk_chars  # one chunk: a single slice (SLICE_UNITS > characters)
+        short = [i for i, doc in enumerate(docs) if doc.get("text_file") is None and len(doc["text"]) <= limit]
+        with self._progress.timed(len(short)):
+            return dict(zip(short, self._segmenter.segment_many([docs[i]["text"] for i in short])))
+
+    def _occurrences(self, doc: dict, slices: Iterator[Segmentation], count: bool):
+        """Yields the occurrence tables that are full; returns the document's row."""
         # One occurrence table per slice: a huge document never becomes one table of Python lists.
         # Short documents' rows are gathered into one table (BATCH_UNITS rows at least) before they
         # go on: each element crossing a shuffle costs about as much as segmenting a short document.
-        slices = self._segmenter.segment_slices(document_text(doc))
         position, prefix = 0, None
         while True:
-            with self._progress.timed(1) if prefix is None else stage_timer("segment", 0):
+            with self._progress.timed(1) if count and prefix is None else stage_timer("segment", 0):
                 seg = next(slices, None)
                 if seg is not None:
                     table = None
@@ -288,7 +310,7 @@ class _SegmentDoFn(beam.DoFn):
             position += len(seg.units)
         meta = {k: v for k, v in doc.items() if k not in ("text", "text_file")}
         meta.update(prefix=prefix, unit_count=position)
-        yield beam.pvalue.TaggedOutput("documents", meta)
+        return meta
 
     def finish_bundle(self):
         if self._short.rows:
@@ -338,8 +360,10 @@ def occurrence_table(doc_id: str, seg: Segmentation, first_position: int = 0):
 
 
 class Segment(beam.PTransform):
-    """Documents -> occurrence tables (main output: a long document's slices, short documents'
-    rows gathered, ``BATCH_UNITS`` or more a table) and document rows (tag ``documents``)."""
+    """Batches of documents (lists, as :class:`~hyperscene.transforms.read.ReadDocuments` gives
+    them) -> occurrence tables (main output: a long document's slices, short documents' rows
+    gathered, ``BATCH_UNITS`` or more a table) and document rows (tag ``documents``: a list per
+    batch, each row its document's record less the text, with ``prefix`` and ``unit_count``)."""
 
     def __init__(self, lang: str, spacy_model: str | None, max_unit_tokens: int):
         super().__init__()
@@ -347,3 +371,15 @@ class Segment(beam.PTransform):
 
     def expand(self, documents):
         return documents | SplitOutputs(self._fn, tags=("documents",), main="occurrences")
+
+
+def document_table(docs: list[dict], revisions: dict[str, int] | None, version: int):
+    """Segment's document rows (a batch) as a documents table: their revision (1 where
+    ``revisions`` is None), added in ``version``."""
+    import pyarrow as pa
+
+    from hyperscene.schemas import TABLES
+
+    rows = [{**d, "revision": 1 if revisions is None else revisions[d["doc_id"]], "added_in_version": version, "deleted": False}
+            for d in docs]
+    return pa.Table.from_pylist(rows, schema=TABLES["documents"])
