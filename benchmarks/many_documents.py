@@ -2,12 +2,18 @@
 
     python benchmarks/many_documents.py --docs 2000,20000,100000          # static embedder, DirectRunner
     python benchmarks/many_documents.py --docs 20000 -- --runner DaskRunner --workers 2
+    python benchmarks/many_documents.py --docs 100000 --joined 100   # and the same text as 100 documents
 
 The documents are the sentences of en-gutenberg's files in name order, grouped one to three to a
 record (ids d0000000, ...), so they are short (about 100 to 300 bytes) and real. Each size is
 compressed in a fresh process with ``--embedder static`` (flags after ``--`` are added). Prints per
 size: wall seconds of compress, the stages' own seconds (summed over workers), the rest per
 document in milliseconds, and the peak resident memory of the process tree (launcher and workers).
+
+``--joined N`` also compresses the same records' texts joined, in order, into N documents (blank
+lines between records) and prints their rest beside: what the many documents' rest has beyond it,
+over the number of documents, is what a document costs as such, apart from what its text costs
+(its units, tables and shuffles) whoever holds it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,16 @@ def write_documents(corpus: Path, n: int, path: Path) -> int:
     raise SystemExit(f"{corpus} has fewer than {n} such records")
 
 
+def join_documents(path: Path, n_joined: int, out: Path) -> int:
+    """The records of ``path`` joined, in order, into ``n_joined`` records of about equal count."""
+    texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    per = -(-len(texts) // n_joined)
+    with open(out, "w", encoding="utf-8") as f:
+        for j, start in enumerate(range(0, len(texts), per)):
+            f.write(json.dumps({"id": f"j{j:05d}", "text": "\n\n".join(texts[start : start + per])}, ensure_ascii=False) + "\n")
+    return len(range(0, len(texts), per))
+
+
 def compress_once(docs: Path, store: Path, extra: list[str]) -> dict:
     """Run compress in a child process; its result, wall seconds and peak memory of its process tree."""
     code = (
@@ -71,10 +87,18 @@ def compress_once(docs: Path, store: Path, extra: list[str]) -> dict:
     return result
 
 
+def _row(n: int, size: int, r: dict) -> dict:
+    stage_s = sum(s["seconds"] for s in r["stages"].values())
+    return {"documents": n, "input_bytes": size, "wall_s": round(r["wall"], 1), "stages_s": round(stage_s, 1),
+            "rest_ms_per_document": round((r["wall"] - stage_s) / n * 1000, 3), "peak_mb": round(r["peak_mb"]),
+            "stages": r["stages"], "counts": r["counts"]}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", default="2000,20000", help="document counts, comma-separated (default: 2000,20000)")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--joined", type=int, help="also compress the same text joined into this many documents")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args, extra = p.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
@@ -82,15 +106,25 @@ def main(argv=None) -> None:
     print(f"{'documents':>10} {'input MB':>9} {'wall s':>8} {'stages s':>9} {'rest ms/doc':>12} {'peak MB':>8}")
     for n in (int(x) for x in args.docs.split(",")):
         with tempfile.TemporaryDirectory(prefix="hyperscene-many-") as tmp:
-            docs = Path(tmp) / "docs.jsonl"
+            docs = Path(tmp) / "many" / "docs.jsonl"
+            docs.parent.mkdir()
             size = write_documents(args.corpus, n, docs)
             r = compress_once(docs, Path(tmp) / "store", extra)
-        stage_s = sum(s["seconds"] for s in r["stages"].values())
-        rest_ms = (r["wall"] - stage_s) / n * 1000
-        rows.append({"documents": n, "input_bytes": size, "wall_s": round(r["wall"], 1), "stages_s": round(stage_s, 1),
-                     "rest_ms_per_document": round(rest_ms, 3), "peak_mb": round(r["peak_mb"]),
-                     "stages": r["stages"], "counts": r["counts"]})
-        print(f"{n:>10,} {size / 1e6:>9.1f} {r['wall']:>8.1f} {stage_s:>9.1f} {rest_ms:>12.3f} {r['peak_mb']:>8.0f}", flush=True)
+            row = _row(n, size, r)
+            if args.joined:
+                joined = Path(tmp) / "joined" / "docs.jsonl"
+                joined.parent.mkdir()
+                n_joined = join_documents(docs, args.joined, joined)
+                row["joined"] = _row(n_joined, joined.stat().st_size, compress_once(joined, Path(tmp) / "store-joined", extra))
+        rows.append(row)
+        print(f"{n:>10,} {size / 1e6:>9.1f} {row['wall_s']:>8.1f} {row['stages_s']:>9.1f} {row['rest_ms_per_document']:>12.3f} "
+              f"{row['peak_mb']:>8.0f}", flush=True)
+        if args.joined:
+            j = row["joined"]
+            rest, rest_joined = row["wall_s"] - row["stages_s"], j["wall_s"] - j["stages_s"]
+            print(f"{'joined':>10} {'':>9} {j['wall_s']:>8.1f} {j['stages_s']:>9.1f}   the same text as {j['documents']:,} documents: "
+                  f"rest {rest_joined:.1f} s against {rest:.1f} s, {(rest - rest_joined) / n * 1000:.3f} ms per document beyond",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hyperscene.pipelines import compress, decompress
 from hyperscene.transforms.store.reader import StoreVersion
 
-EXAMPLES = 16
-MIN_DOCUMENTS, MAX_DOCUMENTS = 20, 60
+EXAMPLES = 8
+MIN_DOCUMENTS, MAX_DOCUMENTS = 40, 120
 
 LINE_ENDINGS = ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"]
 COMBINING = ["\u0301", "\u0308\u0323", "e\u0301", "\u20dd", "\u1100\u1161\u11a8", "\u0915\u094d\u0937", "Z\u0351\u036b\u0343"]
