@@ -6,12 +6,12 @@ tones, flags and ZWJ sequences, zero-width characters and the byte-order mark, c
 and every kind of line ending (\\n, \\r\\n, \\r, U+2028, U+2029, U+0085, \\v, \\f).
 
 A compress costs 5 to 25 s here (loading the models, then Beam), so one hypothesis example is one
-whole corpus: EXAMPLES = 16 examples, each of 20 to 60 generated documents plus two more (a fixed
+whole corpus: EXAMPLES = 8 examples, each of 40 to 120 generated documents plus two more (a fixed
 one holding every kind of piece above, and all the generated ones joined into one longer document),
 and each document is written twice, as a text file and as a JSONL record (ensure_ascii on and off in
-turn). That is 16 compress runs of 44 to 124 documents, 704 to 1,984 documents per test run (a
-measured run: 609 documents, 1,218 written), in about 2.5 minutes on a 2-core machine
-running other jobs (147 s). A text file must come back byte for byte, a record's text field exactly,
+turn). That is 8 compress runs of 84 to 244 documents, 672 to 1,952 documents per test run, in
+71 s on a 2-core machine (16 runs of half as many documents each took 106 s: at this size a
+compress's start-up is most of its cost). A text file must come back byte for byte, a record's text field exactly,
 and nothing may be dead-lettered. Shrinking is off (each step would be another compress); a
 failure's message names each document that did not come back, with its text and what came back
 instead, and hypothesis prints the whole corpus (and a blob to reproduce it).
