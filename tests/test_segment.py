@@ -99,23 +99,24 @@ def test_russian_segmentation_reassembles_any_text(ru, text):
     assert ru.segment(text).text() == text
 
 
+# one per chunk size: loading spaCy for each example would be most of these tests' time
+@functools.cache
+def _segmenter(max_chunk_chars: int) -> Segmenter:
+    return Segmenter("en", max_unit_tokens=10, max_chunk_chars=max_chunk_chars)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(PIECES, max_size=60).map("".join), st.integers(8, 60), st.integers(1, 6))
 def test_slices_join_into_the_whole_segmentation(text, max_chunk_chars, slice_units):
     """A huge document is segmented slice by slice (chunk by chunk inside): joined, the slices are
     the same prefix, units and separators as segmenting it whole, wherever chunks and slices fall."""
-    segmenter = Segmenter("en", max_unit_tokens=10, max_chunk_chars=max_chunk_chars)
+    segmenter = _segmenter(max_chunk_chars)
     (whole,) = segmenter.segment_many([text])
     slices = list(segmenter.segment_slices(text, slice_units))
     assert slices[0].prefix == whole.prefix and all(s.prefix == "" for s in slices[1:])
     assert [u for s in slices for u in s.units] == whole.units
     assert [x for s in slices for x in s.separators] == whole.separators
     assert all(len(s.units) >= slice_units for s in slices[:-1])  # bounded by slice_units plus one chunk's
-
-
-@functools.cache
-def _segmenter(max_chunk_chars: int) -> Segmenter:
-    return Segmenter("en", max_unit_tokens=10, max_chunk_chars=max_chunk_chars)
 
 
 @settings(max_examples=100, deadline=None)
