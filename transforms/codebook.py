@@ -15,6 +15,7 @@ import numpy as np
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.embed import load_vectors
+from hyperscene.transforms.faiss_loader import load_faiss
 from hyperscene.transforms.progress import Progress, stage_timer
 
 # FAISS warns below 39 points per centroid and subsamples above max_points_per_centroid.
@@ -40,7 +41,7 @@ def train_codebook(vectors: np.ndarray, k: int, seed: int, iterations: int = KME
     points, so that code i stays near where it was and most ids keep their meaning. Codes beyond
     its rows start from the first sample rows; rows beyond k are dropped.
     """
-    import faiss
+    faiss = load_faiss()
 
     n, d = vectors.shape
     k = min(k, n)
@@ -76,7 +77,7 @@ class NearestCentroid:
     codebook (the scenes of thousands of short documents). Called with vectors: (ids, scores)."""
 
     def __init__(self, centroids: np.ndarray):
-        import faiss
+        faiss = load_faiss()
 
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self._index = faiss.IndexFlatIP(self.centroids.shape[1])

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from hyperscene.schemas import PROVENANCE
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.embed import for_row_access, vector_rows
+from hyperscene.transforms.faiss_loader import load_faiss
 from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.outputs import SplitOutputs
 from hyperscene.transforms.progress import Progress
@@ -63,7 +64,7 @@ def group_near_duplicates(
     With ``check="words"`` a candidate merges only if :func:`near_dup_verify.verify` accepts the
     two texts: the most similar accepted canonical wins; a unit none accepts becomes canonical.
     """
-    import faiss
+    faiss = load_faiss()
 
     n = len(unit_ids)
     if n < 2:

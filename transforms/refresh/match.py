@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hyperscene.schemas import PROVENANCE, TABLES
+from hyperscene.transforms.faiss_loader import load_faiss
 from hyperscene.transforms.near_dup import METHOD
 from hyperscene.transforms.near_dup_verify import verify
 from hyperscene.transforms.outputs import SplitOutputs
@@ -28,7 +29,7 @@ def match_fresh_units(hyperword: int, canonical_ids: list[str], canonical_vector
     With ``check="words"`` a merge must also pass the word check, against ``canonical_texts`` for
     the stored canonicals; without them a fresh unit merges only into a fresh canonical then.
     """
-    import faiss
+    faiss = load_faiss()
 
     ids = fresh.column("unit_id").to_pylist()
     counts = fresh.column("occurrence_count").to_pylist()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from hyperscene.schemas import VECTOR_SCHEMAS
+from hyperscene.transforms.faiss_loader import load_faiss
 
 ENCODINGS = ("pq", "int8", "float16", "none")
 DEFAULT_ENCODING = "pq"
@@ -49,7 +50,7 @@ def train_quantizer(sample: np.ndarray, seed: int, dimensions_per_byte: int = PQ
     (unit vectors, rows in a fixed order), rounded to the float16 values the store keeps. With fewer
     than 256 rows, each subspace's centroids are the rows themselves (repeated to fill 256).
     Other ``dimensions_per_byte`` and ``iterations`` are for benchmarks/vector_candidates.py."""
-    import faiss
+    faiss = load_faiss()
 
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     n, d = sample.shape
@@ -89,7 +90,7 @@ def quantizer_from_table(table) -> np.ndarray:
 
 def pq_codes(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Each row's nearest centroid (Euclidean) in every subspace: uint8, shape (n, subspaces)."""
-    import faiss
+    faiss = load_faiss()
 
     m, k, width = centroids.shape
     pq = faiss.ProductQuantizer(m * width, m, 8)
