@@ -1,15 +1,14 @@
 """FAISS, loaded so that its matrix products use the vector instructions this CPU has.
 
 The faiss-cpu wheels bundle their own OpenBLAS (0.3.15 in faiss-cpu 1.15), which does not know CPUs
-newer than itself (Sapphire Rapids and later Xeons, as on the machines the README's figures come
-from): it falls back to its Prescott kernels (SSE3), and every k-means iteration, assignment and
-near-duplicate search then runs about five times slower than it could (`python
-benchmarks/faiss_blas.py`). OpenBLAS takes its kernel family from ``OPENBLAS_CORETYPE`` when the
-library loads, so before FAISS first loads in a process (the launcher, a Beam or Dask worker),
-when the variable is not set, it is set from the CPU's own flags: SkylakeX where the AVX-512 parts
-those kernels use are there, Haswell where AVX2 and FMA are, nothing otherwise. A CPU that OpenBLAS
-knows gets those families from its own detection too. Set the variable yourself to choose otherwise
-(an empty value leaves the choice to OpenBLAS).
+newer than itself (such as the Xeon with AVX-512 the README's figures come from): it falls back to
+its Prescott kernels (SSE3; the fallback of OpenMathLib/OpenBLAS#4267, mended in 0.3.25), and every k-means iteration, assignment and near-duplicate search then runs about five times slower
+than it could (`python benchmarks/faiss_blas.py`). OpenBLAS takes its kernel family from
+``OPENBLAS_CORETYPE`` when the library loads, so before FAISS first loads in a process (the
+launcher, a Beam or Dask worker), when the variable is not set, it is set from the CPU's own flags:
+SkylakeX where the AVX-512 parts those kernels use are there, Haswell where AVX2 and FMA are,
+nothing otherwise. A CPU that OpenBLAS knows gets those families from its own detection too. Set the
+variable yourself to choose otherwise (an empty value leaves the choice to OpenBLAS).
 """
 
 from __future__ import annotations
