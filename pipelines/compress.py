@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps (default: cpu)")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="what the torch embedder computes in; auto: float16 on cuda, bfloat16 on a CPU that has it in "
-                        "hardware (Intel AMX, AVX512-BF16), float32 elsewhere (default: auto)")
+                        "hardware (Intel AMX), float32 elsewhere (default: auto)")
     g.add_argument("--batch-size", type=int, help="texts per forward pass (default: 64 on the CPU, 512 on cuda, 4096 for static)")
     g = p.add_argument_group("codebook and near-duplicates")
     g.add_argument("--codebook-size", type=int, help="hyperwords (default: about 2*sqrt(distinct units))")

@@ -17,8 +17,8 @@ Embedders (``--embedder``) are ways of running one model:
   near-duplicate threshold 0.93 instead of 0.92); only its file is smaller (22 MB against 88 MB).
 
 Devices and precision: the ``torch`` embedder runs the transformer in float16 on ``cuda``/``cuda:N``,
-in bfloat16 on a CPU that multiplies bfloat16 in hardware (Intel AMX or AVX512-BF16: about twice
-float32's speed, cosine to float32 vectors above 0.9999), in float32 elsewhere; pooling and
+in bfloat16 on a CPU with AMX (about twice float32's speed where it was measured, cosine to float32
+vectors above 0.9999; AVX512-BF16 alone was slower than float32), in float32 elsewhere; pooling and
 normalisation stay float32 (:func:`torch_dtype`, ``--precision`` to choose). The default batch is
 larger on a GPU and for ``static`` (:func:`default_batch_size`); :func:`check_device` turns a
 device this machine lacks into one clear error before any work.
@@ -51,9 +51,11 @@ GPU_BATCH_SIZE = 512  # MiniLM in float16 uses well under 1 GiB of GPU memory at
 STATIC_BATCH_SIZE = 4096
 # --precision: "auto" is float16 on a CUDA GPU, bfloat16 on a CPU with native bfloat16, else float32.
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-# CPU flags (Linux /proc/cpuinfo) of hardware bfloat16 matrix products; without them torch emulates
-# bfloat16 and runs slower than in float32.
-NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# CPU flags (Linux /proc/cpuinfo) of bfloat16 matrix products that beat float32: AMX's. AVX512-BF16
+# alone is not enough: on a Xeon with it and no AMX, MiniLM ran at 87 units/s in bfloat16 against
+# 127 in float32 (benchmarks/embed_floor.py --precisions float32,bfloat16); without either, torch
+# emulates bfloat16, slower still.
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16"})
 # optimum-intel declares torchvision as a dependency, and no torchvision build works with the CPU
 # torch wheel (transformers then fails on "operator torchvision::nms does not exist"): it goes in
 # with --no-deps, and its real runtime dependencies are named here. Versions verified together.
