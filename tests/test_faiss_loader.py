@@ -2,7 +2,8 @@ import os
 import subprocess
 import sys
 
-from hyperscene.transforms.faiss_loader import coretype_for, cpu_flags
+from hyperscene.transforms.cpu import cpu_flags
+from hyperscene.transforms.faiss_loader import coretype_for
 
 SKYLAKEX_FLAGS = {"sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"}
 

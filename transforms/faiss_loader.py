@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
+from hyperscene.transforms.cpu import cpu_flags
+
 CORETYPE_VARIABLE = "OPENBLAS_CORETYPE"
 # OpenBLAS's SkylakeX kernels use AVX-512 F, BW, DQ and VL; its Haswell ones AVX2 and FMA.
 CORETYPES = (("SkylakeX", {"avx512f", "avx512bw", "avx512dq", "avx512vl"}), ("Haswell", {"avx2", "fma"}))
@@ -28,18 +30,6 @@ def coretype_for(cpu_flags: set[str]) -> str | None:
         if needed <= cpu_flags:
             return coretype
     return None
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The first processor's flags, empty where the file is not there (not Linux) or has none (not x86)."""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
 
 
 def load_faiss():

@@ -35,6 +35,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from hyperscene.transforms.cpu import cpu_flags
 from hyperscene.transforms.errors import Errors, InvalidOption
 from hyperscene.transforms.model_cache import default_cache_dir, fingerprint, publish_folder
 from hyperscene.transforms.model_loading import load_in_dtype, sentence_transformer
@@ -212,15 +213,8 @@ def is_cuda(device: str) -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (read from Linux's /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return not NATIVE_BF16_FLAGS.isdisjoint(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return False
+    """Whether this CPU multiplies bfloat16 faster than float32 (read from Linux's /proc/cpuinfo; False elsewhere)."""
+    return not NATIVE_BF16_FLAGS.isdisjoint(cpu_flags())
 
 
 def check_precision(precision: str, device: str, embedder: str) -> None:
