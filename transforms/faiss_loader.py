@@ -24,10 +24,10 @@ CORETYPE_VARIABLE = "OPENBLAS_CORETYPE"
 CORETYPES = (("SkylakeX", {"avx512f", "avx512bw", "avx512dq", "avx512vl"}), ("Haswell", {"avx2", "fma"}))
 
 
-def coretype_for(cpu_flags: set[str]) -> str | None:
+def coretype_for(flags: set[str]) -> str | None:
     """The OpenBLAS kernel family for a CPU with these flags (as /proc/cpuinfo names them)."""
     for coretype, needed in CORETYPES:
-        if needed <= cpu_flags:
+        if needed <= flags:
             return coretype
     return None
 

@@ -17,8 +17,9 @@ Embedders (``--embedder``) are ways of running one model:
   near-duplicate threshold 0.93 instead of 0.92); only its file is smaller (22 MB against 88 MB).
 
 Devices and precision: the ``torch`` embedder runs the transformer in float16 on ``cuda``/``cuda:N``,
-in bfloat16 on a CPU with AMX (about twice float32's speed where it was measured, cosine to float32
-vectors above 0.9999; AVX512-BF16 alone was slower than float32), in float32 elsewhere; pooling and
+in bfloat16 on a CPU with AMX (1.9 to 3.1 times float32's speed on the days the README's tables were
+measured, cosine to float32 vectors above 0.9999; on a day this machine showed AVX512-BF16 and no
+AMX, bfloat16 was slower than float32), in float32 elsewhere; pooling and
 normalisation stay float32 (:func:`torch_dtype`, ``--precision`` to choose). The default batch is
 larger on a GPU and for ``static`` (:func:`default_batch_size`); :func:`check_device` turns a
 device this machine lacks into one clear error before any work.
