@@ -3,7 +3,7 @@
 The faiss-cpu wheels bundle their own OpenBLAS (0.3.15 in faiss-cpu 1.15), which does not know CPUs
 newer than itself (such as the Xeon with AVX-512 the README's figures come from): it falls back to
 its Prescott kernels (SSE3; the fallback of OpenMathLib/OpenBLAS#4267, mended in 0.3.25), and every
-k-means iteration, assignment and near-duplicate search then runs about five times slower than it
+k-means iteration, assignment and near-duplicate search then runs three to five times slower than it
 could (`python benchmarks/faiss_blas.py`). OpenBLAS takes its kernel family from
 ``OPENBLAS_CORETYPE`` when the library loads, so before FAISS first loads in a process (the
 launcher, a Beam or Dask worker), when the variable is not set, it is set from the CPU's own flags:
