@@ -14,7 +14,7 @@ import apache_beam as beam
 import numpy as np
 
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.embed import load_vectors
+from hyperscene.transforms.embed import for_row_access, load_vectors, vector_rows
 from hyperscene.transforms.faiss_loader import load_faiss
 from hyperscene.transforms.progress import Progress, stage_timer
 
@@ -97,30 +97,21 @@ def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.n
     return NearestCentroid(centroids)(vectors)
 
 
-def first_vectors(bucket: UnitBucket, n: int) -> np.ndarray:
-    """A copy of the bucket's first ``n`` vectors: from a spilled local file, only those rows are read."""
-    if bucket.vectors is None and bucket.vector_file is not None and "://" not in bucket.vector_file and n < len(bucket):
-        vectors = np.load(bucket.vector_file, mmap_mode="r", allow_pickle=False)
-        if len(vectors) == len(bucket):
-            try:
-                return np.array(vectors[:n])
-            finally:
-                del vectors  # unmap now
-    return load_vectors(bucket)[:n].copy()
-
-
 class SmallestIds(beam.CombineFn):
     """The ``k`` units with the smallest ids across all buckets: (ids, vectors), sorted by id.
 
     Ids are hashes, so this is a uniform sample, and it does not depend on the order buckets arrive in.
     The codebook's sample and the quantizer's are taken so; their time is the stage "sample units".
+    Until the end the accumulator holds ids and handles to their vectors (rows of a spilled file, or
+    the values when they are not on the local disk): choosing the k smallest moves ids only, and each
+    chosen vector is read once, in ``extract_output``.
     """
 
     def __init__(self, k: int):
         self._k = k
 
     def create_accumulator(self):
-        return []  # (ids, vectors) parts, sorted by id; compacted to k rows when they hold k/4 more
+        return []  # (ids, vector handle) parts, each sorted by id; compacted to k rows when they hold k/4 more
 
     def add_input(self, acc, bucket: UnitBucket):
         with stage_timer("sample units", len(bucket)):
@@ -129,7 +120,7 @@ class SmallestIds(beam.CombineFn):
             if held >= self._k:  # only ids below the current k-th can enter
                 ids = ids[: np.searchsorted(ids, max(i[-1] for i, _ in acc), side="right")]
             if len(ids):
-                acc.append((ids, first_vectors(bucket, len(ids))))
+                acc.append((ids, vector_rows(for_row_access(bucket), np.arange(len(ids)))))
             return self._compact(acc) if held + len(ids) > self._k + self._k // 4 else acc
 
     def merge_accumulators(self, accumulators):
@@ -137,16 +128,31 @@ class SmallestIds(beam.CombineFn):
             return self._compact([part for acc in accumulators for part in acc])
 
     def _compact(self, parts):
+        """The parts narrowed to the k smallest ids; each part keeps its own rows, in order."""
         parts = [p for p in parts if len(p[0])]
-        if len(parts) <= 1:
+        if sum(len(i) for i, _ in parts) <= self._k:
             return parts
         ids = np.concatenate([i for i, _ in parts])
-        keep = np.argsort(ids, kind="stable")[: self._k]
-        return [(ids[keep], np.concatenate([v for _, v in parts])[keep])]
+        keep = np.zeros(len(ids), dtype=bool)
+        keep[np.argsort(ids, kind="stable")[: self._k]] = True
+        kept, start = [], 0
+        for part_ids, handle in parts:
+            rows = np.flatnonzero(keep[start : start + len(part_ids)])
+            start += len(part_ids)
+            if len(rows) == len(part_ids):
+                kept.append((part_ids, handle))
+            elif len(rows):
+                kept.append((part_ids[rows], handle.take(rows)))
+        return kept
 
     def extract_output(self, acc):
-        acc = self._compact(acc)
-        return acc[0] if acc else (np.array([], dtype=np.int64), None)
+        with stage_timer("sample units", 0):
+            parts = self._compact(acc)
+            if not parts:
+                return np.array([], dtype=np.int64), None
+            ids = np.concatenate([i for i, _ in parts])
+            order = np.argsort(ids, kind="stable")
+            return ids[order], np.concatenate([handle.load() for _, handle in parts])[order]
 
 
 def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: int, init: np.ndarray | None = None):
