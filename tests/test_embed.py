@@ -5,6 +5,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
+from conftest import SAMPLE_CORPUS
 from hyperscene.transforms.embed import SentenceTransformerModelHandler
 from hyperscene.transforms.model_cache import fingerprint
 from hyperscene.transforms.model_catalog import resolve_model
@@ -137,3 +138,21 @@ def test_vector_rows_give_the_same_values_by_reference_or_by_value(tmp_path):
         assert np.array_equal(reference.load(), value.load())
         assert value.load().dtype == np.float32
     assert np.array_equal(vector_rows(spilled, rows).load(), vectors[rows])
+
+
+def test_static_vectors_are_sentence_transformers_own_to_the_bit(model_folder):
+    """The static embedder's own path (the fast tokenizer, one EmbeddingBag call) must give what
+    sentence-transformers' encode gives, bit for bit, since a store's hyperwords follow from them:
+    texts of every length, and texts with no known token (the zero vector either way)."""
+    from hyperscene.transforms.embed import embed_texts, static_table
+    from hyperscene.transforms.models import load_embedder, static_model
+
+    model = load_embedder(static_model(model_folder), "static")
+    assert static_table(model) is not None and static_table(load_embedder(model_folder)) is None
+    prose = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_text(encoding="utf-8")
+    texts = [s for s in prose.split(".")[:300] if s] + ["", "\ufeff", "\u200b", "a [CLS] b", prose[:20_000]]
+    expected = model.encode(texts, batch_size=16, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+    expected[~np.isfinite(expected).all(axis=1)] = 0.0
+    vectors = embed_texts(model, texts, 16)
+    assert vectors.dtype == np.float32 and np.array_equal(vectors, expected)
+    assert not vectors[-4].any() and vectors[-1].any()
