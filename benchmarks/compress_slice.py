@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
-import os
 import resource
 import shutil
 import sys
@@ -178,5 +177,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())
