@@ -198,7 +198,9 @@ def build_pipeline(p: beam.Pipeline, cfg: CompressConfig, files: list[InputFile]
     # auto is resolved here, once: every worker then runs what the manifest records, whatever its CPU.
     handler = SentenceTransformerModelHandler(embedder_folder, embedder=cfg.embedder, device=cfg.device, batch_size=cfg.batch_size,
                                               precision=torch_dtype(cfg.device, cfg.embedder, cfg.precision))
-    embedded = buckets | "CountTokens" >> CountTokens(model_folder) | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
+    static = embedder_folder if cfg.embedder == "static" else None  # then counting's tokens serve the look-up too
+    embedded = (buckets | "CountTokens" >> CountTokens(model_folder, static_folder=static)
+                | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors")))
     centroids = embedded | "TrainCodebook" >> TrainCodebook(cfg.codebook_size, cfg.seed, dimension, cfg.codebook_sample)
     assigned = embedded | "AssignHyperwords" >> AssignHyperwords(centroids)
     near = assigned | "NearDuplicates" >> NearDuplicates(cfg.near_dup_threshold, n_groups=n_buckets, lang=cfg.lang, check=cfg.near_dup_check)

@@ -207,7 +207,7 @@ def build_pipeline(p, cfg: CompressConfig, stored: StoreVersion, plan: rf.Refres
 
     fresh = (
         merged.fresh
-        | "CountTokens" >> CountTokens(model_folder)
+        | "CountTokens" >> CountTokens(model_folder, static_folder=embedder_folder if cfg.embedder == "static" else None)
         | "Embed" >> Embed(handler, spill_to=FileSystems.join(scratch, "vectors"))
         | "Assign" >> beam.Map(rf.assign_frozen, centroids=beam.pvalue.AsSingleton(frozen))
     )

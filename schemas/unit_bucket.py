@@ -46,6 +46,9 @@ class UnitBucket:
     # Or, instead of ``vectors``, the .npy file holding them (see transforms/embed.py: spill_vectors),
     # so that a large corpus's vectors stay out of the runner's memory between stages.
     vector_file: Optional[str] = None
+    # With --embedder static, from CountTokens to Embed only: the units' tokens under the static
+    # embedder's tokenizer, (lengths, ids concatenated), so that the texts are tokenized once.
+    static_tokens: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     def __len__(self) -> int:
         return self.units.num_rows

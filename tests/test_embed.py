@@ -156,3 +156,28 @@ def test_static_vectors_are_sentence_transformers_own_to_the_bit(model_folder):
     vectors = embed_texts(model, texts, 16)
     assert vectors.dtype == np.float32 and np.array_equal(vectors, expected)
     assert not vectors[-4].any() and vectors[-1].any()
+
+
+def test_counting_tokens_serve_the_static_look_up(model_folder):
+    """With --embedder static, CountTokens's tokenization is mapped onto the static embedder's
+    vocabulary instead of tokenizing again; the tokens must be the static tokenizer's own: for a
+    literal special token only the counting tokenizer splits out, and past the static one's
+    truncation, it tokenizes those texts itself."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    from hyperscene.transforms.models import static_model
+    from hyperscene.transforms.tokens import fast_encodings, load_tokenizer, static_id_map, static_token_ids
+
+    counting = load_tokenizer(model_folder)
+    static = Tokenizer.from_file(str(Path(static_model(model_folder)) / "tokenizer.json"))
+    id_map = static_id_map(counting.backend_tokenizer, static)
+    assert id_map is not None and (id_map >= 0).sum() == static.get_vocab_size()
+    assert static_id_map(counting.backend_tokenizer, counting.backend_tokenizer) is not None  # a tokenizer is its own
+    prose = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_text(encoding="utf-8")
+    texts = [s for s in prose.split(".")[:200] if s] + ["a [CLS] b", "[PAD] x", "", "\ufeff", "word " * 600]
+    lengths, ids = static_token_ids(fast_encodings(counting, texts), id_map, static, texts)
+    own = [e.ids for e in static.encode_batch_fast(texts, add_special_tokens=False)]
+    assert lengths.tolist() == [len(o) for o in own] and ids.tolist() == [i for o in own for i in o]
+    assert lengths[-1] == static.truncation["max_length"] < len(fast_encodings(counting, texts[-1:])[0])

@@ -10,7 +10,6 @@ process, so that a pipeline with several Embed stages (refresh) loads it once.
 from __future__ import annotations
 
 import io
-import itertools
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
@@ -25,6 +24,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import is_local
+from hyperscene.transforms.tokens import static_token_ids
 
 
 # (settings, model) of the last model a handler loaded in this process: one, so that a process
@@ -110,16 +110,26 @@ def static_table(model):
     return modules[0] if len(modules) == 1 and isinstance(modules[0], StaticEmbedding) else None
 
 
+class TokenizedTexts(list):
+    """Texts that come with their tokens under a static embedder's tokenizer, (lengths, ids
+    concatenated), as CountTokens leaves them: :func:`static_vectors` then looks them up without
+    tokenizing again. Everywhere else they are the list of texts they are."""
+
+    def __init__(self, texts, static_tokens: tuple[np.ndarray, np.ndarray]):
+        super().__init__(texts)
+        self.static_tokens = static_tokens
+
+
 def static_vectors(table, texts: Sequence[str]) -> np.ndarray:
     """What ``encode(texts, normalize_embeddings=True)`` gives for a static model, vector for vector,
-    without its per-token Python: the tokenizer's fast batch encoding (ids only), flattened by numpy,
-    and one EmbeddingBag call. A table look-up costs less than sentence-transformers' handling of it."""
+    without its per-token Python: the tokenizer's fast batch encoding (ids only; or the tokens
+    :class:`TokenizedTexts` bring), flattened by numpy, and one EmbeddingBag call. A table look-up
+    costs less than sentence-transformers' handling of it."""
     import torch
 
-    ids = [e.ids for e in table.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
-    offsets = np.zeros(len(ids), np.int64)
+    given = getattr(texts, "static_tokens", None)
+    lengths, flat = given if given is not None else static_token_ids(None, None, table.tokenizer, texts)
+    offsets = np.zeros(len(lengths), np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
     device = table.embedding.weight.device
     with torch.inference_mode():
@@ -220,8 +230,13 @@ class _AttachVectors(beam.DoFn):
     def process(self, keyed):
         bucket, result = keyed
         self._progress.add(len(bucket))
-        bucket = bucket.with_vectors(result.inference)
+        bucket = replace(bucket.with_vectors(result.inference), static_tokens=None)
         yield spill_vectors(bucket, self._spill_to) if self._spill_to else bucket
+
+
+def _example(bucket: UnitBucket):
+    texts = bucket.texts()
+    return bucket, (TokenizedTexts(texts, bucket.static_tokens) if bucket.static_tokens is not None else texts)
 
 
 class Embed(beam.PTransform):
@@ -243,7 +258,7 @@ class Embed(beam.PTransform):
     def expand(self, buckets):
         return (
             buckets
-            | "Texts" >> beam.Map(lambda b: (b, b.texts()))
+            | "Texts" >> beam.Map(_example)
             | "RunInference" >> RunInference(self._handler)
             | "Attach" >> beam.ParDo(_AttachVectors(self._spill_to))
         )

@@ -7,10 +7,15 @@ so this matches tokenizing the whole text up to the separators.
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
-from typing import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional, Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 
 from hyperscene.schemas.unit_bucket import UnitBucket
@@ -23,18 +28,33 @@ def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     transformers.logging.set_verbosity_error()  # "sequence longer than max" is expected: we only count
-    return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # A tokenizer.json may pad and truncate by default (MiniLM's: to 128); counting wants neither.
+        # The tokenizer's own calls set both per call, so only the fast path below sees the change.
+        backend.no_padding()
+        backend.no_truncation()
+    return tokenizer
 
 
 def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
     if not texts:
         return []
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and backend.truncation is None and hasattr(backend, "encode_batch_fast"):
-        # the Rust tokenizer without offsets or Python lists of ids: the same counts, in half the time
-        return [len(e) for e in backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+    encodings = fast_encodings(tokenizer, texts)
+    if encodings is not None:
+        return [len(e) for e in encodings]
     encoded = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
     return [len(ids) for ids in encoded["input_ids"]]
+
+
+def fast_encodings(tokenizer, texts: Sequence[str]):
+    """The Rust tokenizer's encodings of ``texts`` without special tokens, offsets or Python lists of
+    ids (the same tokens as calling the tokenizer, in half the time), or None where it has none."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    return backend.encode_batch_fast(list(texts), add_special_tokens=False)
 
 
 def tokenizer_by_name(name: str):
@@ -62,35 +82,114 @@ def count_tokens_by_name(name: str, texts: Sequence[str], batch: int = 4096) -> 
     return counts
 
 
+# --- one tokenization for counting and for a static embedder ------------------------------------
+
+
+def static_id_map(counting, static) -> "np.ndarray | None":
+    """For each id of the ``counting`` tokenizer, the id of the same token in a static embedder's
+    ``static`` tokenizer (both ``tokenizers.Tokenizer``), or -1; None unless ``static`` is
+    ``counting`` with tokens taken out, which is what model2vec makes of a WordPiece tokenizer (it
+    drops the special and unused ones).
+
+    Then a text whose counting tokens all map has the same tokens under both: WordPiece takes the
+    longest piece in its vocabulary at each step, a smaller vocabulary holding that piece has none
+    longer, and everything before the model (normalizer, pre-tokenizer, added tokens) is the same.
+    A text with a token that does not map (a literal "[CLS]", split out only by the counting
+    tokenizer) is tokenized by the static one itself (:func:`static_token_ids`).
+    """
+    a, b = json.loads(counting.to_str()), json.loads(static.to_str())
+    model_a, model_b = dict(a["model"]), dict(b["model"])
+    if model_a.get("type") != "WordPiece" or model_b.get("type") != "WordPiece":
+        return None
+    vocab_a, vocab_b = model_a.pop("vocab"), model_b.pop("vocab")
+    if model_a != model_b or a.get("normalizer") != b.get("normalizer") or a.get("pre_tokenizer") != b.get("pre_tokenizer"):
+        return None
+    added_a = {t["content"]: {k: v for k, v in t.items() if k != "id"} for t in a.get("added_tokens") or []}
+    added_b = {t["content"]: {k: v for k, v in t.items() if k != "id"} for t in b.get("added_tokens") or []}
+    if not set(vocab_b) <= set(vocab_a) or any(added_a.get(token) != flags for token, flags in added_b.items()):
+        return None
+    ids = np.full(max(vocab_a.values(), default=-1) + 1, -1, dtype=np.int64)
+    for token, i in vocab_a.items():
+        if token in vocab_b and (token in added_a) == (token in added_b):
+            ids[i] = vocab_b[token]
+    return ids
+
+
+def static_token_ids(encodings, id_map: "np.ndarray | None", static, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, ids concatenated) of ``texts`` under the ``static`` tokenizer, from the counting
+    tokenizer's ``encodings`` through ``id_map`` (:func:`static_id_map`). The static tokenizer
+    tokenizes the rest itself: the texts with a token the map lacks, those longer than it truncates
+    at, or all of them without a map."""
+    if id_map is None or encodings is None:
+        return _flat([e.ids for e in static.encode_batch_fast(list(texts), add_special_tokens=False)])
+    lengths, flat = _flat([e.ids for e in encodings])
+    flat = id_map[flat]
+    redo = np.zeros(len(texts), dtype=bool)
+    redo[np.searchsorted(np.cumsum(lengths), np.flatnonzero(flat < 0), side="right")] = True
+    if static.truncation is not None:
+        redo |= lengths > static.truncation["max_length"]
+    if not redo.any():
+        return lengths, flat
+    rows = np.split(flat, np.cumsum(lengths)[:-1])
+    again = np.flatnonzero(redo)
+    for i, e in zip(again.tolist(), static.encode_batch_fast([texts[i] for i in again], add_special_tokens=False)):
+        rows[i] = np.asarray(e.ids, dtype=np.int64)
+    return np.fromiter(map(len, rows), np.int64, len(rows)), np.concatenate(rows)
+
+
+def _flat(ids: list) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+    return lengths, np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
+
+
 def count_words(text: str) -> int:
     return len(text.split())
 
 
 class _CountDoFn(beam.DoFn):
-    def __init__(self, tokenizer_path: str):
+    def __init__(self, tokenizer_path: str, static_folder: Optional[str]):
         self._path = tokenizer_path
+        self._static_folder = static_folder
 
     def setup(self):
         logging.getLogger("transformers").setLevel(logging.ERROR)
         self._tokenizer = load_tokenizer(self._path)
+        self._static = self._id_map = None
+        if self._static_folder:
+            from tokenizers import Tokenizer
+
+            self._static = Tokenizer.from_file(str(Path(self._static_folder) / "tokenizer.json"))
+            backend = getattr(self._tokenizer, "backend_tokenizer", None)
+            self._id_map = static_id_map(backend, self._static) if backend is not None else None
         self._progress = Progress("count tokens", "distinct units")
 
     def process(self, bucket: UnitBucket):
         with self._progress.timed(len(bucket)):
             texts = bucket.texts()
+            encodings = fast_encodings(self._tokenizer, texts) if texts else None
+            counts = [len(e) for e in encodings] if encodings is not None else count_tokens(self._tokenizer, texts)
             result = bucket.with_unit_columns(
-                token_count=pa.array(count_tokens(self._tokenizer, texts), pa.int64()),
+                token_count=pa.array(counts, pa.int64()),
                 word_count=pa.array([count_words(t) for t in texts], pa.int64()),
             )
+            if self._static is not None:
+                result = replace(result, static_tokens=static_token_ids(encodings, self._id_map, self._static, texts))
         yield result
 
 
 class CountTokens(beam.PTransform):
-    """UnitBuckets -> the same with ``token_count`` and ``word_count`` unit columns."""
+    """UnitBuckets -> the same with ``token_count`` and ``word_count`` unit columns.
 
-    def __init__(self, tokenizer_path: str):
+    With ``static_folder`` (a static embedder's model folder, ``--embedder static``), each bucket
+    also carries its units' tokens under that embedder's tokenizer (``static_tokens``) to Embed,
+    whose vectors are a look-up over them: one tokenization serves both where the two tokenizers
+    agree (:func:`static_id_map`).
+    """
+
+    def __init__(self, tokenizer_path: str, static_folder: Optional[str] = None):
         super().__init__()
         self._path = tokenizer_path
+        self._static_folder = static_folder
 
     def expand(self, buckets):
-        return buckets | "Count" >> beam.ParDo(_CountDoFn(self._path))
+        return buckets | "Count" >> beam.ParDo(_CountDoFn(self._path, self._static_folder))
