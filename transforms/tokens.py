@@ -159,6 +159,7 @@ class _CountDoFn(beam.DoFn):
             from tokenizers import Tokenizer
 
             self._static = Tokenizer.from_file(str(Path(self._static_folder) / "tokenizer.json"))
+            self._static.no_padding()  # as sentence-transformers' StaticEmbedding loads it
             backend = getattr(self._tokenizer, "backend_tokenizer", None)
             self._id_map = static_id_map(backend, self._static) if backend is not None else None
         self._progress = Progress("count tokens", "distinct units")
