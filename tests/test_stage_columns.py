@@ -1,6 +1,8 @@
 """The unit stages' record: buckets leaving each stage hold exactly the columns schemas/unit_bucket.py
 declares for it, through real stages (exact dedup, token counts, the bundled model, hyperwords)."""
 
+import logging
+
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -18,7 +20,8 @@ def _occurrences(doc_id, texts):
                      "separator": [" "] * len(texts)})
 
 
-def test_buckets_leave_each_stage_with_the_declared_columns(model_folder):
+def test_buckets_leave_each_stage_with_the_declared_columns(model_folder, caplog):
+    caplog.set_level(logging.INFO, logger="hyperscene")
     assert UNIT_COLUMNS_AFTER.keys() == OCCURRENCE_COLUMNS_AFTER.keys()
     docs = [_occurrences("a", ["The cat sat.", "It purred.", "The cat sat."]), _occurrences("b", ["Rain fell.", "It purred."])]
     handler = SentenceTransformerModelHandler(model_folder, batch_size=8)
@@ -31,3 +34,5 @@ def test_buckets_leave_each_stage_with_the_declared_columns(model_folder):
         for stage, buckets in (("dedup", deduped), ("count tokens", counted), ("assign", assigned)):
             problems = buckets | f"Check {stage}" >> beam.Map(lambda b, s=stage: b.missing_columns(s))
             assert_that(problems, equal_to([[], []]), label=f"columns after {stage}")
+    # the codebook's k-means is one silent task: it says what it is doing when it starts
+    assert "train codebook: k-means of 3 sampled units into 2 hyperwords" in caplog.text

@@ -7,6 +7,7 @@ worker as a side input for assignment.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -17,6 +18,8 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.embed import for_row_access, load_vectors, vector_rows
 from hyperscene.transforms.faiss_loader import load_faiss
 from hyperscene.transforms.progress import Progress, stage_timer
+
+logger = logging.getLogger("hyperscene")
 
 # FAISS warns below 39 points per centroid and subsamples above max_points_per_centroid.
 POINTS_PER_CENTROID = 256
@@ -160,6 +163,9 @@ def _train_from_sample(sample, n_units: int, size: int | None, seed: int, dim: i
     k = size or default_codebook_size(n_units)
     if vectors is None:
         return np.zeros((0, dim), dtype=np.float32)
+    # one task that prints nothing while it runs: say what it is doing (minutes on a large corpus)
+    logger.info("train codebook: k-means of %s sampled units into %s hyperwords, %d iterations, one task",
+                f"{len(ids):,}", f"{min(k, len(ids)):,}", KMEANS_ITERATIONS)
     with stage_timer("train codebook", len(ids)):
         return train_codebook(vectors, k, seed, init=init)
 
