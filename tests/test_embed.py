@@ -158,25 +158,32 @@ def test_static_vectors_are_sentence_transformers_own_to_the_bit(model_folder):
     assert not vectors[-4].any() and vectors[-1].any()
 
 
-def test_counting_tokens_serve_the_static_look_up(model_folder):
+def test_counting_tokens_serve_the_static_look_up(model_folder, tmp_path):
     """With --embedder static, CountTokens's tokenization is mapped onto the static embedder's
-    vocabulary instead of tokenizing again; the tokens must be the static tokenizer's own: for a
-    literal special token only the counting tokenizer splits out, and past the static one's
-    truncation, it tokenizes those texts itself."""
-    from pathlib import Path
+    vocabulary instead of tokenizing again; the tokens must be the embedder's own: for a literal
+    special token only the counting tokenizer splits out, for a token added to it, and past the
+    truncation the embedder applies (model2vec's, from the model's config, even where
+    tokenizer.json says none), it tokenizes those texts itself."""
+    import json
+    import shutil
 
-    from tokenizers import Tokenizer
-
+    from hyperscene.transforms.embed import static_tokenizer
     from hyperscene.transforms.models import static_model
     from hyperscene.transforms.tokens import fast_encodings, load_tokenizer, static_id_map, static_token_ids
 
     counting = load_tokenizer(model_folder)
-    static = Tokenizer.from_file(str(Path(static_model(model_folder)) / "tokenizer.json"))
+    counting.backend_tokenizer.add_tokens(["hyperscenetok"])  # an id past the model's vocabulary
+    folder = tmp_path / "static"
+    shutil.copytree(static_model(model_folder), folder)
+    config = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    config["truncation"] = None
+    (folder / "tokenizer.json").write_text(json.dumps(config), encoding="utf-8")
+    static = static_tokenizer(str(folder))
     id_map = static_id_map(counting.backend_tokenizer, static)
     assert id_map is not None and (id_map >= 0).sum() == static.get_vocab_size()
     assert static_id_map(counting.backend_tokenizer, counting.backend_tokenizer) is not None  # a tokenizer is its own
     prose = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_text(encoding="utf-8")
-    texts = [s for s in prose.split(".")[:200] if s] + ["a [CLS] b", "[PAD] x", "", "\ufeff", "word " * 600]
+    texts = [s for s in prose.split(".")[:200] if s] + ["a [CLS] b", "[PAD] x", "a hyperscenetok b", "", "\ufeff", "word " * 600]
     lengths, ids = static_token_ids(fast_encodings(counting, texts), id_map, static, texts)
     own = [e.ids for e in static.encode_batch_fast(texts, add_special_tokens=False)]
     assert lengths.tolist() == [len(o) for o in own] and ids.tolist() == [i for o in own for i in o]

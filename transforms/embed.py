@@ -24,7 +24,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import is_local
-from hyperscene.transforms.tokens import static_token_ids
+from hyperscene.transforms.tokens import own_tokens
 
 
 # (settings, model) of the last model a handler loaded in this process: one, so that a process
@@ -86,18 +86,19 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
 
 
 def embed_texts(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.ndarray:
-    """Unit-length float32 vectors of ``texts``, one ``encode`` call: what compress, refresh and
-    encode all embed with."""
+    """Unit-length float32 vectors of ``texts``, one ``encode`` call (a static model on the CPU: its
+    own look-up, :func:`static_vectors`, the same vectors): what compress, refresh and encode all
+    embed with."""
     table = static_table(model)
-    if table is not None and not kwargs:
+    if table is not None and table.embedding.weight.device.type == "cpu" and not kwargs:
         vectors = static_vectors(table, texts)
     else:
         vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                                show_progress_bar=False, **kwargs)
     vectors = vectors.astype("float32", copy=False)
     # A static model has no vector for a text none of whose tokens it knows (a lone BOM, NULs, a
-    # zero-width space): normalising its empty mean gives NaN, which k-means and cosines cannot
-    # take. Such a unit gets the zero vector: similar to nothing.
+    # zero-width space): normalising its empty mean can give NaN (its float16 table's epsilon is
+    # zero), which k-means and cosines cannot take. Such a unit gets the zero vector: similar to nothing.
     vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
     return vectors
 
@@ -108,6 +109,13 @@ def static_table(model):
 
     modules = list(model) if hasattr(model, "__iter__") else []
     return modules[0] if len(modules) == 1 and isinstance(modules[0], StaticEmbedding) else None
+
+
+def static_tokenizer(folder: str):
+    """The tokenizer a static embedder from ``folder`` looks its table up with, configured as loading
+    the embedder configures it (model2vec sets its truncation from the model's config, whatever
+    tokenizer.json says)."""
+    return static_table(load_embedder(folder, "static")).tokenizer
 
 
 class TokenizedTexts(list):
@@ -121,20 +129,19 @@ class TokenizedTexts(list):
 
 
 def static_vectors(table, texts: Sequence[str]) -> np.ndarray:
-    """What ``encode(texts, normalize_embeddings=True)`` gives for a static model, vector for vector,
-    without its per-token Python: the tokenizer's fast batch encoding (ids only; or the tokens
-    :class:`TokenizedTexts` bring), flattened by numpy, and one EmbeddingBag call. A table look-up
-    costs less than sentence-transformers' handling of it."""
+    """What ``encode(texts, normalize_embeddings=True)`` gives for a static model on the CPU, vector
+    for vector, without its per-token Python: the tokenizer's fast batch encoding (ids only; or the
+    tokens :class:`TokenizedTexts` bring), flattened by numpy, and one EmbeddingBag call. A table
+    look-up costs less than sentence-transformers' handling of it."""
     import torch
 
     given = getattr(texts, "static_tokens", None)
-    lengths, flat = given if given is not None else static_token_ids(None, None, table.tokenizer, texts)
+    lengths, flat = given if given is not None else own_tokens(table.tokenizer, texts)
     offsets = np.zeros(len(lengths), np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
-    device = table.embedding.weight.device
     with torch.inference_mode():
-        bags = table.embedding(torch.from_numpy(flat).to(device), torch.from_numpy(offsets).to(device))
-        return torch.nn.functional.normalize(bags, p=2, dim=1).cpu().numpy()
+        bags = table.embedding(torch.from_numpy(flat), torch.from_numpy(offsets))
+        return torch.nn.functional.normalize(bags, p=2, dim=1).numpy()
 
 
 def spill_vectors(bucket: UnitBucket, folder: str) -> UnitBucket:

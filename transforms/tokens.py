@@ -11,7 +11,6 @@ import itertools
 import json
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -87,15 +86,16 @@ def count_tokens_by_name(name: str, texts: Sequence[str], batch: int = 4096) -> 
 
 def static_id_map(counting, static) -> "np.ndarray | None":
     """For each id of the ``counting`` tokenizer, the id of the same token in a static embedder's
-    ``static`` tokenizer (both ``tokenizers.Tokenizer``), or -1; None unless ``static`` is
-    ``counting`` with tokens taken out, which is what model2vec makes of a WordPiece tokenizer (it
-    drops the special and unused ones).
+    ``static`` tokenizer (both ``tokenizers.Tokenizer``), or -1; None unless both are WordPiece and
+    ``static`` is ``counting`` with tokens taken out, which is what model2vec makes of a WordPiece
+    tokenizer (it drops the special and unused ones).
 
-    Then a text whose counting tokens all map has the same tokens under both: WordPiece takes the
-    longest piece in its vocabulary at each step, a smaller vocabulary holding that piece has none
-    longer, and everything before the model (normalizer, pre-tokenizer, added tokens) is the same.
-    A text with a token that does not map (a literal "[CLS]", split out only by the counting
-    tokenizer) is tokenized by the static one itself (:func:`static_token_ids`).
+    Then a text whose counting tokens all map has the same tokens under both: the normalizer,
+    pre-tokenizer and WordPiece settings are the same, ``static``'s added tokens are ``counting``'s
+    with the same flags, and WordPiece takes the longest piece in its vocabulary at each step, which
+    a smaller vocabulary holding that piece has no longer one than. A text with a token that does
+    not map (a literal "[CLS]", which only ``counting`` splits out as its own) is tokenized by the
+    static tokenizer itself (:func:`static_token_ids`).
     """
     a, b = json.loads(counting.to_str()), json.loads(static.to_str())
     model_a, model_b = dict(a["model"]), dict(b["model"])
@@ -108,7 +108,7 @@ def static_id_map(counting, static) -> "np.ndarray | None":
     added_b = {t["content"]: {k: v for k, v in t.items() if k != "id"} for t in b.get("added_tokens") or []}
     if not set(vocab_b) <= set(vocab_a) or any(added_a.get(token) != flags for token, flags in added_b.items()):
         return None
-    ids = np.full(max(vocab_a.values(), default=-1) + 1, -1, dtype=np.int64)
+    ids = np.full(counting.get_vocab_size(with_added_tokens=True), -1, dtype=np.int64)
     for token, i in vocab_a.items():
         if token in vocab_b and (token in added_a) == (token in added_b):
             ids[i] = vocab_b[token]
@@ -121,9 +121,9 @@ def static_token_ids(encodings, id_map: "np.ndarray | None", static, texts: Sequ
     tokenizes the rest itself: the texts with a token the map lacks, those longer than it truncates
     at, or all of them without a map."""
     if id_map is None or encodings is None:
-        return _flat([e.ids for e in static.encode_batch_fast(list(texts), add_special_tokens=False)])
+        return own_tokens(static, texts)
     lengths, flat = _flat([e.ids for e in encodings])
-    flat = id_map[flat]
+    flat = np.where(flat < len(id_map), id_map[np.minimum(flat, len(id_map) - 1)], -1)  # ids past the map: added since
     redo = np.zeros(len(texts), dtype=bool)
     redo[np.searchsorted(np.cumsum(lengths), np.flatnonzero(flat < 0), side="right")] = True
     if static.truncation is not None:
@@ -135,6 +135,11 @@ def static_token_ids(encodings, id_map: "np.ndarray | None", static, texts: Sequ
     for i, e in zip(again.tolist(), static.encode_batch_fast([texts[i] for i in again], add_special_tokens=False)):
         rows[i] = np.asarray(e.ids, dtype=np.int64)
     return np.fromiter(map(len, rows), np.int64, len(rows)), np.concatenate(rows)
+
+
+def own_tokens(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, ids concatenated) of ``texts`` under ``tokenizer`` (a ``tokenizers.Tokenizer``), no special tokens."""
+    return _flat([e.ids for e in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)])
 
 
 def _flat(ids: list) -> tuple[np.ndarray, np.ndarray]:
@@ -156,10 +161,9 @@ class _CountDoFn(beam.DoFn):
         self._tokenizer = load_tokenizer(self._path)
         self._static = self._id_map = None
         if self._static_folder:
-            from tokenizers import Tokenizer
+            from hyperscene.transforms.embed import static_tokenizer
 
-            self._static = Tokenizer.from_file(str(Path(self._static_folder) / "tokenizer.json"))
-            self._static.no_padding()  # as sentence-transformers' StaticEmbedding loads it
+            self._static = static_tokenizer(self._static_folder)
             backend = getattr(self._tokenizer, "backend_tokenizer", None)
             self._id_map = static_id_map(backend, self._static) if backend is not None else None
         self._progress = Progress("count tokens", "distinct units")
