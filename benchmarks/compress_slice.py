@@ -7,8 +7,8 @@
 The slice is whole files in name order until the token count (bundled MiniLM tokenizer) is reached.
 Prints per-stage seconds (time inside each stage's own work, summed over workers), items/s and peak
 memory; the total wall time and peak resident memory of compress; and the embedding floor: the time
-to encode the same distinct units with the same embedder outside Beam, in the same run, with the
-ratio total/floor. With --distil, also what the distilled text export keeps and drops
+to embed the same distinct units with the same embedder and the embed stage's own function outside
+Beam, all in one call, in the same run, with the ratio total/floor. With --distil, also what the distilled text export keeps and drops
 (benchmarks/distilled_share.py).
 """
 
@@ -54,7 +54,10 @@ def make_slice(corpus: Path, tokens: int | None, dest: Path) -> tuple[int, int]:
 
 
 def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
-    """Seconds to encode the store's distinct units with the same embedder, outside Beam."""
+    """Seconds to embed the store's distinct units with the same embedder, outside Beam: the embed
+    stage's own function on all of them in one call (in token order over the whole slice, where the
+    stage orders each bucket's)."""
+    from hyperscene.transforms.embed import embed_texts
     from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import folder_for_embedder, load_embedder
     from hyperscene.transforms.store.reader import StoreVersion
@@ -63,9 +66,9 @@ def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     texts = StoreVersion(str(store)).read("units", ["text"])["text"].to_pylist()
     folder = folder_for_embedder(resolve_model(cfg["model"])[0], cfg["embedder"], cfg["cache_dir"])
     model = load_embedder(folder, cfg["embedder"], cfg["device"], precision=cfg.get("precision", "auto"))
-    model.encode(texts[:256], batch_size=cfg["batch_size"])  # warm-up, as a worker's first batch is
+    embed_texts(model, texts[:256], cfg["batch_size"])  # warm-up, as a worker's first batch is
     start = time.perf_counter()
-    model.encode(texts, batch_size=cfg["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
+    embed_texts(model, texts, cfg["batch_size"])
     return time.perf_counter() - start, len(texts)
 
 

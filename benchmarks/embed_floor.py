@@ -1,6 +1,7 @@
 """Time the embedding floor alone: encode a store's distinct units with one embedder, outside Beam.
 
     python benchmarks/embed_floor.py STORE                                  # bundled MiniLM, CPU
+    python benchmarks/embed_floor.py STORE --orders tokens,characters --limit 20000 --repeats 3
     python benchmarks/embed_floor.py STORE --device cuda --batch-sizes 256,512,1024 --precisions float16,float32
     python benchmarks/embed_floor.py STORE --save-texts units.parquet       # the texts alone, to carry elsewhere
     python benchmarks/embed_floor.py units.parquet --limit 2000 --save-vectors cpu.npy   # a reference ...
@@ -9,7 +10,9 @@
 TEXTS is a store (its latest version's units table) or a Parquet file with a ``text`` column (as
 ``--save-texts`` writes it), so the floor can be measured on a machine that has the model and torch
 but not the rest of the pipeline (a lent GPU). Each setting is timed ``--repeats`` times after a
-warm-up and the median is reported; with two precisions, the vectors of each are compared (cosine,
+warm-up and the median is reported. ``--orders``: ``tokens`` embeds as the pipeline does
+(``embed.embed_texts``: batches of like token counts), ``characters`` with sentence-transformers' own
+``encode`` (batches of like character counts). With two precisions, the vectors of each are compared (cosine,
 row by row) to say what half precision costs in fidelity; ``--reference`` compares the rows that ``--limit`` picked
 with vectors saved elsewhere (float32 on a CPU, say) by ``--save-vectors`` with ``--limit``.
 """
@@ -17,6 +20,7 @@ with vectors saved elsewhere (float32 on a CPU, say) by ``--save-vectors`` with 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -43,6 +47,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-sizes", default=None, help="comma-separated (default: the device's default)")
     ap.add_argument("--precisions", default=None, help="torch embedder: float16,float32 (default: the device's)")
+    ap.add_argument("--orders", default="tokens", help="comma-separated: tokens (the pipeline's embed_texts), "
+                    "characters (sentence-transformers' encode); default: tokens")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--limit", type=int, default=None, help="only N texts, spread evenly over the input")
     ap.add_argument("--save-texts", type=Path, help="write the texts to this Parquet file and stop")
@@ -62,6 +68,7 @@ def main() -> None:
         print(f"wrote {len(texts):,} texts to {args.save_texts} ({args.save_texts.stat().st_size / 2**20:.1f} MiB)")
         return
 
+    from hyperscene.transforms.embed import embed_texts
     from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import (
         default_batch_size, folder_for_embedder, load_embedder, load_sentence_transformer, torch_dtype)
@@ -79,24 +86,30 @@ def main() -> None:
             model = load_sentence_transformer(folder, args.device, precision)
         else:
             model = load_embedder(folder, args.embedder, args.device)
-        for batch_size in batch_sizes:
-            model.encode(texts[:4096], batch_size=batch_size)  # warm-up: kernels, allocator, threads
+        for batch_size, order in itertools.product(batch_sizes, args.orders.split(",")):
+            if order == "tokens":
+                def embed(batch): return embed_texts(model, batch, batch_size)
+            elif order == "characters":
+                def embed(batch): return model.encode(batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            else:
+                raise SystemExit(f"--orders: unknown order {order!r} (tokens, characters)")
+            embed(texts[:4096])  # warm-up: kernels, allocator, threads
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                out = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+                out = embed(texts)
                 times.append(time.perf_counter() - start)
             vectors.setdefault(precision, out.astype(np.float32, copy=False))
             seconds = statistics.median(times)
-            row = {"precision": precision, "batch_size": batch_size, "seconds": round(seconds, 2),
+            row = {"precision": precision, "batch_size": batch_size, "order": order, "seconds": round(seconds, 2),
                    "units_per_s": round(len(texts) / seconds), "repeats": [round(t, 2) for t in times]}
             rows.append(row)
             print(json.dumps(row), flush=True)
         del model
 
-    print(f"\n{'precision':<10}{'batch':>7}{'seconds':>9}{'units/s':>10}")
+    print(f"\n{'precision':<10}{'batch':>7}{'order':>12}{'seconds':>9}{'units/s':>10}")
     for r in rows:
-        print(f"{r['precision']:<10}{r['batch_size']:>7}{r['seconds']:>9.2f}{r['units_per_s']:>10,}")
+        print(f"{r['precision']:<10}{r['batch_size']:>7}{r['order']:>12}{r['seconds']:>9.2f}{r['units_per_s']:>10,}")
     if args.save_vectors:
         np.save(args.save_vectors, next(iter(vectors.values())))
     pairs = []
