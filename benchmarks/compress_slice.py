@@ -57,7 +57,7 @@ def embedding_floor(store: Path, manifest: dict) -> tuple[float, int]:
     """Seconds to embed the store's distinct units with the same embedder, outside Beam: the embed
     stage's own function on all of them in one call (in token order over the whole slice, where the
     stage orders each bucket's)."""
-    from hyperscene.transforms.embed import embed_texts
+    from hyperscene.transforms.vectorize import embed_texts
     from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import folder_for_embedder, load_embedder
     from hyperscene.transforms.store.reader import StoreVersion

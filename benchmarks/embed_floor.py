@@ -11,7 +11,7 @@ TEXTS is a store (its latest version's units table) or a Parquet file with a ``t
 ``--save-texts`` writes it), so the floor can be measured on a machine that has the model and torch
 but not the rest of the pipeline (a lent GPU). Each setting is timed ``--repeats`` times after a
 warm-up and the median is reported. ``--orders``: ``tokens`` embeds as the pipeline does
-(``embed.embed_texts``: batches of like token counts), ``characters`` with sentence-transformers' own
+(``vectorize.embed_texts``: batches of like token counts), ``characters`` with sentence-transformers' own
 ``encode`` (batches of like character counts). With two precisions, the vectors of each are compared (cosine,
 row by row) to say what half precision costs in fidelity; ``--reference`` compares the rows that ``--limit`` picked
 with vectors saved elsewhere (float32 on a CPU, say) by ``--save-vectors`` with ``--limit``.
@@ -37,6 +37,17 @@ def read_texts(path: Path) -> list[str]:
 
         return StoreVersion(str(path)).read("units", ["text"])["text"].to_pylist()
     return pq.read_table(path, columns=["text"])["text"].to_pylist()
+
+
+def embedding(model, order: str, batch_size: int):
+    """texts -> vectors in the batch order ``order`` names."""
+    from hyperscene.transforms.vectorize import embed_texts
+
+    if order == "tokens":
+        return lambda texts: embed_texts(model, texts, batch_size)
+    if order == "characters":
+        return lambda texts: model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    raise SystemExit(f"--orders: unknown order {order!r} (tokens, characters)")
 
 
 def main() -> None:
@@ -68,7 +79,6 @@ def main() -> None:
         print(f"wrote {len(texts):,} texts to {args.save_texts} ({args.save_texts.stat().st_size / 2**20:.1f} MiB)")
         return
 
-    from hyperscene.transforms.embed import embed_texts
     from hyperscene.transforms.model_catalog import resolve_model
     from hyperscene.transforms.models import (
         default_batch_size, folder_for_embedder, load_embedder, load_sentence_transformer, torch_dtype)
@@ -87,12 +97,7 @@ def main() -> None:
         else:
             model = load_embedder(folder, args.embedder, args.device)
         for batch_size, order in itertools.product(batch_sizes, args.orders.split(",")):
-            if order == "tokens":
-                def embed(batch): return embed_texts(model, batch, batch_size)
-            elif order == "characters":
-                def embed(batch): return model.encode(batch, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-            else:
-                raise SystemExit(f"--orders: unknown order {order!r} (tokens, characters)")
+            embed = embedding(model, order, batch_size)
             embed(texts[:4096])  # warm-up: kernels, allocator, threads
             times = []
             for _ in range(args.repeats):

@@ -144,7 +144,7 @@ def test_static_vectors_are_sentence_transformers_own_to_the_bit(model_folder):
     """The static embedder's own path (the fast tokenizer, one EmbeddingBag call) must give what
     sentence-transformers' encode gives, bit for bit, since a store's hyperwords follow from them:
     texts of every length, and texts with no known token (the zero vector either way)."""
-    from hyperscene.transforms.embed import embed_texts, static_table
+    from hyperscene.transforms.vectorize import embed_texts, static_table
     from hyperscene.transforms.models import load_embedder, static_model
 
     model = load_embedder(static_model(model_folder), "static")
@@ -158,6 +158,32 @@ def test_static_vectors_are_sentence_transformers_own_to_the_bit(model_folder):
     assert not vectors[-4].any() and vectors[-1].any()
 
 
+def test_a_transformer_runs_batches_of_like_token_counts(model_folder):
+    """sentence-transformers batches texts of like character counts; the pipeline batches by the
+    model's own token counts (less padding), one ``encode`` call per batch, longest first and the
+    same batches for the same texts. Short words of many tokens and long words of few are what
+    character counts get wrong."""
+    from hyperscene.transforms.models import load_embedder
+    from hyperscene.transforms.vectorize import embed_texts
+
+    model = load_embedder(model_folder)
+    texts = ["x y z w v u t s r q p o", "internationalization", "a b c", "uncharacteristically",
+             "q", "one two three four five six", "", "word " * 400]
+    tokens = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
+    batches = []
+    encode = model.encode
+    model.encode = lambda batch, **kw: batches.append(list(batch)) or encode(batch, **kw)
+    vectors = embed_texts(model, texts, 3)
+    assert sorted(t for b in batches for t in b) == sorted(texts) and all(len(b) <= 3 for b in batches)
+    counts = [min(tokens[texts.index(t)], model.max_seq_length) for b in batches for t in b]
+    assert counts == sorted(counts, reverse=True)
+    assert batches[0] == ["word " * 400, "x y z w v u t s r q p o", "one two three four five six"]
+    del model.encode
+    expected = model.encode(texts, batch_size=3, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert np.array_equal(embed_texts(model, texts, 3), vectors)
+
+
 def test_counting_tokens_serve_the_static_look_up(model_folder, tmp_path):
     """With --embedder static, CountTokens's tokenization is mapped onto the static embedder's
     vocabulary instead of tokenizing again; the tokens must be the embedder's own: for a literal
@@ -167,7 +193,7 @@ def test_counting_tokens_serve_the_static_look_up(model_folder, tmp_path):
     import json
     import shutil
 
-    from hyperscene.transforms.embed import static_tokenizer
+    from hyperscene.transforms.vectorize import static_tokenizer
     from hyperscene.transforms.models import static_model
     from hyperscene.transforms.tokens import fast_encodings, load_tokenizer, static_id_map, static_token_ids
 

@@ -24,7 +24,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import is_local
-from hyperscene.transforms.tokens import own_tokens
+from hyperscene.transforms.vectorize import TokenizedTexts, embed_texts
 
 
 # (settings, model) of the last model a handler loaded in this process: one, so that a process
@@ -83,94 +83,6 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
 
     def get_metrics_namespace(self) -> str:
         return "hyperscene_embed"
-
-
-def embed_texts(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.ndarray:
-    """Unit-length float32 vectors of ``texts``: what compress, refresh and encode all embed with.
-    A transformer runs batches of texts of about the same token count (:func:`encode_by_tokens`); a
-    static model on the CPU is its own look-up (:func:`static_vectors`), the same vectors as ``encode``."""
-    table = static_table(model)
-    if table is not None and table.embedding.weight.device.type == "cpu" and not kwargs:
-        vectors = static_vectors(table, texts)
-    elif table is None and len(texts) and getattr(model, "tokenizer", None) is not None:
-        vectors = encode_by_tokens(model, texts, batch_size, **kwargs)
-    else:
-        vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                               show_progress_bar=False, **kwargs)
-    vectors = vectors.astype("float32", copy=False)
-    # A static model has no vector for a text none of whose tokens it knows (a lone BOM, NULs, a
-    # zero-width space): normalising its empty mean can give NaN (its float16 table's epsilon is
-    # zero), which k-means and cosines cannot take. Such a unit gets the zero vector: similar to nothing.
-    vectors[~np.isfinite(vectors).all(axis=1)] = 0.0
-    return vectors
-
-
-def encode_by_tokens(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.ndarray:
-    """``encode`` of ``texts``, ``batch_size`` at a time in order of their token counts under the
-    model's own tokenizer (longest first, ties in their given order).
-
-    sentence-transformers orders by characters, a loose proxy for tokens: on the reference corpus's
-    units its batches of 64 hold 40% more positions than tokens, padding the model computes and
-    throws away; in token order, under 2% (``benchmarks/embed_floor.py`` times both). The batches
-    depend only on ``texts``, so a text's vector still depends only on the example it came in.
-    """
-    texts = list(texts)
-    ids = model.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
-                          return_token_type_ids=False, verbose=False)["input_ids"]
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    if model.max_seq_length:
-        np.minimum(lengths, model.max_seq_length, out=lengths)  # past it, encode truncates: all the same length
-    order = np.argsort(-lengths, kind="stable")
-    vectors = None
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = model.encode([texts[i] for i in rows], batch_size=batch_size, normalize_embeddings=True,
-                             convert_to_numpy=True, show_progress_bar=False, **kwargs)
-        if vectors is None:
-            vectors = np.empty((len(texts), batch.shape[1]), batch.dtype)
-        vectors[rows] = batch
-    return vectors
-
-
-def static_table(model):
-    """The StaticEmbedding of a model that is nothing else (``--embedder static``), or None."""
-    from sentence_transformers.models import StaticEmbedding
-
-    modules = list(model) if hasattr(model, "__iter__") else []
-    return modules[0] if len(modules) == 1 and isinstance(modules[0], StaticEmbedding) else None
-
-
-def static_tokenizer(folder: str):
-    """The tokenizer a static embedder from ``folder`` looks its table up with, configured as loading
-    the embedder configures it (model2vec sets its truncation from the model's config, whatever
-    tokenizer.json says)."""
-    return static_table(load_embedder(folder, "static")).tokenizer
-
-
-class TokenizedTexts(list):
-    """Texts that come with their tokens under a static embedder's tokenizer, (lengths, ids
-    concatenated), as CountTokens leaves them: :func:`static_vectors` then looks them up without
-    tokenizing again. Everywhere else they are the list of texts they are."""
-
-    def __init__(self, texts, static_tokens: tuple[np.ndarray, np.ndarray]):
-        super().__init__(texts)
-        self.static_tokens = static_tokens
-
-
-def static_vectors(table, texts: Sequence[str]) -> np.ndarray:
-    """What ``encode(texts, normalize_embeddings=True)`` gives for a static model on the CPU, vector
-    for vector, without its per-token Python: the tokenizer's fast batch encoding (ids only; or the
-    tokens :class:`TokenizedTexts` bring), flattened by numpy, and one EmbeddingBag call. A table
-    look-up costs less than sentence-transformers' handling of it."""
-    import torch
-
-    given = getattr(texts, "static_tokens", None)
-    lengths, flat = given if given is not None else own_tokens(table.tokenizer, texts)
-    offsets = np.zeros(len(lengths), np.int64)
-    np.cumsum(lengths[:-1], out=offsets[1:])
-    with torch.inference_mode():
-        bags = table.embedding(torch.from_numpy(flat), torch.from_numpy(offsets))
-        return torch.nn.functional.normalize(bags, p=2, dim=1).numpy()
 
 
 def spill_vectors(bucket: UnitBucket, folder: str) -> UnitBucket:

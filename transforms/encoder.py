@@ -359,7 +359,7 @@ class Encoder:
     def _embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._centroids.shape[1]), np.float32)
-        from hyperscene.transforms.embed import embed_texts
+        from hyperscene.transforms.vectorize import embed_texts
 
         started = time.perf_counter()
         vectors = embed_texts(self._model, texts, self._batch_size)

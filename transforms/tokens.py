@@ -7,7 +7,6 @@ so this matches tokenizing the whole text up to the separators.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from dataclasses import replace
@@ -19,6 +18,7 @@ import pyarrow as pa
 
 from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.progress import Progress
+from hyperscene.transforms.vectorize import flat_ids, own_tokens
 
 
 def load_tokenizer(name_or_path: str):
@@ -122,7 +122,7 @@ def static_token_ids(encodings, id_map: "np.ndarray | None", static, texts: Sequ
     at, or all of them without a map."""
     if id_map is None or encodings is None:
         return own_tokens(static, texts)
-    lengths, flat = _flat([e.ids for e in encodings])
+    lengths, flat = flat_ids([e.ids for e in encodings])
     flat = np.where(flat < len(id_map), id_map[np.minimum(flat, len(id_map) - 1)], -1)  # ids past the map: added since
     redo = np.zeros(len(texts), dtype=bool)
     redo[np.searchsorted(np.cumsum(lengths), np.flatnonzero(flat < 0), side="right")] = True
@@ -135,16 +135,6 @@ def static_token_ids(encodings, id_map: "np.ndarray | None", static, texts: Sequ
     for i, e in zip(again.tolist(), static.encode_batch_fast([texts[i] for i in again], add_special_tokens=False)):
         rows[i] = np.asarray(e.ids, dtype=np.int64)
     return np.fromiter(map(len, rows), np.int64, len(rows)), np.concatenate(rows)
-
-
-def own_tokens(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths, ids concatenated) of ``texts`` under ``tokenizer`` (a ``tokenizers.Tokenizer``), no special tokens."""
-    return _flat([e.ids for e in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)])
-
-
-def _flat(ids: list) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    return lengths, np.fromiter(itertools.chain.from_iterable(ids), np.int64, int(lengths.sum()))
 
 
 def count_words(text: str) -> int:
@@ -161,7 +151,7 @@ class _CountDoFn(beam.DoFn):
         self._tokenizer = load_tokenizer(self._path)
         self._static = self._id_map = None
         if self._static_folder:
-            from hyperscene.transforms.embed import static_tokenizer
+            from hyperscene.transforms.vectorize import static_tokenizer
 
             self._static = static_tokenizer(self._static_folder)
             backend = getattr(self._tokenizer, "backend_tokenizer", None)
