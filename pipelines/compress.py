@@ -33,6 +33,7 @@ from hyperscene.transforms.codebook import (AssignHyperwords, TrainCodebook, Tra
                                             hyperword_table_rows)
 from hyperscene.transforms.dedup import ExactDedup, bucket_count
 from hyperscene.transforms.embed import Embed, SentenceTransformerModelHandler
+from hyperscene.transforms import heap
 from hyperscene.transforms.errors import Errors, StoreError
 from hyperscene.transforms.manifest_warnings import model_warnings
 from hyperscene.transforms.models import PRECISIONS, torch_dtype
@@ -265,7 +266,7 @@ def run(argv: list[str]) -> dict:
     they describe this run, not the store). Raises HypersceneError on bad input or options."""
     started = time.time()
     cfg = parse(argv)
-    cliutil.return_freed_memory()
+    heap.return_freed_memory()
     cliutil.create_runner(PipelineOptions(list(cfg.beam_args)))  # an unknown --runner fails now
     files = discover(list(cfg.inputs), cfg.input_format, exclude=(cfg.out,))
     load_spacy(cfg.lang, cfg.spacy_model)  # fail now, not on a worker, on an unknown language

@@ -20,6 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from hyperscene.pipelines import cliutil, job, runners
 from hyperscene.pipelines.config import INPUT_FORMATS, CompressConfig
+from hyperscene.transforms import heap
 from hyperscene.transforms import refresh as rf
 from hyperscene.transforms.codebook import centroid_row
 from hyperscene.transforms.dedup import bucket_count, bucket_slices
@@ -295,7 +296,7 @@ def run(argv: list[str]) -> dict:
     ``{"version": the latest, "changed": False, "refresh": counts}``."""
     started = time.time()
     args, beam_args = parse(argv)
-    cliutil.return_freed_memory()
+    heap.return_freed_memory()
     with job.locked(args.store, "refresh"):
         stored = job.base_version(args.store, "refresh")
         cfg = store_config(stored, args, beam_args)
