@@ -41,12 +41,16 @@ def read_texts(path: Path) -> list[str]:
 
 def embedding(model, order: str, batch_size: int):
     """texts -> vectors in the batch order ``order`` names."""
+    from hyperscene.transforms.heap import reusing_freed_memory
     from hyperscene.transforms.vectorize import embed_texts
 
     if order == "tokens":
         return lambda texts: embed_texts(model, texts, batch_size)
     if order == "characters":
-        return lambda texts: model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        def encode(texts):
+            with reusing_freed_memory():  # as embed_texts does: the two differ in their batches alone
+                return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return encode
     raise SystemExit(f"--orders: unknown order {order!r} (tokens, characters)")
 
 

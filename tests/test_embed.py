@@ -163,25 +163,52 @@ def test_a_transformer_runs_batches_of_like_token_counts(model_folder):
     model's own token counts (less padding), one ``encode`` call per batch, longest first and the
     same batches for the same texts. Short words of many tokens and long words of few are what
     character counts get wrong."""
+    from hyperscene.transforms import heap
     from hyperscene.transforms.models import load_embedder
     from hyperscene.transforms.vectorize import embed_texts
 
-    model = load_embedder(model_folder)
-    texts = ["x y z w v u t s r q p o", "internationalization", "a b c", "uncharacteristically",
+    heap.return_freed_memory()  # as compress does: embedding must lift it while the model runs
+    model = load_embedder(model_folder, precision="float32")
+    texts = ["x y z w v u t s r q p o", "internationalization", "word " * 300, "a b c", "uncharacteristically",
              "q", "one two three four five six", "", "word " * 400]
     tokens = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
-    batches = []
+    batches, reusing = [], []
     encode = model.encode
-    model.encode = lambda batch, **kw: batches.append(list(batch)) or encode(batch, **kw)
+
+    def spy(batch, **kw):
+        batches.append(list(batch))
+        reusing.append(heap._running)
+        return encode(batch, **kw)
+
+    model.encode = spy
     vectors = embed_texts(model, texts, 3)
     assert sorted(t for b in batches for t in b) == sorted(texts) and all(len(b) <= 3 for b in batches)
     counts = [min(tokens[texts.index(t)], model.max_seq_length) for b in batches for t in b]
     assert counts == sorted(counts, reverse=True)
-    assert batches[0] == ["word " * 400, "x y z w v u t s r q p o", "one two three four five six"]
+    # Both past the model's 256 tokens: encode truncates them alike, so they keep their given order.
+    assert batches[0][:2] == ["word " * 300, "word " * 400] and len(batches) == 3
+    assert min(reusing) == 1 and heap._running == 0
     del model.encode
     expected = model.encode(texts, batch_size=3, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     assert np.array_equal(embed_texts(model, texts, 3), vectors)
+
+
+def test_threads_sharing_a_model_embed_as_one_does(model_folder):
+    """RunInference shares one model among a process's threads: counting tokens must not
+    reconfigure the tokenizer encode is using in another thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hyperscene.transforms.models import load_embedder
+    from hyperscene.transforms.vectorize import embed_texts
+
+    model = load_embedder(model_folder, precision="float32")
+    prose = (SAMPLE_CORPUS / "alice-in-wonderland.txt").read_text(encoding="utf-8")
+    texts = [s for s in prose.split(".")[:400] if s.strip()] + [prose[:5_000]]
+    alone = embed_texts(model, texts, 8)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: embed_texts(model, texts, 8), range(4)))
+    assert all(np.array_equal(r, alone) for r in results)
 
 
 def test_counting_tokens_serve_the_static_look_up(model_folder, tmp_path):

@@ -21,7 +21,9 @@ def test_a_model_reuses_freed_memory_only_while_it_runs():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     fixed = page_faults()
-    with heap.reusing_freed_memory(), heap.reusing_freed_memory():  # nested, as two threads' would be
-        reusing = page_faults()
+    with heap.reusing_freed_memory():
+        with heap.reusing_freed_memory():  # nested, as two threads' would be
+            reusing = page_faults()
+        still = page_faults()  # the other is still inside
     again = page_faults()
-    assert reusing < fixed / 10 and reusing < again / 10
+    assert reusing < fixed / 10 and still < fixed / 10 and reusing < again / 10

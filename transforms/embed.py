@@ -24,7 +24,7 @@ from hyperscene.schemas.unit_bucket import UnitBucket
 from hyperscene.transforms.models import DEFAULT_EMBEDDER, load_embedder
 from hyperscene.transforms.progress import Progress, stage_timer
 from hyperscene.transforms.spill import is_local
-from hyperscene.transforms.vectorize import TokenizedTexts, embed_texts
+from hyperscene.transforms.vectorize import TokenizedTexts, counting_tokenizer, embed_texts
 
 
 # (settings, model) of the last model a handler loaded in this process: one, so that a process
@@ -38,9 +38,10 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
 
     An example is a sequence of texts (a bucket of units here; ``beam.BatchElements`` makes them
     from a PCollection of strings), and its inference is a float32 matrix with one row per text.
-    Each example is encoded in its own ``encode`` call, which sorts the texts by length and runs
-    them ``batch_size`` at a time: little padding, and a text's vector depends only on the example
-    it came in, never on what else RunInference put into the same call.
+    Each example is embedded on its own (:func:`~hyperscene.transforms.vectorize.embed_texts`:
+    ``batch_size`` texts at a time, in order of their token counts): little padding, and a text's
+    vector depends only on the example it came in, never on what else RunInference put into the
+    same call.
 
     Args:
       model_folder: a local model folder (see :mod:`hyperscene.transforms.models`).
@@ -67,7 +68,9 @@ class SentenceTransformerModelHandler(ModelHandler[Sequence[str], PredictionResu
         with _loading:
             if not _loaded or _loaded[0][0] != settings:
                 with stage_timer("load model", 1):  # its items: how many times a worker process loaded it
-                    _loaded[:] = [(settings, load_embedder(self._folder, self._embedder, self._device, precision=self._precision))]
+                    model = load_embedder(self._folder, self._embedder, self._device, precision=self._precision)
+                    counting_tokenizer(model)  # now, before threads share the model
+                    _loaded[:] = [(settings, model)]
             return _loaded[0][1]
 
     def run_inference(self, batch: Sequence[Sequence[str]], model, inference_args: Optional[dict[str, Any]] = None):

@@ -5,6 +5,8 @@ all run it."""
 from __future__ import annotations
 
 import itertools
+import threading
+import weakref
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +24,7 @@ def embed_texts(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.nd
     with reusing_freed_memory():
         if table is not None and table.embedding.weight.device.type == "cpu" and not kwargs:
             vectors = static_vectors(table, texts)
-        elif table is None and len(texts) and getattr(model, "tokenizer", None) is not None:
+        elif table is None and len(texts) and counting_tokenizer(model) is not None:
             vectors = encode_by_tokens(model, texts, batch_size, **kwargs)
         else:
             vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -46,11 +48,11 @@ def encode_by_tokens(model, texts: Sequence[str], batch_size: int, **kwargs) -> 
     example it came in.
     """
     texts = list(texts)
-    ids = model.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
-                          return_token_type_ids=False, verbose=False)["input_ids"]
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    if model.max_seq_length:
-        np.minimum(lengths, model.max_seq_length, out=lengths)  # past it, encode truncates: all the same length
+    encodings = counting_tokenizer(model).encode_batch_fast(texts, add_special_tokens=True)
+    lengths = np.fromiter(map(len, encodings), np.int64, len(texts))
+    limit = model.max_seq_length
+    if limit and limit < np.iinfo(np.int64).max:  # a tokenizer without a limit says 1e30
+        np.minimum(lengths, int(limit), out=lengths)  # past it, encode truncates: all the same length
     order = np.argsort(-lengths, kind="stable")
     vectors = None
     for start in range(0, len(order), batch_size):
@@ -61,6 +63,34 @@ def encode_by_tokens(model, texts: Sequence[str], batch_size: int, **kwargs) -> 
             vectors = np.empty((len(texts), batch.shape[1]), batch.dtype)
         vectors[rows] = batch
     return vectors
+
+
+_counting: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_counting_lock = threading.Lock()
+
+
+def counting_tokenizer(model):
+    """A copy of a transformer's fast tokenizer that counts without truncation or padding, or None
+    where the model has none (a slow tokenizer, a static table): made once per model.
+
+    A copy, because calling the model's own tokenizer with other settings than ``encode``'s would
+    reconfigure what every thread sharing the model tokenizes with (RunInference shares one model
+    per process), and a tokenizer reconfigured while another thread encodes raises or truncates
+    wrongly. The embed handler makes it when it loads the model, before any thread encodes.
+    """
+    backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        return None
+    with _counting_lock:
+        tokenizer = _counting.get(model)
+        if tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(backend.to_str())
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _counting[model] = tokenizer
+        return tokenizer
 
 
 def static_table(model):
