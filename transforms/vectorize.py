@@ -19,16 +19,17 @@ def embed_texts(model, texts: Sequence[str], batch_size: int, **kwargs) -> np.nd
     """Unit-length float32 vectors of ``texts``: what compress, refresh and encode all embed with.
     A transformer runs batches of texts of about the same token count (:func:`encode_by_tokens`); a
     static model on the CPU is its own look-up (:func:`static_vectors`), the same vectors as ``encode``.
-    Either way glibc keeps the buffers it frees meanwhile for reuse (:mod:`~hyperscene.transforms.heap`)."""
+    While a transformer runs, glibc keeps the buffers it frees for reuse (:mod:`~hyperscene.transforms.heap`)."""
     table = static_table(model)
-    with reusing_freed_memory():
-        if table is not None and table.embedding.weight.device.type == "cpu" and not kwargs:
-            vectors = static_vectors(table, texts)
-        elif table is None and len(texts) and counting_tokenizer(model) is not None:
-            vectors = encode_by_tokens(model, texts, batch_size, **kwargs)
-        else:
-            vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False, **kwargs)
+    if table is not None and table.embedding.weight.device.type == "cpu" and not kwargs:
+        vectors = static_vectors(table, texts)  # a few large buffers: nothing to reuse
+    else:
+        with reusing_freed_memory():
+            if table is None and len(texts) and counting_tokenizer(model) is not None:
+                vectors = encode_by_tokens(model, texts, batch_size, **kwargs)
+            else:
+                vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False, **kwargs)
     vectors = vectors.astype("float32", copy=False)
     # A static model has no vector for a text none of whose tokens it knows (a lone BOM, NULs, a
     # zero-width space): normalising its empty mean can give NaN (its float16 table's epsilon is
