@@ -8,8 +8,8 @@ The slice is whole files in name order until the token count (bundled MiniLM tok
 Prints per-stage seconds (time inside each stage's own work, summed over workers), items/s and peak
 memory; the total wall time and peak resident memory of compress; and the embedding floor: the time
 to embed the same distinct units with the same embedder and the embed stage's own function outside
-Beam, all in one call, in the same run, with the ratio total/floor. With --distil, also what the distilled text export keeps and drops
-(benchmarks/distilled_share.py).
+Beam, all in one call, in the same run, with the ratio total/floor. With --distil, also what the
+distilled text export keeps and drops (benchmarks/distilled_share.py).
 """
 
 from __future__ import annotations

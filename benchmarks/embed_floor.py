@@ -12,7 +12,8 @@ TEXTS is a store (its latest version's units table) or a Parquet file with a ``t
 but not the rest of the pipeline (a lent GPU). Each setting is timed ``--repeats`` times after a
 warm-up and the median is reported. ``--orders``: ``tokens`` embeds as the pipeline does
 (``vectorize.embed_texts``: batches of like token counts), ``characters`` with sentence-transformers' own
-``encode`` (batches of like character counts). With two precisions, the vectors of each are compared (cosine,
+``encode`` (batches of like character counts); each row also says how many positions the model
+computes per real token in its batches (padding included). With two precisions, the vectors of each are compared (cosine,
 row by row) to say what half precision costs in fidelity; ``--reference`` compares the rows that ``--limit`` picked
 with vectors saved elsewhere (float32 on a CPU, say) by ``--save-vectors`` with ``--limit``.
 """
@@ -52,6 +53,27 @@ def embedding(model, order: str, batch_size: int):
                 return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
         return encode
     raise SystemExit(f"--orders: unknown order {order!r} (tokens, characters)")
+
+
+def positions_per_token(model, texts: list[str], order: str, batch_size: int) -> float | None:
+    """Positions a transformer computes per real token in ``order``'s batches (1.0: no padding), as
+    sentence-transformers orders them for ``characters`` (by length, longest first); None without a
+    fast tokenizer."""
+    from hyperscene.transforms.vectorize import counting_tokenizer
+
+    tokenizer = counting_tokenizer(model)
+    if tokenizer is None or not texts:
+        return None
+    tokens = np.array([len(e) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=True)])
+    if model.max_seq_length and model.max_seq_length < np.iinfo(np.int64).max:
+        tokens = np.minimum(tokens, int(model.max_seq_length))
+    if order == "tokens":
+        ordered = tokens[np.argsort(-tokens, kind="stable")]
+    else:
+        ordered = tokens[np.argsort([-len(t) for t in texts])]
+    padded = sum(int(ordered[i : i + batch_size].max()) * len(ordered[i : i + batch_size])
+                 for i in range(0, len(ordered), batch_size))
+    return padded / int(tokens.sum())
 
 
 def main() -> None:
@@ -110,15 +132,18 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             vectors.setdefault(precision, out.astype(np.float32, copy=False))
             seconds = statistics.median(times)
+            positions = positions_per_token(model, texts, order, batch_size)
             row = {"precision": precision, "batch_size": batch_size, "order": order, "seconds": round(seconds, 2),
-                   "units_per_s": round(len(texts) / seconds), "repeats": [round(t, 2) for t in times]}
+                   "units_per_s": round(len(texts) / seconds), "repeats": [round(t, 2) for t in times],
+                   "positions_per_token": round(positions, 3) if positions else None}
             rows.append(row)
             print(json.dumps(row), flush=True)
         del model
 
-    print(f"\n{'precision':<10}{'batch':>7}{'order':>12}{'seconds':>9}{'units/s':>10}")
+    print(f"\n{'precision':<10}{'batch':>7}{'order':>12}{'seconds':>9}{'units/s':>10}{'positions/token':>17}")
     for r in rows:
-        print(f"{r['precision']:<10}{r['batch_size']:>7}{r['order']:>12}{r['seconds']:>9.2f}{r['units_per_s']:>10,}")
+        print(f"{r['precision']:<10}{r['batch_size']:>7}{r['order']:>12}{r['seconds']:>9.2f}{r['units_per_s']:>10,}"
+              f"{r['positions_per_token'] or '':>17}")
     if args.save_vectors:
         np.save(args.save_vectors, next(iter(vectors.values())))
     pairs = []
