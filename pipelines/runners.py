@@ -104,16 +104,25 @@ def cluster_for(options):
 
 def finish(result) -> dict | None:
     """After a run has finished: stage timings from its workers where the runner has no metrics
-    (None where it has), and the client a Dask run opened closed."""
+    (None where it has)."""
     client = getattr(result, "client", None)
     if client is None:
         return None
     from hyperscene.transforms.progress import report_of_totals, take_process_totals
 
+    return report_of_totals(list(client.run(take_process_totals).values()))
+
+
+@contextmanager
+def closing(result):
+    """The client a Dask run opened, closed when the block ends, whether the run succeeded or not
+    (left open, it holds its connection to a scheduler that outlives the run)."""
     try:
-        return report_of_totals(list(client.run(take_process_totals).values()))
+        yield result
     finally:
-        client.close()
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
 
 
 def _log_progress() -> None:
@@ -144,15 +153,24 @@ def _dask_runner_class():
         """
 
         def run_pipeline(self, pipeline, options):
-            import dask.bag as db
             import dask.distributed as ddist
-            from apache_beam.runners.dask.dask_runner import DaskOptions, DaskRunnerResult
-            from apache_beam.runners.dask.overrides import dask_overrides
+            from apache_beam.runners.dask.dask_runner import DaskOptions
 
             dask_options = options.view_as(DaskOptions).get_all_options(drop_default=True, current_only=True)
             bag_kwargs = DaskOptions._extract_bag_kwargs(dask_options)
             lazy_side_inputs = dask_options.pop("lazy_side_inputs", False)
             client = ddist.Client(**dask_options)
+            try:
+                return self._submit(pipeline, client, bag_kwargs, lazy_side_inputs)
+            except BaseException:
+                client.close()  # no result will carry it to be closed
+                raise
+
+        def _submit(self, pipeline, client, bag_kwargs, lazy_side_inputs):
+            import dask.bag as db
+            from apache_beam.runners.dask.dask_runner import DaskRunnerResult
+            from apache_beam.runners.dask.overrides import dask_overrides
+
             # Progress lines are logged on the workers, where nothing shows them: sent to this process.
             client.run(_log_progress)
             client.forward_logging("hyperscene", level=logging.INFO)
