@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from hyperscene.schemas.unit_bucket import UnitBucket
-from hyperscene.transforms.codebook import SmallestIds, assign, default_codebook_size, train_codebook
+from hyperscene.transforms.codebook import NearestCentroid, SmallestIds, assign, default_codebook_size, train_codebook
 from hyperscene.transforms.dedup import BUCKET_INPUT_BYTES, ExactDedup, bucket_count, dedup_bucket, split_by_bucket
 from hyperscene.transforms.unit_ids import bucket_of, unit_hex, unit_id, upgrade_ids
 from hyperscene.transforms.embed import VectorValues, spill_vectors
@@ -94,6 +94,46 @@ def test_codebook_sample_is_the_smallest_ids_whatever_the_bucket_order(spill, tm
 def _unit_vectors(n, d, seed):
     v = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _near_ties(n, d, seed):
+    """Rows each with two centroids of equal score in exact arithmetic (one the other's mirror
+    image across the row), which float32 kernels may order either way, and unrelated centroids."""
+    rng = np.random.default_rng(seed)
+    rows, centroids = _unit_vectors(n, d, seed), []
+    for x in rows:
+        c = _unit_vectors(1, d, int(rng.integers(1 << 30)))[0]
+        c = 0.7 * x + 0.3 * c
+        c /= np.linalg.norm(c)
+        centroids += [c, 2 * (x @ c) * x - c]
+    return rows, np.concatenate([np.array(centroids, np.float32), _unit_vectors(200, d, seed + 1)])
+
+
+def test_a_rows_code_does_not_depend_on_the_rows_searched_with_it():
+    """Near ties are where FAISS's kernels for few and for many rows disagree: a scene coded alone
+    and in a group, or a text encoded alone and in its bucket, must get one code."""
+    rows, centroids = _near_ties(300, 256, 0)  # at 256 dimensions FAISS 1.15 splits about a third of them
+    coder = NearestCentroid(centroids)
+    together, _ = coder(np.concatenate([rows, _unit_vectors(700, 256, 5)]))
+    alone = np.concatenate([coder(rows[i : i + 1])[0] for i in range(len(rows))])
+    assert np.array_equal(together[: len(rows)], alone)
+    exact = np.argmax(rows.astype(np.float64) @ centroids.astype(np.float64).T, axis=1)
+    assert np.array_equal(alone, exact)
+
+
+def test_many_small_batches_are_coded_as_each_alone():
+    """The scenes of a group of short documents are searched together; each document's codes and
+    scores must be what it gets alone."""
+    rows, centroids = _near_ties(100, 256, 2)
+    coder = NearestCentroid(centroids)
+    sizes = [1, 2, 1, 0, 3, 30, 1, 19, 18, 1] * 40
+    points = np.concatenate([rows, _unit_vectors(sum(sizes) - len(rows), 256, 1)])[np.random.default_rng(3).permutation(sum(sizes))]
+    batches = np.split(points, np.cumsum(sizes)[:-1])
+    together = coder.each_alone(batches)
+    assert len(together) == len(batches) and coder.each_alone([]) == []
+    for batch, (ids, scores) in zip(batches, together):
+        alone_ids, alone_scores = coder(batch)
+        assert np.array_equal(ids, alone_ids) and np.array_equal(scores, alone_scores)
 
 
 def test_default_codebook_size_scales_with_corpus():

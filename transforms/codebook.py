@@ -75,9 +75,23 @@ def as_stored(centroids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(centroids, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
+# Two centroids closer than this in score for a row are compared again in float64: far above
+# float32's error on a dot product of unit vectors of a few hundred dimensions (about 1e-6).
+TIE = 1e-5
+TIE_CANDIDATES = 4
+ROWS_PER_SEARCH = 65_536
+
+
 class NearestCentroid:
     """Nearest centroid by cosine, the FAISS index built once: for many small batches against one
-    codebook (the scenes of thousands of short documents). Called with vectors: (ids, scores)."""
+    codebook (the scenes of thousands of short documents). Called with vectors: (ids, scores).
+
+    A row's code does not depend on the rows searched with it. FAISS computes scores by one kernel
+    for a few rows and by matrix products for many, which round differently: a near tie could go
+    one way for a scene coded alone and the other in a group, or for a text in a request to
+    ``hyperscene encode`` and in the bucket it was compressed in. Every centroid within ``TIE`` of
+    the best is scored again in float64 (exact products of float32 values), the lowest code
+    winning an exact tie."""
 
     def __init__(self, centroids: np.ndarray):
         faiss = load_faiss()
@@ -88,11 +102,36 @@ class NearestCentroid:
 
     def __call__(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        _, ids = self._index.search(vectors, 1)
-        ids = ids[:, 0].astype(np.int32)
-        # FAISS's batched GEMM rounds differently with batch shape; a row-wise dot product does not.
+        k = min(TIE_CANDIDATES, len(self.centroids))
+        scores, candidates = self._index.search(vectors, k)
+        ids = candidates[:, 0].astype(np.int32)
+        if k > 1:
+            for row in np.flatnonzero(scores[:, 0] - scores[:, 1] < TIE):
+                ids[row] = self._settle(vectors[row], candidates[row], scores[row])
+        # a row-wise dot product rounds the same whatever the batch
         scores = np.einsum("ij,ij->i", vectors, self.centroids[ids]).astype(np.float32)
         return ids, scores
+
+    def _settle(self, vector: np.ndarray, candidates: np.ndarray, scores: np.ndarray) -> int:
+        """A near tie: the code of the best score in float64 among every centroid within ``TIE``."""
+        if scores[-1] >= scores[0] - TIE:  # more candidates than searched: all of them
+            near = np.arange(len(self.centroids))
+        else:
+            near = np.sort(candidates[scores >= scores[0] - TIE])
+        exact = self.centroids[near].astype(np.float64) @ vector.astype(np.float64)
+        return int(near[int(np.argmax(exact))])  # the first of equal maxima: the lowest code
+
+    def each_alone(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """What calling with each of ``batches`` gives, in as few searches as the rows allow: for
+        the scenes of thousands of short documents, one or two rows each, a call apiece costs about
+        ten times the search itself."""
+        if not batches:
+            return []
+        ends = np.cumsum([len(b) for b in batches])
+        rows = np.concatenate(batches) if len(batches) > 1 else batches[0]
+        coded = [self(rows[i : i + ROWS_PER_SEARCH]) for i in range(0, max(len(rows), 1), ROWS_PER_SEARCH)]
+        ids, scores = np.concatenate([c[0] for c in coded]), np.concatenate([c[1] for c in coded])
+        return [(ids[end - len(b) : end], scores[end - len(b) : end]) for b, end in zip(batches, ends)]
 
 
 def assign(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

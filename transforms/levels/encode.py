@@ -207,19 +207,38 @@ def encode_group(group: DocumentGroup, codebooks: dict):
     once per level), into one scenes table and one occurrences table:
     (scenes, occurrences with ``semantic_id``, [(level, code, scene_id, score)])."""
     coders = nearest_coders(codebooks)
+    docs = list(group.documents())
+    coded = group_codes([doc.levels for doc in docs], coders)
     rows, members = SceneRows(), []
-    matrices = [_encode_levels(doc.doc_id, doc.occurrences, doc.levels, coders, rows, members) for doc in group.documents()]
+    matrices = [_encode_levels(doc.doc_id, doc.occurrences, doc.levels, coders, rows, members, codes)
+                for doc, codes in zip(docs, coded)]
     return rows.table(), group.occurrences.append_column("semantic_id", semantic_id_column(matrices)), members
 
 
-def _encode_levels(doc_id: str, occurrences: pa.Table, levels: list[Level], coders: dict, rows: SceneRows, members: list) -> np.ndarray:
-    """One whole document's scenes coded into ``rows`` and ``members``; returns its semantic ids,
-    one row per occurrence (root code first, hyperword last)."""
+def group_codes(levels_of_documents: list[list[Level]], coders: dict) -> list[dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Each document's scene codes and scores by level, as it gets them alone, searched level by
+    level for the whole group (:meth:`NearestCentroid.each_alone`)."""
+    coded: list[dict] = [{} for _ in levels_of_documents]
+    by_level: dict[int, list[tuple[int, Level]]] = {}
+    for d, levels in enumerate(levels_of_documents):
+        for lv in levels:
+            by_level.setdefault(lv.level, []).append((d, lv))
+    for level, held in by_level.items():
+        for (d, _), result in zip(held, coders[level].each_alone([as_stored(lv.centroids) for _, lv in held])):
+            coded[d][level] = result
+    return coded
+
+
+def _encode_levels(doc_id: str, occurrences: pa.Table, levels: list[Level], coders: dict, rows: SceneRows, members: list,
+                   coded: dict | None = None) -> np.ndarray:
+    """One whole document's scenes coded into ``rows`` and ``members`` (``coded``: its codes and
+    scores by level, where already searched); returns its semantic ids, one row per occurrence
+    (root code first, hyperword last)."""
     hyperwords = occurrences.column("hyperword").to_numpy()
     codes: dict[int, np.ndarray] = {0: hyperwords}
     scores: dict[int, np.ndarray] = {}
     for lv in levels:
-        codes[lv.level], scores[lv.level] = coders[lv.level](as_stored(lv.centroids))
+        codes[lv.level], scores[lv.level] = coded[lv.level] if coded is not None else coders[lv.level](as_stored(lv.centroids))
     for k, lv in enumerate(levels):
         ends = lv.lasts + 1 if k == 0 else lv.ends(len(levels[k - 1]))
         parents = parents_above(levels[k + 1] if k + 1 < len(levels) else None, 0, len(lv))
