@@ -3,9 +3,13 @@
     python benchmarks/many_documents.py --docs 2000,20000,100000          # static embedder, DirectRunner
     python benchmarks/many_documents.py --docs 20000 -- --runner DaskRunner --workers 2
     python benchmarks/many_documents.py --docs 100000 --joined 100   # and the same text as 100 documents
+    python benchmarks/many_documents.py --docs 100000,1000000 --records clauses
 
 The documents are the sentences of en-gutenberg's files in name order, grouped one to three to a
-record (ids d0000000, ...), so they are short (about 100 to 300 bytes) and real. Each size is
+record (ids d0000000, ...), so they are short (about 100 to 300 bytes) and real. With ``--records
+clauses`` each record is one clause-sized piece instead, the text up to the next ``, ; : . ! ?``
+(about 45 bytes): en-gutenberg holds about 1,047,000 of them, enough for a million records without
+repeating any text, where it holds only about 163,000 of the sentence records. Each size is
 compressed in a fresh process with ``--embedder static`` (flags after ``--`` are added). Prints per
 size: wall seconds of compress, the stages' own seconds (summed over workers), the rest per
 document in milliseconds, and the peak resident memory of the process tree (launcher and workers).
@@ -32,18 +36,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "en-gutenberg"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+CLAUSE_END = re.compile(r"(?<=[.!?,;:])\s+")
 
 
-def write_documents(corpus: Path, n: int, path: Path) -> int:
-    """``n`` JSONL records of one to three consecutive sentences; returns their text bytes."""
+def write_documents(corpus: Path, n: int, path: Path, records: str = "sentences") -> int:
+    """``n`` JSONL records of one to three consecutive sentences (or of one clause each); returns
+    their text bytes."""
+    split, shortest = (SENTENCE_END, 21) if records == "sentences" else (CLAUSE_END, 1)
     written, total = 0, 0
     with open(path, "w", encoding="utf-8") as out:
         for f in sorted(corpus.glob("*.txt")):
-            sentences = [" ".join(s.split()) for s in SENTENCE_END.split(f.read_text(encoding="utf-8"))]
-            sentences = [s for s in sentences if len(s) > 20]
+            sentences = [" ".join(s.split()) for s in split.split(f.read_text(encoding="utf-8"))]
+            sentences = [s for s in sentences if len(s) >= shortest]
             i = 0
             while i < len(sentences) and written < n:
-                take = 1 + written % 3
+                take = 1 + written % 3 if records == "sentences" else 1
                 text = " ".join(sentences[i : i + take])
                 out.write(json.dumps({"id": f"d{written:07d}", "text": text}, ensure_ascii=False) + "\n")
                 total += len(text.encode("utf-8"))
@@ -98,6 +105,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", default="2000,20000", help="document counts, comma-separated (default: 2000,20000)")
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--records", choices=("sentences", "clauses"), default="sentences",
+                   help="what a record holds: one to three sentences (default) or one clause")
     p.add_argument("--joined", type=int, help="also compress the same text joined into this many documents")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args, extra = p.parse_known_args(argv)
@@ -108,7 +117,7 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory(prefix="hyperscene-many-") as tmp:
             docs = Path(tmp) / "many" / "docs.jsonl"
             docs.parent.mkdir()
-            size = write_documents(args.corpus, n, docs)
+            size = write_documents(args.corpus, n, docs, args.records)
             r = compress_once(docs, Path(tmp) / "store", extra)
             row = _row(n, size, r)
             if args.joined:
