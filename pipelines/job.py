@@ -293,7 +293,7 @@ def write_version(store: str, version: int, build: Callable, beam_args, needed: 
         with runners.cluster_for(options):
             p = beam.Pipeline(runner=cliutil.create_runner(options), options=options)
             build(p, path, scratch)
-            with runners.closing(p.run()) as result:
+            with runners.closing_client(p.run()) as result:
                 result.wait_until_finish()
                 stages = log_stages(result)
     return StoreVersion(store, version).manifest, stages

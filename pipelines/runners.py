@@ -114,15 +114,23 @@ def finish(result) -> dict | None:
 
 
 @contextmanager
-def closing(result):
+def closing_client(result):
     """The client a Dask run opened, closed when the block ends, whether the run succeeded or not
     (left open, it holds its connection to a scheduler that outlives the run)."""
     try:
         yield result
     finally:
-        client = getattr(result, "client", None)
-        if client is not None:
-            client.close()
+        close_client(getattr(result, "client", None))
+
+
+def close_client(client) -> None:
+    """Close a Dask client; a failure to close is logged, never raised over the run's own error."""
+    if client is None:
+        return
+    try:
+        client.close()
+    except Exception as e:  # the scheduler may be what failed
+        logger.warning("could not close the Dask client: %s", e)
 
 
 def _log_progress() -> None:
@@ -163,7 +171,7 @@ def _dask_runner_class():
             try:
                 return self._submit(pipeline, client, bag_kwargs, lazy_side_inputs)
             except BaseException:
-                client.close()  # no result will carry it to be closed
+                close_client(client)  # no result will carry it to be closed
                 raise
 
         def _submit(self, pipeline, client, bag_kwargs, lazy_side_inputs):

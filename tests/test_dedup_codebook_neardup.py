@@ -136,6 +136,21 @@ def test_many_small_batches_are_coded_as_each_alone():
         assert np.array_equal(ids, alone_ids) and np.array_equal(scores, alone_scores)
 
 
+def test_ties_of_many_centroids_small_codebooks_and_empty_input():
+    rows = _unit_vectors(50, 256, 7)
+    copies = np.repeat(_unit_vectors(1, 256, 8), 6, axis=0)  # six equal centroids, more than searched first
+    centroids = np.concatenate([_unit_vectors(10, 256, 9), copies, _unit_vectors(10, 256, 10)])
+    x = 0.9 * copies[0] + 0.1 * rows[0]
+    batch = np.concatenate([rows, (x / np.linalg.norm(x))[None], np.zeros((1, 256), np.float32)])
+    ids, _ = NearestCentroid(centroids)(batch)
+    assert ids[-2] == 10 and ids[-1] == 0  # the lowest of the equal codes; a zero vector scores 0 everywhere
+    assert np.array_equal(ids, np.concatenate([NearestCentroid(centroids)(batch[i : i + 1])[0] for i in range(len(batch))]))
+    one = NearestCentroid(centroids[:1])
+    assert one(rows)[0].tolist() == [0] * len(rows)
+    ids, scores = one(np.zeros((0, 256), np.float32))
+    assert ids.shape == (0,) and scores.shape == (0,)
+
+
 def test_default_codebook_size_scales_with_corpus():
     assert default_codebook_size(0) == 0
     assert default_codebook_size(3) == 3

@@ -75,23 +75,24 @@ def as_stored(centroids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(centroids, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-# Two centroids closer than this in score for a row are compared again in float64: far above
+# Two centroids closer than this in score for a row are compared again exactly: far above
 # float32's error on a dot product of unit vectors of a few hundred dimensions (about 1e-6).
 TIE = 1e-5
+# candidates searched first: one to code a row, the next to see whether it is a near tie, and a
+# few more so that a tie of three or four is settled without searching the row again
 TIE_CANDIDATES = 4
-ROWS_PER_SEARCH = 65_536
 
 
 class NearestCentroid:
     """Nearest centroid by cosine, the FAISS index built once: for many small batches against one
     codebook (the scenes of thousands of short documents). Called with vectors: (ids, scores).
 
-    A row's code does not depend on the rows searched with it. FAISS computes scores by one kernel
-    for a few rows and by matrix products for many, which round differently: a near tie could go
-    one way for a scene coded alone and the other in a group, or for a text in a request to
-    ``hyperscene encode`` and in the bucket it was compressed in. Every centroid within ``TIE`` of
-    the best is scored again in float64 (exact products of float32 values), the lowest code
-    winning an exact tie."""
+    A row's code does not depend on the rows searched with it, as long as FAISS's float32 scores
+    are within ``TIE / 2`` of the true ones. FAISS computes scores by one kernel for a few rows and
+    by matrix products for many, which round differently: a near tie could go one way for a scene
+    coded alone and the other in a group of short documents, or for a unit in one bucket and in
+    another corpus's. Every centroid within ``TIE`` of the best is scored again exactly (float64
+    products of float32 values, summed by ``math.fsum``), the lowest code winning an exact tie."""
 
     def __init__(self, centroids: np.ndarray):
         faiss = load_faiss()
@@ -102,35 +103,44 @@ class NearestCentroid:
 
     def __call__(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not len(vectors):
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
         k = min(TIE_CANDIDATES, len(self.centroids))
         scores, candidates = self._index.search(vectors, k)
         ids = candidates[:, 0].astype(np.int32)
         if k > 1:
             for row in np.flatnonzero(scores[:, 0] - scores[:, 1] < TIE):
-                ids[row] = self._settle(vectors[row], candidates[row], scores[row])
+                ids[row] = self._settle(vectors[row : row + 1], candidates[row], scores[row])
         # a row-wise dot product rounds the same whatever the batch
         scores = np.einsum("ij,ij->i", vectors, self.centroids[ids]).astype(np.float32)
         return ids, scores
 
     def _settle(self, vector: np.ndarray, candidates: np.ndarray, scores: np.ndarray) -> int:
-        """A near tie: the code of the best score in float64 among every centroid within ``TIE``."""
-        if scores[-1] >= scores[0] - TIE:  # more candidates than searched: all of them
-            near = np.arange(len(self.centroids))
-        else:
-            near = np.sort(candidates[scores >= scores[0] - TIE])
-        exact = self.centroids[near].astype(np.float64) @ vector.astype(np.float64)
+        """A near tie: the code of the exactly best score among every centroid within ``TIE``."""
+        row = vector[0].astype(np.float64)
+        if not row.any():
+            return 0  # every score is 0: the lowest code
+        k = len(candidates)
+        while scores[-1] >= scores[0] - TIE and k < len(self.centroids):  # more are within TIE: search wider
+            k = min(2 * k, len(self.centroids))
+            found, taken = self._index.search(vector, k)
+            scores, candidates = found[0], taken[0]
+        near = np.sort(candidates[scores >= scores[0] - TIE])
+        # float64 sums are off by about 1e-14 (by position in a BLAS call): exact sums settle the rest
+        close = self.centroids[near].astype(np.float64) @ row
+        near = near[close >= close.max() - 1e-12]
+        if len(near) == 1:
+            return int(near[0])
+        exact = [math.fsum(self.centroids[c].astype(np.float64) * row) for c in near]
         return int(near[int(np.argmax(exact))])  # the first of equal maxima: the lowest code
 
     def each_alone(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """What calling with each of ``batches`` gives, in as few searches as the rows allow: for
-        the scenes of thousands of short documents, one or two rows each, a call apiece costs about
-        ten times the search itself."""
+        """What calling with each of ``batches`` gives, in one search: for the scenes of thousands
+        of short documents, one or two rows each, a call apiece costs about ten times the search."""
         if not batches:
             return []
         ends = np.cumsum([len(b) for b in batches])
-        rows = np.concatenate(batches) if len(batches) > 1 else batches[0]
-        coded = [self(rows[i : i + ROWS_PER_SEARCH]) for i in range(0, max(len(rows), 1), ROWS_PER_SEARCH)]
-        ids, scores = np.concatenate([c[0] for c in coded]), np.concatenate([c[1] for c in coded])
+        ids, scores = self(np.concatenate(batches))
         return [(ids[end - len(b) : end], scores[end - len(b) : end]) for b, end in zip(batches, ends)]
 
 

@@ -203,8 +203,8 @@ def encode_document(doc: DocumentScenes, codebooks: dict):
 
 
 def encode_group(group: DocumentGroup, codebooks: dict):
-    """:func:`encode_document` for every document of a group, each coded alone (FAISS's index built
-    once per level), into one scenes table and one occurrences table:
+    """:func:`encode_document` for every document of a group, each coded as it would be alone (one
+    search per level for the whole group), into one scenes table and one occurrences table:
     (scenes, occurrences with ``semantic_id``, [(level, code, scene_id, score)])."""
     coders = nearest_coders(codebooks)
     docs = list(group.documents())
@@ -260,7 +260,7 @@ class WindowCodes:
     cuts: list[np.ndarray]  # starts of each level cut inside it
     offsets: list[int]  # index in the document of its first scene at each of those levels
     top_codes: np.ndarray  # codes and scores of its scenes at its top inside level, coded in the
-    top_scores: np.ndarray  # document pass with the whole level (FAISS rounds by batch shape)
+    top_scores: np.ndarray  # document pass with the whole level
     above: list[tuple]  # (level, index of the first, firsts, codes) of the scenes above the windows over it, root level first
     spans: list[tuple]  # the same scenes as scenes.gist_candidates takes them
 
