@@ -198,7 +198,8 @@ def encode_document(doc: DocumentScenes, codebooks: dict):
     Returns (scenes table, occurrences table with ``semantic_id``, [(level, code, scene_id, score)]).
     """
     rows, members = SceneRows(), []
-    matrix = _encode_levels(doc.doc_id, doc.occurrences, doc.levels, nearest_coders(codebooks), rows, members)
+    coded = group_codes([doc.levels], nearest_coders(codebooks))[0]
+    matrix = _encode_levels(doc.doc_id, doc.occurrences, doc.levels, coded, rows, members)
     return rows.table(), doc.occurrences.append_column("semantic_id", semantic_id_column([matrix])), members
 
 
@@ -210,8 +211,7 @@ def encode_group(group: DocumentGroup, codebooks: dict):
     docs = list(group.documents())
     coded = group_codes([doc.levels for doc in docs], coders)
     rows, members = SceneRows(), []
-    matrices = [_encode_levels(doc.doc_id, doc.occurrences, doc.levels, coders, rows, members, codes)
-                for doc, codes in zip(docs, coded)]
+    matrices = [_encode_levels(doc.doc_id, doc.occurrences, doc.levels, codes, rows, members) for doc, codes in zip(docs, coded)]
     return rows.table(), group.occurrences.append_column("semantic_id", semantic_id_column(matrices)), members
 
 
@@ -229,16 +229,16 @@ def group_codes(levels_of_documents: list[list[Level]], coders: dict) -> list[di
     return coded
 
 
-def _encode_levels(doc_id: str, occurrences: pa.Table, levels: list[Level], coders: dict, rows: SceneRows, members: list,
-                   coded: dict | None = None) -> np.ndarray:
-    """One whole document's scenes coded into ``rows`` and ``members`` (``coded``: its codes and
-    scores by level, where already searched); returns its semantic ids, one row per occurrence
-    (root code first, hyperword last)."""
+def _encode_levels(doc_id: str, occurrences: pa.Table, levels: list[Level], coded: dict, rows: SceneRows,
+                   members: list) -> np.ndarray:
+    """One whole document's scenes, their codes and scores by level searched (``coded``, from
+    :func:`group_codes`), into ``rows`` and ``members``; returns its semantic ids, one row per
+    occurrence (root code first, hyperword last)."""
     hyperwords = occurrences.column("hyperword").to_numpy()
     codes: dict[int, np.ndarray] = {0: hyperwords}
     scores: dict[int, np.ndarray] = {}
     for lv in levels:
-        codes[lv.level], scores[lv.level] = coded[lv.level] if coded is not None else coders[lv.level](as_stored(lv.centroids))
+        codes[lv.level], scores[lv.level] = coded[lv.level]
     for k, lv in enumerate(levels):
         ends = lv.lasts + 1 if k == 0 else lv.ends(len(levels[k - 1]))
         parents = parents_above(levels[k + 1] if k + 1 < len(levels) else None, 0, len(lv))
